@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_unet._sample_data import sample_paths
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def stack_path(tmp_path: Path, rng: np.random.Generator) -> Path:
+    """A 5-slice ImageJ stack with 0.5 um pixels and a 2 um Z step."""
+    path = tmp_path / "stack.tif"
+    data = rng.integers(0, 4000, (5, 40, 50), dtype=np.uint16)
+    tifffile.imwrite(
+        path, data, imagej=True, resolution=(2.0, 2.0), metadata={"axes": "ZYX", "spacing": 2.0, "unit": "um"}
+    )
+    return path
+
+
+@pytest.fixture
+def bad_files(tmp_path: Path, stack_path: Path) -> dict[str, Path]:
+    """The corpus of files a user may hand us that are not usable images, by name."""
+    files: dict[str, Path] = {}
+    files["not_tiff"] = tmp_path / "notes.tif"
+    files["not_tiff"].write_text("this is a lab notebook, not an image\n" * 20)
+    files["empty"] = tmp_path / "empty.tif"
+    files["empty"].write_bytes(b"")
+    compressed = tmp_path / "compressed.tif"
+    tifffile.imwrite(
+        compressed,
+        np.random.default_rng(1).integers(0, 60000, (4, 64, 64), dtype=np.uint16),
+        compression="zlib",
+        photometric="minisblack",
+    )
+    raw = compressed.read_bytes()
+    files["truncated"] = tmp_path / "truncated.tif"
+    files["truncated"].write_bytes(raw[: len(raw) // 2])
+    files["ragged"] = tmp_path / "ragged.tif"
+    tifffile.imwrite(files["ragged"], np.zeros((8, 8), np.uint8))
+    tifffile.imwrite(files["ragged"], np.zeros((9, 7), np.uint8), append=True)
+    files["complex"] = tmp_path / "complex.tif"
+    tifffile.imwrite(files["complex"], np.zeros((8, 8), np.complex64))
+    files["bool"] = tmp_path / "bool.tif"
+    tifffile.imwrite(files["bool"], np.zeros((8, 8), bool))
+    files["missing"] = tmp_path / "missing.tif"
+    files["directory"] = tmp_path / "folder.tif"
+    files["directory"].mkdir()
+    files["bad_png"] = tmp_path / "broken.png"
+    files["bad_png"].write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
+    return files
+
+
+#: The words each bad file's message must contain, so a user knows what is wrong.
+BAD_FILE_MESSAGES = {
+    "not_tiff": "not a valid TIFF",
+    "empty": "empty (0 bytes)",
+    "truncated": "truncated or corrupt",
+    "ragged": "differ in shape",
+    "complex": "complex64 is not supported",
+    "bool": "bool is not supported",
+    "missing": "no such file",
+    "directory": "is a folder",
+    "bad_png": "not a readable PNG",
+}
+
+
+@pytest.fixture
+def unreadable(tmp_path: Path, stack_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A file without read permission. Root reads everything, so there we make access() say no."""
+    path = tmp_path / "locked.tif"
+    path.write_bytes(stack_path.read_bytes())
+    path.chmod(0)
+    if os.geteuid() == 0:
+        real_access = os.access
+        monkeypatch.setattr(
+            os, "access", lambda p, mode, **kw: False if Path(p) == path else real_access(p, mode, **kw)
+        )
+    yield path
+    path.chmod(0o644)
+
+
+@pytest.fixture
+def sample_image_path() -> Path:
+    return sample_paths("misc")[0]
