@@ -1,0 +1,461 @@
+"""U-Net models as files: architectures, model cards, safe save/load and a registry.
+
+A model is a safetensors weights file whose header also holds the model card (JSON), with
+the same card beside it as ``<name>.json`` for people to read. Nothing here unpickles an
+untrusted file: ``.pt``/``.pth`` state dicts are read with ``torch.load(weights_only=True)``.
+
+torch is imported inside the functions that need it, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "ARCHITECTURES",
+    "ModelCard",
+    "ModelLoadError",
+    "build_model",
+    "default_model_name",
+    "list_models",
+    "load_model",
+    "save_model",
+    "user_model_dir",
+]
+
+SHIPPED_DIR = Path(__file__).parent / "models"
+ARCHITECTURES = ("unet", "resunet", "attention_unet", "unetpp")
+CARD_KEY = "napari_unet.card"
+DEFAULT_MODEL = "nuclei"
+
+
+class ModelLoadError(ValueError):
+    """A model cannot be loaded; the message names the file and says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is, what it expects and where it came from.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (file stem).
+    architecture : str
+        One of :data:`ARCHITECTURES`.
+    arch_args : dict
+        Keyword arguments of the architecture (e.g. ``features``).
+    in_channels : int
+        Image channels the network takes (1 = grayscale, 3 = RGB).
+    classes : tuple of str
+        Name of each output channel. With ``activation="softmax"`` the first is background.
+    activation : str
+        ``"sigmoid"`` (independent channels) or ``"softmax"`` (exclusive classes).
+    outputs : dict
+        What each output channel means, for counting (e.g. ``{"boundary": "..."}``).
+    normalisation : dict
+        How images are scaled before the network: ``{"kind": "percentile", "low": 1,
+        "high": 99.8}`` per slice, or ``{"kind": "none"}``.
+    tile, overlap, threshold
+        Recommended tile size (pixels), tile overlap (fraction) and mask threshold.
+    training, metrics : dict
+        Training data, settings and the figures measured on held-out data.
+    parent : str or None
+        The model this one was fine-tuned from.
+    """
+
+    name: str
+    architecture: str = "unet"
+    arch_args: dict = field(default_factory=dict)
+    in_channels: int = 1
+    classes: tuple[str, ...] = ("foreground",)
+    activation: str = "sigmoid"
+    outputs: dict = field(default_factory=dict)
+    normalisation: dict = field(default_factory=lambda: {"kind": "percentile", "low": 1.0, "high": 99.8})
+    tile: int = 256
+    overlap: float = 0.25
+    threshold: float = 0.5
+    description: str = ""
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    licence: str = ""
+    parent: str | None = None
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+    format_version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if not 1 <= int(self.in_channels) <= 4:
+            raise ValueError(f"in_channels must be 1 to 4, got {self.in_channels}")
+        if not self.classes:
+            raise ValueError("a model needs at least one output class")
+        if self.activation not in ("sigmoid", "softmax"):
+            raise ValueError(f"activation must be 'sigmoid' or 'softmax', got {self.activation!r}")
+        if self.activation == "softmax" and len(self.classes) < 2:
+            raise ValueError("a softmax model needs at least two classes (background first)")
+        if not 0 <= float(self.overlap) < 1:
+            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        object.__setattr__(self, "classes", tuple(self.classes))
+        for name in ("arch_args", "outputs", "normalisation", "training", "metrics"):  # as JSON will give them back
+            object.__setattr__(self, name, json.loads(json.dumps(getattr(self, name))))
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.classes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelCard:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def replace(self, **changes: Any) -> ModelCard:
+        return dataclasses.replace(self, **changes)
+
+    def summary(self) -> str:
+        """A few lines for a tooltip or ``--help``: what the model does and how well."""
+        lines = [f"{self.name}: {self.architecture}, {self.in_channels} in -> {', '.join(self.classes)}"]
+        if self.description:
+            lines.append(self.description)
+        if self.metrics:
+            lines.append(
+                "metrics: "
+                + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.metrics.items())
+            )
+        if self.parent:
+            lines.append(f"fine-tuned from {self.parent}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- architectures
+
+
+def _classic_unet_class() -> type:
+    import torch
+    from torch import nn
+
+    class DoubleConv(nn.Sequential):
+        def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+            layers: list[nn.Module] = [
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
+            if dropout:
+                layers.append(nn.Dropout2d(dropout))
+            super().__init__(*layers)
+
+    class UNet(nn.Module):
+        """The classic U-Net: double 3x3 conv + BatchNorm + ReLU, max-pool down, skips concatenated.
+
+        ``features`` sets the width of each level (its length - 1 = number of poolings);
+        ``upsample`` is ``"transpose"`` (2x2 transposed conv) or ``"bilinear"`` (+ 1x1 conv).
+        """
+
+        def __init__(
+            self,
+            in_channels: int = 1,
+            out_channels: int = 1,
+            features: tuple[int, ...] = (32, 64, 128, 256, 512),
+            upsample: str = "transpose",
+            dropout: float = 0.0,
+        ) -> None:
+            super().__init__()
+            if upsample not in ("transpose", "bilinear"):
+                raise ValueError(f"upsample must be 'transpose' or 'bilinear', got {upsample!r}")
+            features = tuple(int(f) for f in features)
+            self.down = nn.ModuleList()
+            cin = in_channels
+            for i, f in enumerate(features):
+                self.down.append(DoubleConv(cin, f, dropout if i == len(features) - 1 else 0.0))
+                cin = f
+            self.up = nn.ModuleList()
+            self.dec = nn.ModuleList()
+            for f_low, f in zip(features[::-1][:-1], features[::-1][1:]):
+                if upsample == "transpose":
+                    self.up.append(nn.ConvTranspose2d(f_low, f, 2, stride=2))
+                else:
+                    self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(f_low, f, 1)))
+                self.dec.append(DoubleConv(2 * f, f))
+            self.head = nn.Conv2d(features[0], out_channels, 1)
+            self.pool = nn.MaxPool2d(2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            skips = []
+            for i, block in enumerate(self.down):
+                x = block(x if i == 0 else self.pool(x))
+                skips.append(x)
+            skips.pop()
+            for up, dec in zip(self.up, self.dec):
+                x = dec(torch.cat([up(x), skips.pop()], dim=1))
+            return self.head(x)
+
+    return UNet
+
+
+def build_model(card: ModelCard) -> torch.nn.Module:
+    """A freshly initialised network for a card, with ``.card`` and ``.size_divisor`` set.
+
+    ``unet`` is the classic U-Net (written here so it can be fused and compiled);
+    ``resunet`` (MONAI ``UNet`` with residual units), ``attention_unet`` (MONAI
+    ``AttentionUnet``) and ``unetpp`` (MONAI ``BasicUNetPlusPlus``) come from MONAI.
+    """
+    args = dict(card.arch_args)
+    cin, cout = int(card.in_channels), card.out_channels
+    if card.architecture == "unet":
+        features = tuple(args.pop("features", (32, 64, 128, 256, 512)))
+        net = _classic_unet_class()(cin, cout, features=features, **args)
+        divisor = 2 ** (len(features) - 1)
+    elif card.architecture == "resunet":
+        from monai.networks.nets import UNet as MonaiUNet
+
+        channels = tuple(args.pop("channels", (16, 32, 64, 128, 256)))
+        strides = tuple(args.pop("strides", (2,) * (len(channels) - 1)))
+        net = MonaiUNet(
+            2,
+            cin,
+            cout,
+            channels=channels,
+            strides=strides,
+            num_res_units=args.pop("num_res_units", 2),
+            norm="batch",
+            **args,
+        )
+        divisor = 2 ** len(strides)
+    elif card.architecture == "attention_unet":
+        from monai.networks.nets import AttentionUnet
+
+        channels = tuple(args.pop("channels", (16, 32, 64, 128, 256)))
+        strides = tuple(args.pop("strides", (2,) * (len(channels) - 1)))
+        net = AttentionUnet(2, cin, cout, channels=channels, strides=strides, **args)
+        divisor = 2 ** len(strides)
+    else:  # unetpp
+        from monai.networks.nets import BasicUNetPlusPlus
+
+        features = tuple(args.pop("features", (32, 32, 64, 128, 256, 32)))
+        inner = BasicUNetPlusPlus(2, cin, cout, features=features, **args)
+        net = _FirstOutput(inner)
+        divisor = 16
+    net.card = card
+    net.size_divisor = divisor
+    return net.eval()
+
+
+def _FirstOutput(inner: Any) -> Any:
+    """UNet++ returns a list of (deep-supervision) outputs; keep the final one."""
+    from torch import nn
+
+    class FirstOutput(nn.Module):
+        def __init__(self, module: nn.Module) -> None:
+            super().__init__()
+            self.net = module
+
+        def forward(self, x: Any) -> Any:
+            return self.net(x)[0]
+
+    return FirstOutput(inner)
+
+
+def fuse_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold every BatchNorm that directly follows a Conv2d into the conv (eval mode only).
+
+    Returns the same module, changed in place: the output is identical up to float
+    rounding, and each fused block runs one op instead of two.
+    """
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    if model.training:
+        raise ValueError("fuse_batchnorm needs a model in eval mode; call model.eval() first")
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module.named_children())
+        for (name_a, a), (name_b, b) in zip(children, children[1:]):
+            if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d) and b.track_running_stats:
+                setattr(module, name_a, fuse_conv_bn_eval(a, b))
+                setattr(module, name_b, nn.Identity())
+    return model
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _atomic(path: Path, write: Any) -> None:
+    from napari_unet.io import _atomic_write
+
+    _atomic_write(path, write)
+
+
+def save_model(model: torch.nn.Module, path: str | os.PathLike, card: ModelCard | None = None) -> Path:
+    """Write ``<path>.safetensors`` (weights + card in its header) and ``<path>.json``.
+
+    Both files are written atomically: if the disk fills up half-way, the previous model
+    of that name stays intact.
+    """
+    from safetensors.torch import save_file
+
+    card = card or model.card
+    path = Path(path)
+    if path.suffix in (".safetensors", ".json"):
+        path = path.with_suffix("")
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"{folder}: no permission to write the model here; choose another folder.")
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    weights = path.with_suffix(".safetensors")
+    _atomic(weights, lambda tmp: save_file(state, tmp, metadata={CARD_KEY: card.to_json()}))
+    _atomic(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(card.to_json() + "\n"))
+    return weights
+
+
+def user_model_dir() -> Path:
+    """The per-user folder for fine-tuned models (``NAPARI_UNET_MODELS`` overrides it)."""
+    if os.environ.get("NAPARI_UNET_MODELS"):
+        return Path(os.environ["NAPARI_UNET_MODELS"])
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("napari-unet", appauthor=False)) / "models"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: Path
+    source: str  # "shipped" or "user"
+    card: ModelCard | None
+
+
+def list_models() -> list[ModelEntry]:
+    """Shipped models first, then the user's, each by name (a user model may not shadow a shipped one)."""
+    entries: list[ModelEntry] = []
+    seen: set[str] = set()
+    for source, folder in (("shipped", SHIPPED_DIR), ("user", user_model_dir())):
+        if not folder.is_dir():
+            continue
+        for weights in sorted(folder.glob("*.safetensors")):
+            if weights.stem in seen:
+                continue
+            try:
+                card = read_card(weights)
+            except ModelLoadError:
+                card = None
+            entries.append(ModelEntry(weights.stem, weights, source, card))
+            seen.add(weights.stem)
+    return entries
+
+
+def default_model_name() -> str:
+    return DEFAULT_MODEL
+
+
+def read_card(path: str | os.PathLike) -> ModelCard:
+    """The card of a model file: the JSON beside it, else the one in the safetensors header."""
+    path = Path(path)
+    beside = path.with_suffix(".json")
+    try:
+        if beside.is_file():
+            return ModelCard.from_dict(json.loads(beside.read_text()))
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            if CARD_KEY in meta:
+                return ModelCard.from_dict(json.loads(meta[CARD_KEY]))
+    except (ValueError, TypeError, json.JSONDecodeError, OSError) as exc:
+        raise ModelLoadError(f"{path}: its model card cannot be read ({exc}).") from exc
+    except Exception as exc:  # safetensors raises its own error type on a corrupt header
+        raise ModelLoadError(f"{path}: not a valid safetensors file ({exc}); it may be truncated or corrupt.") from exc
+    raise ModelLoadError(
+        f"{path}: no model card found; put a {beside.name} beside it (see any model in {SHIPPED_DIR})."
+    )
+
+
+def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
+    """A registered name or a file path -> the weights file. Unknown names list the known ones."""
+    text = str(name_or_path)
+    candidate = Path(text)
+    if candidate.suffix in (".safetensors", ".json", ".pt", ".pth") or os.sep in text or candidate.exists():
+        if candidate.suffix == ".json":
+            candidate = candidate.with_suffix(".safetensors")
+        if not candidate.exists():
+            raise FileNotFoundError(f"{candidate}: model file not found. Check the path.")
+        if candidate.is_dir():
+            raise IsADirectoryError(f"{candidate}: is a folder; choose the model's .safetensors file.")
+        return candidate
+    for entry in list_models():
+        if entry.name == text:
+            return entry.path
+    known = ", ".join(e.name for e in list_models()) or "none"
+    raise ModelLoadError(f"unknown model {text!r}; known models: {known}. Give a registered name or a file path.")
+
+
+def load_model(name_or_path: str | os.PathLike | None = None, *, card: ModelCard | None = None) -> torch.nn.Module:
+    """Load a model by registry name or path; returns the network in eval mode with ``.card``.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like, optional
+        A registered name (``list_models()``), a ``.safetensors`` file (card in its header
+        or as JSON beside it), or a ``.pt``/``.pth`` state dict (read with
+        ``weights_only=True``) with a JSON card beside it or given as ``card``.
+        Default: the shipped default model.
+    card : ModelCard, optional
+        The card, for weights that come without one.
+    """
+    import torch
+
+    path = resolve_model_path(name_or_path or DEFAULT_MODEL)
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"{path}: the model file is empty (0 bytes); it was not saved completely.")
+    card = card or read_card(path)
+    if path.suffix in (".pt", ".pth"):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{path}: cannot be read as a plain state dict ({exc}); only weights can be loaded, not pickled code."
+            ) from exc
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+    else:
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{path}: not a valid safetensors file ({exc}); it may be truncated or corrupt."
+            ) from exc
+    net = build_model(card)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1:4]
+        raise ModelLoadError(
+            f"{path}: the weights do not fit a {card.architecture} with {card.arch_args or 'default'} arguments, "
+            f"{card.in_channels} input channel(s) and {card.out_channels} output(s): {' '.join(s.strip() for s in first)}"
+        ) from exc
+    net.card = card
+    net.source_path = path
+    return net.eval()

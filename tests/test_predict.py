@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.model import ModelCard, build_model
+from napari_unet.predict import (
+    Progress,
+    gaussian_weight,
+    pick_device,
+    predict,
+    predict_iter,
+    probabilities_to_mask,
+    tile_starts,
+    tiled_predict_iter,
+)
+
+
+def run(gen):
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            return stop.value, events
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (3, 101, 77), (2, 16, 16), (1, 5, 9), (2, 2, 30, 41)])
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.6])
+@pytest.mark.parametrize("tile", [8, 32])
+def test_stitching_is_exact_for_a_pointwise_predictor(rng, shape, overlap, tile):
+    image = rng.normal(size=shape).astype(np.float32)
+    out, events = run(
+        tiled_predict_iter(image, lambda x: 2 * x, out_channels=1, tile=tile, overlap=overlap, batch_size=3)
+    )
+    assert out.shape == (1, *shape) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0], 2 * image, rtol=1e-5, atol=1e-5)
+    assert events[-1].done == events[-1].total and events[-1].info["planes_done"] == events[-1].info["planes"]
+
+
+def test_several_output_channels_and_rgb(rng):
+    image = rng.random((30, 45, 3)).astype(np.float32)
+
+    def predictor(x):  # (B, 3, h, w) -> (B, 2, h, w)
+        return np.stack([x.sum(1), x[:, 0] - x[:, 2]], axis=1)
+
+    out, _ = run(tiled_predict_iter(image, predictor, out_channels=2, axes="YXS", in_channels=3, tile=16, overlap=0.5))
+    np.testing.assert_allclose(out[0], image.sum(-1), atol=1e-5)
+    np.testing.assert_allclose(out[1], image[..., 0] - image[..., 2], atol=1e-5)
+
+
+def test_tiles_from_several_planes_share_a_batch(rng):
+    image = rng.random((5, 16, 16)).astype(np.float32)
+    sizes = []
+
+    def predictor(x):
+        sizes.append(len(x))
+        return x
+
+    run(tiled_predict_iter(image, predictor, out_channels=1, tile=16, batch_size=4))
+    assert sizes == [4, 1]
+
+
+def test_output_to_memmap_and_dask_input(tmp_path, rng):
+    import dask.array as da
+
+    image = rng.random((4, 40, 50)).astype(np.float32)
+    out = np.lib.format.open_memmap(tmp_path / "prob.npy", mode="w+", dtype=np.float32, shape=(1, 4, 40, 50))
+    result, _ = run(
+        tiled_predict_iter(da.from_array(image, chunks=(1, 40, 50)), lambda x: x + 1, out_channels=1, tile=16, out=out)
+    )
+    assert result is out
+    np.testing.assert_allclose(np.load(tmp_path / "prob.npy")[0], image + 1, atol=1e-6)
+
+
+def test_stopping_keeps_finished_planes(rng):
+    image = rng.random((4, 16, 16)).astype(np.float32)
+    out = np.full((1, 4, 16, 16), -1, np.float32)
+    gen = tiled_predict_iter(image, lambda x: x, out_channels=1, tile=16, batch_size=1, out=out)
+    next(gen), next(gen)
+    gen.close()
+    np.testing.assert_allclose(out[0, :2], image[:2], atol=1e-6)
+    assert (out[0, 2:] == -1).all()
+
+
+def test_geometry_helpers():
+    assert tile_starts(10, 4, 0.5) == [0, 2, 4, 6]
+    assert tile_starts(256, 256, 0.25) == [0]
+    w = gaussian_weight((16, 16))
+    assert w.max() == 1 and w.min() > 0 and w[8, 8] > w[0, 0]
+    with pytest.raises(ValueError, match=r"overlap must be in \[0, 1\), got 1.5"):
+        tile_starts(10, 4, 1.5)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    card = ModelCard("tiny", "unet", {"features": (4, 8, 16)}, classes=("foreground", "boundary"), tile=32)
+    return build_model(card)
+
+
+def test_model_predicts_a_synthetic_stack_end_to_end(tiny_model, rng):
+    image = (rng.random((2, 50, 70)) * 4000).astype(np.uint16)
+    prob = predict(tiny_model, image, device="cpu")
+    assert prob.shape == (2, 2, 50, 70) and prob.dtype == np.float32
+    assert 0 <= prob.min() and prob.max() <= 1
+    # fp32 engine == the plain network on the same normalised input (one tile covers the image)
+    img2 = image[0, :32, :32]
+    direct = predict(tiny_model, img2, device="cpu", precision="fp32")
+    from napari_unet.predict import normalise_plane
+
+    x = torch.from_numpy(normalise_plane(img2[None].astype(np.float32), tiny_model.card.normalisation))[None]
+    with torch.inference_mode():
+        ref = torch.sigmoid(tiny_model(x))[0].numpy()
+    np.testing.assert_allclose(direct, ref, atol=1e-4)
+    mask = probabilities_to_mask(prob, tiny_model.card)
+    assert mask.shape == (2, 50, 70) and set(np.unique(mask)) <= {0, 1}
+
+
+def test_bf16_is_close_to_fp32(tiny_model, rng):
+    image = rng.random((64, 64)).astype(np.float32)
+    a = predict(tiny_model, image, device="cpu", precision="fp32")
+    b = predict(tiny_model, image, device="cpu", precision="bf16")
+    assert np.abs(a - b).max() < 0.05
+
+
+def test_generator_reports_progress(tiny_model, rng):
+    image = rng.random((3, 40, 40)).astype(np.float32)
+    out, events = run(predict_iter(tiny_model, image, device="cpu", tile=32, batch_size=2))
+    assert all(isinstance(e, Progress) for e in events)
+    assert events[-1].done == events[-1].total == 3 * 4
+
+
+@pytest.mark.parametrize(
+    ("image", "kwargs", "message"),
+    [
+        (np.zeros((1, 1), np.float32) + 1, {}, "at least 4x4"),
+        (np.zeros((2, 3, 4, 40, 40), np.float32), {}, "cannot tell the axes of a 5D array"),
+        (np.zeros((40, 40, 3), np.uint8) + np.arange(3, dtype=np.uint8), {"axes": "YXS"}, "takes 1 input channel.*RGB"),
+        (np.zeros((40, 40), np.float32), {}, "constant"),
+        (np.full((40, 40), np.nan, np.float32), {}, "NaN or infinite"),
+        (np.random.default_rng(0).random((40, 40)), {"overlap": 1.0}, r"overlap must be in \[0, 1\)"),
+        (np.random.default_rng(0).random((40, 40)), {"axes": "ZYX"}, "do not fit an image shaped"),
+    ],
+)
+def test_bad_inputs(tiny_model, image, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        predict(tiny_model, image, device="cpu", **kwargs)
+
+
+def test_nan_in_one_slice_is_named(tiny_model, rng):
+    image = rng.random((3, 40, 40)).astype(np.float32)
+    image[2, 5, 5] = np.inf
+    with pytest.raises(ValueError, match="1 NaN or infinite pixel.*plane 2"):
+        predict(tiny_model, image, device="cpu")
+
+
+def test_image_smaller_than_a_tile_is_padded(tiny_model, rng):
+    image = rng.random((9, 13)).astype(np.float32)
+    assert predict(tiny_model, image, device="cpu", tile=256).shape == (2, 9, 13)
+
+
+def test_devices():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU is available"):
+            pick_device("cuda")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        pick_device("tpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu(tiny_model, rng):
+    image = rng.random((2, 100, 90)).astype(np.float32)
+    cpu = predict(tiny_model, image, device="cpu", precision="fp32")
+    gpu = predict(tiny_model, image, device="cuda", precision="fp32")
+    np.testing.assert_allclose(gpu, cpu, atol=1e-3)
+    half = predict(tiny_model, image, device="cuda")
+    assert np.abs(half - cpu).max() < 0.05
