@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
@@ -289,7 +290,7 @@ def fuse_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
         if not isinstance(module, nn.Sequential):
             continue
         children = list(module.named_children())
-        for (name_a, a), (name_b, b) in zip(children, children[1:]):
+        for (name_a, a), (name_b, b) in itertools.pairwise(children):
             if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d) and b.track_running_stats:
                 setattr(module, name_a, fuse_conv_bn_eval(a, b))
                 setattr(module, name_b, nn.Identity())

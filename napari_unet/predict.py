@@ -66,7 +66,7 @@ def tile_starts(size: int, tile: int, overlap: float) -> list[int]:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     if tile > size:
         raise ValueError(f"tile {tile} is larger than the (padded) size {size}")
-    stride = max(1, int(round(tile * (1 - overlap))))
+    stride = max(1, round(tile * (1 - overlap)))
     starts = list(range(0, size - tile + 1, stride))
     if starts[-1] != size - tile:
         starts.append(size - tile)

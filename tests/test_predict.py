@@ -127,7 +127,7 @@ def test_bf16_is_close_to_fp32(tiny_model, rng):
 
 def test_generator_reports_progress(tiny_model, rng):
     image = rng.random((3, 40, 40)).astype(np.float32)
-    out, events = run(predict_iter(tiny_model, image, device="cpu", tile=32, batch_size=2))
+    _out, events = run(predict_iter(tiny_model, image, device="cpu", tile=32, batch_size=2))
     assert all(isinstance(e, Progress) for e in events)
     assert events[-1].done == events[-1].total == 3 * 4
 
@@ -152,7 +152,7 @@ def test_bad_inputs(tiny_model, image, kwargs, message):
 def test_nan_in_one_slice_is_named(tiny_model, rng):
     image = rng.random((3, 40, 40)).astype(np.float32)
     image[2, 5, 5] = np.inf
-    with pytest.raises(ValueError, match="1 NaN or infinite pixel.*plane 2"):
+    with pytest.raises(ValueError, match=r"1 NaN or infinite pixel.*plane 2"):
         predict(tiny_model, image, device="cpu")
 
 
