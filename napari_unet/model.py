@@ -68,6 +68,8 @@ class ModelCard:
         "high": 99.8}`` per slice, or ``{"kind": "none"}``.
     tile, overlap, threshold
         Recommended tile size (pixels), tile overlap (fraction) and mask threshold.
+    postprocess : dict
+        Settings for turning outputs into objects (e.g. ``boundary_threshold``).
     training, metrics : dict
         Training data, settings and the figures measured on held-out data.
     parent : str or None
@@ -85,6 +87,7 @@ class ModelCard:
     tile: int = 256
     overlap: float = 0.25
     threshold: float = 0.5
+    postprocess: dict = field(default_factory=dict)
     description: str = ""
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -107,7 +110,14 @@ class ModelCard:
         if not 0 <= float(self.overlap) < 1:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         object.__setattr__(self, "classes", tuple(self.classes))
-        for name in ("arch_args", "outputs", "normalisation", "training", "metrics"):  # as JSON will give them back
+        for name in (
+            "arch_args",
+            "outputs",
+            "normalisation",
+            "postprocess",
+            "training",
+            "metrics",
+        ):  # as JSON will give them back
             object.__setattr__(self, name, json.loads(json.dumps(getattr(self, name))))
 
     @property

@@ -91,3 +91,30 @@ def unreadable(tmp_path: Path, stack_path: Path, monkeypatch: pytest.MonkeyPatch
 @pytest.fixture
 def sample_image_path() -> Path:
     return sample_paths("misc")[0]
+
+
+def synthetic_nuclei(rng: np.random.Generator, shape=(96, 96), n=12, radius=(5, 9)):
+    """Blurred bright discs on a noisy background, some touching; exact instance labels."""
+    from scipy import ndimage as ndi
+
+    labels = np.zeros(shape, np.int32)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    k = 0
+    for _ in range(n * 4):
+        if k == n:
+            break
+        r = rng.uniform(*radius)
+        cy, cx = rng.uniform(r, shape[0] - r), rng.uniform(r, shape[1] - r)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+        if (labels[disc] > 0).mean() > 0.1:
+            continue
+        k += 1
+        labels[disc & (labels == 0)] = k
+    image = ndi.gaussian_filter((labels > 0).astype(np.float32) * 800, 1.0) + 100
+    image = image + rng.normal(0, 25, shape)
+    return image.astype(np.uint16), labels
+
+
+@pytest.fixture
+def nuclei(rng):
+    return synthetic_nuclei(rng)

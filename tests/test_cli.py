@@ -43,3 +43,163 @@ def test_importing_the_package_stays_light():
     code = "import sys, napari_unet, napari_unet.io; print(sorted(m for m in ('torch', 'napari', 'qtpy', 'dask', 'monai') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- predict, count, evaluate, train
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from napari_unet.io import read_image, write_tiff  # noqa: E402
+from tests.conftest import synthetic_nuclei  # noqa: E402
+
+
+@pytest.fixture
+def tiny_model_file(tmp_path):
+    import torch
+
+    from napari_unet.model import ModelCard, build_model, save_model
+
+    torch.manual_seed(0)
+    card = ModelCard("tiny", "unet", {"features": (4, 8, 16)}, classes=("foreground", "boundary"), tile=64)
+    return save_model(build_model(card), tmp_path / "models" / "tiny")
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(2):
+        img, lab = synthetic_nuclei(rng, (80, 90), 8)
+        write_tiff(folder / f"cells{i}.tif", img, scale=(0.5, 0.5), units="um")
+        write_tiff(tmp_path / f"cells{i}_labels.tif", lab, labels=True)
+    return folder
+
+
+def test_predict_writes_prob_and_mask_with_pixel_size(image_dir, tmp_path, tiny_model_file, capsys):
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "predict",
+                str(image_dir),
+                "--out",
+                str(out),
+                "--model",
+                str(tiny_model_file),
+                "--device",
+                "cpu",
+                "--tile",
+                "64",
+            ]
+        )
+        == 0
+    )
+    prob, mask = read_image(out / "cells0_prob.tif"), read_image(out / "cells0_mask.tif")
+    assert prob.axes == "CYX" and prob.shape == (2, 80, 90) and prob.data.dtype == np.float32
+    assert mask.is_labels and mask.shape == (80, 90) and mask.scale == (0.5, 0.5)
+
+
+def test_predict_bad_inputs(tmp_path, bad_files, tiny_model_file, capsys):
+    assert (
+        main(["predict", str(bad_files["empty"]), "--out", str(tmp_path / "o"), "--model", str(tiny_model_file)]) == 1
+    )
+    assert "empty (0 bytes)" in capsys.readouterr().err
+    assert main(["predict", str(bad_files["empty"]), "--out", str(tmp_path / "o"), "--model", "no_such_model"]) == 1
+    assert "unknown model 'no_such_model'" in capsys.readouterr().err
+    rgb = tmp_path / "rgb.png"
+    import imageio.v3 as iio
+
+    iio.imwrite(rgb, np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    assert (
+        main(["predict", str(rgb), "--out", str(tmp_path / "o"), "--model", str(tiny_model_file), "--device", "cpu"])
+        == 1
+    )
+    assert "convert the image to grayscale" in capsys.readouterr().err
+    if not __import__("torch").cuda.is_available():
+        assert (
+            main(
+                ["predict", str(rgb), "--out", str(tmp_path / "o"), "--model", str(tiny_model_file), "--device", "cuda"]
+            )
+            == 1
+        )
+        assert "no CUDA GPU is available" in capsys.readouterr().err
+
+
+def test_count_a_mask_and_labels(tmp_path, capsys):
+    mask = np.zeros((40, 60), np.uint8)
+    yy, xx = np.mgrid[:40, :60]
+    mask[((yy - 20) ** 2 + (xx - 18) ** 2 <= 100) | ((yy - 20) ** 2 + (xx - 37) ** 2 <= 100)] = 255
+    write_tiff(tmp_path / "two_mask.tif", mask, scale=(0.25, 0.25), units="um")
+    out = tmp_path / "counted"
+    assert main(["count", str(tmp_path / "two_mask.tif"), "--out", str(out)]) == 0
+    assert "as mask" in capsys.readouterr().out
+    objects = pd.read_csv(out / "two_mask_objects.csv")
+    assert len(objects) == 2 and objects["unit"][0] == "um"
+    assert objects["area"].sum() == pytest.approx((mask > 0).sum() * 0.0625)
+    counts = pd.read_csv(out / "counts.csv")
+    assert counts["count"].tolist() == [2]
+    assert read_image(out / "two_mask_labels.tif").data.max() == 2
+
+
+def test_count_an_image_predicts_first(image_dir, tmp_path, tiny_model_file, capsys):
+    out = tmp_path / "c"
+    code = main(
+        [
+            "count",
+            str(image_dir / "cells0.tif"),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model_file),
+            "--device",
+            "cpu",
+            "--min-area",
+            "0",
+        ]
+    )
+    assert code == 0 and "as image" in capsys.readouterr().out
+    assert (out / "cells0_objects.csv").exists() and (out / "counts.csv").exists()
+    assert list(pd.read_csv(out / "cells0_objects.csv").columns)[:3] == ["file", "id", "slice"]
+
+
+def test_count_bad_area_range(tmp_path, capsys):
+    write_tiff(tmp_path / "m_mask.tif", np.ones((10, 10), np.uint8))
+    assert (
+        main(
+            ["count", str(tmp_path / "m_mask.tif"), "--out", str(tmp_path / "o"), "--min-area", "50", "--max-area", "5"]
+        )
+        == 1
+    )
+    assert "larger than max_area" in capsys.readouterr().err
+
+
+def test_evaluate_matches_files_by_stem(tmp_path, capsys):
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    truth.mkdir(), pred.mkdir()
+    lab = np.zeros((20, 20), np.uint8)
+    lab[2:8, 2:8], lab[10:16, 10:16] = 1, 2
+    write_tiff(truth / "a.tif", lab, labels=True)
+    write_tiff(pred / "a_labels.tif", np.where(lab == 2, 0, lab), labels=True)
+    write_tiff(pred / "orphan_labels.tif", lab, labels=True)
+    assert main(["evaluate", "--pred", str(pred), "--truth", str(truth)]) == 1  # the orphan has no truth
+    captured = capsys.readouterr()
+    assert "orphan" in captured.err and "no ground truth" in captured.err
+    assert "0.667" in captured.out  # F1 of 1 found out of 2
+
+
+def test_train_from_the_cli(image_dir, tmp_path, tiny_model_file, monkeypatch, capsys):
+    monkeypatch.setenv("NAPARI_UNET_MODELS", str(tmp_path / "registry"))
+    images = [str(image_dir / "cells0.tif"), str(image_dir / "cells1.tif")]
+    labels = [str(tmp_path / "cells0_labels.tif"), str(tmp_path / "cells1_labels.tif")]
+    code = main(["train", "--images", *images, "--labels", *labels, "--base", str(tiny_model_file), "--out", "my-model",
+                 "--epochs", "1", "--device", "cpu"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "held-out" in out and (tmp_path / "registry" / "my-model.safetensors").exists()
+    from napari_unet.model import load_model
+
+    assert load_model("my-model").card.parent == "tiny"
+    assert main(["train", "--images", images[0], "--labels", *labels, "--out", "x"]) == 1
+    assert "one label file per image" in capsys.readouterr().err

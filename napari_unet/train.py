@@ -1,0 +1,619 @@
+"""Fine-tuning (or training from scratch) on annotated regions of images and stacks.
+
+A person checks the labels of some slices of a stack, or paints the checked part of one
+large image: that is the *annotated region*. The loss is computed only inside it, so the
+rest of the image, however wrong its labels, teaches the model nothing.
+
+:class:`Trainer` runs as a generator of :class:`~napari_unet.predict.Progress` events
+(one per step, with loss; one per epoch, with validation figures), can be stopped at any
+step from another thread (:meth:`Trainer.stop`), and always has a result: the best
+checkpoint so far, scored against its parent on held-out annotated data (the quality gate).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import threading
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_unet.predict import Progress, cpu_has_fast_bf16, normalise_plane, pick_device
+
+if TYPE_CHECKING:
+    import torch
+
+    from napari_unet.model import ModelCard
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingItem", "make_targets", "masked_loss", "train"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run. ``max_seconds`` and ``epochs`` both bound it."""
+
+    epochs: int = 20
+    steps_per_epoch: int = 25
+    max_seconds: float | None = None
+    batch_size: int = 4
+    crop: int = 192
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 10
+    patience: int = 6
+    val_fraction: float = 0.25
+    foreground_bias: float = 0.6
+    augment: bool = True
+    device: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.steps_per_epoch < 1 or self.batch_size < 1:
+            raise ValueError("epochs, steps_per_epoch and batch_size must be at least 1")
+        if self.crop < 16:
+            raise ValueError(f"crop must be at least 16 pixels, got {self.crop}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive, got {self.max_seconds}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass
+class TrainingItem:
+    """One image (2D or a stack) with its labels and the region a person has checked.
+
+    ``region`` is a boolean mask of the labels' shape, or for a stack a list of checked
+    slice indices. ``None`` means everything is checked.
+    """
+
+    image: Any
+    labels: Any
+    region: Any = None
+    name: str = "image"
+    axes: str | None = None
+
+
+@dataclass
+class TrainResult:
+    model: Any
+    card: Any
+    history: list[dict]
+    best_epoch: int
+    best_score: float
+    parent_scores: dict | None
+    new_scores: dict
+    better: bool | None
+    stopped: bool
+    seconds: float
+
+    def verdict(self) -> str:
+        new = self.new_scores
+        if self.parent_scores is None:
+            return (
+                f"new model: Dice {new['dice']:.3f}, F1 {new['f1']:.3f} on held-out checked data (no parent to compare)"
+            )
+        old = self.parent_scores
+        word = "better" if self.better else "not better"
+        return (
+            f"new model is {word}: Dice {new['dice']:.3f} vs {old['dice']:.3f}, "
+            f"object F1 {new['f1']:.3f} vs {old['f1']:.3f} on held-out checked data"
+        )
+
+
+# --------------------------------------------------------------------------- targets and loss
+
+
+def make_targets(labels: np.ndarray, card: ModelCard) -> np.ndarray:
+    """Training targets ``(K, H, W)`` float32 for a 2D label image, as the card's outputs ask.
+
+    Sigmoid models: ``foreground`` = any object, ``boundary`` = the inner edge of each
+    object (so touching objects are parted by a two-pixel line). Softmax models: one-hot
+    of the class ids in ``labels`` (0 = background).
+    """
+    from skimage.segmentation import find_boundaries
+
+    labels = np.asarray(labels)
+    if card.activation == "softmax":
+        if labels.max() >= card.out_channels:
+            raise ValueError(f"labels hold class {int(labels.max())} but the model has {card.out_channels} classes")
+        return np.stack([labels == k for k in range(card.out_channels)]).astype(np.float32)
+    out = []
+    for name in card.classes:
+        if name in ("foreground", "nucleus", "cell", "object"):
+            out.append(labels > 0)
+        elif name == "boundary":
+            out.append(find_boundaries(labels, mode="inner") & (labels > 0))
+        else:
+            raise ValueError(
+                f"cannot make a target for output {name!r}; sigmoid outputs are 'foreground' and 'boundary'"
+            )
+    return np.stack(out).astype(np.float32)
+
+
+def masked_loss(
+    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, activation: str = "sigmoid"
+) -> torch.Tensor:
+    """Dice + cross-entropy computed only where ``mask`` is 1; zero weight elsewhere.
+
+    ``logits`` and ``target`` are ``(B, K, H, W)``; ``mask`` is ``(B, 1, H, W)``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    logits = logits.float()
+    m = mask.float()
+    n = m.sum().clamp_min(1.0)
+    if activation == "softmax":
+        ce = F.cross_entropy(logits, target.argmax(1), reduction="none")[:, None]
+        prob = torch.softmax(logits, 1)
+    else:
+        ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        prob = torch.sigmoid(logits)
+    ce = (ce * m).sum() / (n * (ce.shape[1] if activation != "softmax" else 1))
+    inter = (prob * target * m).sum((0, 2, 3))
+    denom = ((prob + target) * m).sum((0, 2, 3))
+    dice = 1 - ((2 * inter + 1.0) / (denom + 1.0)).mean()
+    return ce + dice
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class _Plane:
+    image: np.ndarray  # (C, H, W) float32, normalised
+    target: np.ndarray  # (K, H, W) float32
+    region: np.ndarray  # (H, W) bool
+    labels: np.ndarray  # (H, W) instance/class ids, for validation
+    source: str
+
+
+def _item_planes(item: TrainingItem, card: ModelCard) -> list[_Plane]:
+    from napari_unet.predict import _read_plane, plane_layout
+
+    image, labels = item.image, np.asarray(item.labels)
+    layout = plane_layout(tuple(image.shape), item.axes, card.in_channels)
+    if labels.shape != layout.spatial_shape:
+        raise ValueError(
+            f"{item.name}: labels have shape {labels.shape} but the image has {layout.spatial_shape}; "
+            "the labels must cover the same pixels as the image"
+        )
+    if labels.dtype.kind not in "biu":
+        raise ValueError(f"{item.name}: labels must be integers (0 = background), got {labels.dtype}")
+    h, w = layout.spatial_shape[-2:]
+    flat_labels = labels.reshape(-1, h, w)
+    region = item.region
+    if region is None:
+        region_planes = np.ones((layout.n_planes, h, w), bool)
+    elif isinstance(region, (list, tuple, set, range)) or (isinstance(region, np.ndarray) and region.ndim == 1):
+        region_planes = np.zeros((layout.n_planes, h, w), bool)
+        for z in region:
+            if not 0 <= int(z) < layout.n_planes:
+                raise ValueError(f"{item.name}: checked slice {z} is outside the stack (0..{layout.n_planes - 1})")
+            region_planes[int(z)] = True
+    else:
+        region = np.asarray(region, bool)
+        if region.shape != labels.shape:
+            raise ValueError(f"{item.name}: the annotated region has shape {region.shape}, the labels {labels.shape}")
+        region_planes = region.reshape(-1, h, w)
+    planes = []
+    for p in range(layout.n_planes):
+        if not region_planes[p].any():
+            continue
+        img = normalise_plane(_read_plane(image, layout, p, card.in_channels), card.normalisation)
+        lab = flat_labels[p]
+        planes.append(_Plane(img, make_targets(lab, card), region_planes[p].copy(), lab, f"{item.name}[{p}]"))
+    return planes
+
+
+def _split_validation(
+    planes: list[_Plane], fraction: float, rng: np.random.Generator, crop: int
+) -> tuple[list[_Plane], list[_Plane]]:
+    """Hold out whole planes when there are several, else a share of tiles of the one plane."""
+    if len(planes) >= 2:
+        order = rng.permutation(len(planes))
+        n_val = max(1, round(fraction * len(planes)))
+        return [planes[i] for i in sorted(order[n_val:])], [planes[i] for i in sorted(order[:n_val])]
+    (plane,) = planes
+    h, w = plane.region.shape
+    cell = max(32, min(crop, h // 2, w // 2))
+    gy, gx = max(1, math.ceil(h / cell)), max(1, math.ceil(w / cell))
+    cells = [
+        (i, j)
+        for i in range(gy)
+        for j in range(gx)
+        if plane.region[i * cell : (i + 1) * cell, j * cell : (j + 1) * cell].any()
+    ]
+    if len(cells) < 2:
+        raise ValueError("the annotated region is too small to hold some of it out for validation; annotate more")
+    chosen = rng.permutation(len(cells))[: max(1, round(fraction * len(cells)))]
+    val_mask = np.zeros_like(plane.region)
+    for k in chosen:
+        i, j = cells[k]
+        val_mask[i * cell : (i + 1) * cell, j * cell : (j + 1) * cell] = True
+    train_plane = copy.copy(plane)
+    train_plane.region = plane.region & ~val_mask
+    val_plane = copy.copy(plane)
+    val_plane.region = plane.region & val_mask
+    return [train_plane], [val_plane]
+
+
+class _Sampler:
+    """Random crops, biased toward annotated foreground, from annotated regions only."""
+
+    def __init__(self, planes: list[_Plane], crop: int, bias: float, rng: np.random.Generator) -> None:
+        self.planes, self.crop, self.bias, self.rng = planes, crop, bias, rng
+        area = np.array([p.region.sum() for p in planes], float)
+        self.p = area / area.sum()
+        self.where = [np.flatnonzero(p.region) for p in planes]
+        self.fg = [np.flatnonzero(p.region & (p.target[0] > 0 if p.target.shape[0] else p.region)) for p in planes]
+
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        xs, ys, ms = [], [], []
+        c = self.crop
+        for _ in range(n):
+            k = self.rng.choice(len(self.planes), p=self.p)
+            plane = self.planes[k]
+            pool = self.fg[k] if len(self.fg[k]) and self.rng.random() < self.bias else self.where[k]
+            cy, cx = np.unravel_index(pool[self.rng.integers(len(pool))], plane.region.shape)
+            xs.append(_crop(plane.image, cy, cx, c))
+            ys.append(_crop(plane.target, cy, cx, c))
+            ms.append(_crop(plane.region[None].astype(np.float32), cy, cx, c))
+        return np.stack(xs), np.stack(ys), np.stack(ms)
+
+
+def _crop(a: np.ndarray, cy: int, cx: int, c: int) -> np.ndarray:
+    """A ``c``x``c`` window centred near (cy, cx), zero-padded where it leaves the plane."""
+    _, h, w = a.shape
+    y0, x0 = cy - c // 2, cx - c // 2
+    out = np.zeros((a.shape[0], c, c), np.float32)
+    sy, sx = max(0, y0), max(0, x0)
+    ey, ex = min(h, y0 + c), min(w, x0 + c)
+    out[:, sy - y0 : ey - y0, sx - x0 : ex - x0] = a[:, sy:ey, sx:ex]
+    return out
+
+
+def augment(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """On-device augmentation of a batch: flips, 90-degree turns, rotation/shear/zoom,
+    elastic deformation, intensity scale/offset, gamma, blur and noise."""
+    import torch
+    import torch.nn.functional as F
+
+    b, dev = x.shape[0], x.device
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=gen, device="cpu").to(dev)
+
+    if rand(1).item() < 0.5:
+        x, y, m = x.flip(-1), y.flip(-1), m.flip(-1)
+    if rand(1).item() < 0.5:
+        x, y, m = x.flip(-2), y.flip(-2), m.flip(-2)
+    k = int(rand(1).item() * 4)
+    if k and x.shape[-1] == x.shape[-2]:
+        x, y, m = (t.rot90(k, (-2, -1)) for t in (x, y, m))
+    # affine (rotation +-15 deg, zoom 0.8-1.25, shear +-0.1) plus a smooth elastic field
+    angle = (rand(b) - 0.5) * (math.pi / 6)
+    zoom = torch.exp((rand(b) - 0.5) * 0.45)
+    shear = (rand(b) - 0.5) * 0.2
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [torch.stack([cos, -sin + shear, torch.zeros_like(cos)], 1), torch.stack([sin, cos, torch.zeros_like(cos)], 1)],
+        1,
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    h, w = x.shape[-2:]
+    coarse = (rand(b, 2, max(2, h // 32), max(2, w // 32)) - 0.5) * (0.06 * rand(b, 1, 1, 1))
+    grid = grid + F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    y = F.grid_sample(y, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    m = F.grid_sample(m, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    # intensity: scale/offset, gamma, blur, noise
+    x = x * (0.7 + 0.6 * rand(b, 1, 1, 1)) + (rand(b, 1, 1, 1) - 0.5) * 0.3
+    gamma = torch.exp((rand(b, 1, 1, 1) - 0.5) * 0.8)
+    x = torch.where(x > 0, x.clamp_min(1e-6) ** gamma, x)
+    sigma = float(rand(1).item() * 1.5)
+    if sigma > 0.3:
+        r = torch.arange(-3, 4, device=dev, dtype=x.dtype)
+        kern = torch.exp(-0.5 * (r / sigma) ** 2)
+        kern = kern / kern.sum()
+        c = x.shape[1]
+        x = F.conv2d(F.pad(x, (3, 3, 0, 0), mode="reflect"), kern.view(1, 1, 1, 7).repeat(c, 1, 1, 1), groups=c)
+        x = F.conv2d(F.pad(x, (0, 0, 3, 3), mode="reflect"), kern.view(1, 1, 7, 1).repeat(c, 1, 1, 1), groups=c)
+    x = x + torch.randn(x.shape, generator=gen).to(dev) * (0.08 * rand(b, 1, 1, 1))
+    return x.contiguous(), y.contiguous(), m.contiguous()
+
+
+# --------------------------------------------------------------------------- the trainer
+
+
+def _hash(a: Any) -> str:
+    arr = np.asarray(a)
+    return hashlib.sha256(np.ascontiguousarray(arr).view(np.uint8)).hexdigest()[:16]
+
+
+class Trainer:
+    """Fine-tune ``base`` (or a new network from ``card``) on annotated data.
+
+    Iterate :meth:`steps` (or call :func:`train`); call :meth:`stop` from any thread to
+    end at the next step; :meth:`result` gives the best model so far at any time.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[TrainingItem],
+        *,
+        base: Any = None,
+        card: ModelCard | None = None,
+        config: TrainConfig | None = None,
+        name: str | None = None,
+        val_items: Sequence[TrainingItem] | None = None,
+    ) -> None:
+        import datetime as dt
+
+        from napari_unet.model import build_model
+
+        self.config = config or TrainConfig()
+        if base is None and card is None:
+            raise ValueError("give a base model to fine-tune, or a model card to train from scratch")
+        self.parent = base
+        if base is not None:
+            card = base.card
+        self.name = name or f"{card.name}-finetuned-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        if not items:
+            raise ValueError("no training images given")
+        planes = [p for item in items for p in _item_planes(item, card)]
+        if not planes:
+            raise ValueError("nothing is annotated: mark at least one slice (or region) as checked before training")
+        if all(not p.target[0][p.region].any() for p in planes) and card.activation == "sigmoid":
+            raise ValueError(
+                "the annotated region holds no objects; annotate at least one object so the model can learn"
+            )
+        self.rng = np.random.default_rng(self.config.seed)
+        if val_items:
+            self.train_planes = planes
+            self.val_planes = [p for item in val_items for p in _item_planes(item, card)]
+        else:
+            self.train_planes, self.val_planes = _split_validation(
+                planes, self.config.val_fraction, self.rng, self.config.crop
+            )
+        self.items_meta = [
+            {"name": it.name, "sha256": _hash(it.image), "labels_sha256": _hash(it.labels)} for it in items
+        ]
+        self.device = pick_device(self.config.device)
+        prec = self.config.precision
+        if prec == "auto":
+            if self.device.type == "cuda":
+                import torch
+
+                prec = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            else:
+                prec = "bf16" if self.device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
+        self.precision = prec
+        if base is not None:
+            net = copy.deepcopy(base)
+            net.__dict__.pop("_napari_unet_prepared", None)
+        else:
+            import torch
+
+            torch.manual_seed(self.config.seed)
+            net = build_model(card)
+        self.card = card
+        self.net = net
+        self._stop = threading.Event()
+        self._best_state: dict | None = None
+        self._best_score = -1.0
+        self._best_epoch = -1
+        self.history: list[dict] = []
+        self._result: TrainResult | None = None
+        self._t0 = time.perf_counter()
+        self._stopped = False
+        #: called with (state_dict, epoch record) at every new best checkpoint, e.g. to save it
+        self.on_best: Any = None
+
+    def stop(self) -> None:
+        """Ask the run to end after the current step (thread-safe)."""
+        self._stop.set()
+
+    def _snapshot(self) -> dict:
+        return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.net.state_dict().items()}
+
+    def evaluate(self, model: Any) -> dict:
+        """Dice and object F1@0.5 of ``model`` on the held-out annotated region."""
+        from napari_unet.count import labels_from_probabilities
+        from napari_unet.metrics import match_objects, pixel_scores
+        from napari_unet.predict import tiled_predict_iter, torch_predictor
+
+        model.eval()
+        model.__dict__.pop("_napari_unet_prepared", None)
+        card = model.card
+        predictor = torch_predictor(
+            model, self.device, "fp32" if self.device.type != "cuda" else self.precision, card.activation
+        )
+        dices, tp, fp, fn = [], 0, 0, 0
+        for plane in self.val_planes:
+            gen = tiled_predict_iter(
+                plane.image,
+                predictor,
+                axes="CYX",
+                in_channels=plane.image.shape[0],
+                out_channels=card.out_channels,
+                tile=card.tile,
+                overlap=card.overlap,
+                size_divisor=getattr(model, "size_divisor", 16),
+            )
+            prob = _exhaust(gen)
+            region = plane.region
+            if card.activation == "softmax":
+                pred_cls = prob.argmax(0)
+                dices.append(pixel_scores(pred_cls[region] > 0, plane.labels[region] > 0)["dice"])
+                continue
+            dices.append(pixel_scores(prob[0][region] > card.threshold, plane.labels[region] > 0)["dice"])
+            pred = labels_from_probabilities(prob, card)
+            # objects count where most of their true pixels lie inside the region
+            truth = np.where(region, plane.labels, 0)
+            pred = np.where(region, pred, 0)
+            m = match_objects(pred, truth, threshold=0.5)
+            tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
+        f1 = 2 * tp / max(1, 2 * tp + fp + fn) if (tp + fp + fn) else float("nan")
+        model.__dict__.pop("_napari_unet_prepared", None)
+        return {"dice": float(np.mean(dices)), "f1": float(f1)}
+
+    def steps(self) -> Generator[Progress, None, TrainResult]:
+        import torch
+
+        cfg = self.config
+        net = self.net.to(self.device)
+        if self.device.type == "cpu":
+            net = net.to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        total_steps = cfg.epochs * cfg.steps_per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt,
+            lambda s: (
+                min(1.0, (s + 1) / max(1, cfg.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps)))
+            ),
+        )
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        gen = torch.Generator().manual_seed(cfg.seed)
+        sampler = _Sampler(self.train_planes, cfg.crop, cfg.foreground_bias, self.rng)
+        if self.parent is not None:
+            self._best_score = -1.0
+        step, bad_epochs = 0, 0
+        for epoch in range(cfg.epochs):
+            net.train()
+            losses = []
+            for _ in range(cfg.steps_per_epoch):
+                if self._stop.is_set() or (cfg.max_seconds and time.perf_counter() - self._t0 > cfg.max_seconds):
+                    break
+                x, y, m = (torch.from_numpy(a).to(self.device) for a in sampler.batch(cfg.batch_size))
+                if cfg.augment:
+                    x, y, m = augment(x, y, m, gen)
+                if self.device.type == "cpu":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(self.device.type, dtype=amp, enabled=amp is not None):
+                    logits = net(x)
+                loss = masked_loss(logits, y, m, self.card.activation)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                step += 1
+                losses.append(loss.item())
+                yield Progress(
+                    step, total_steps, {"epoch": epoch, "loss": losses[-1], "elapsed": time.perf_counter() - self._t0}
+                )
+            if not losses:
+                self._stopped = True
+                break
+            net.eval()
+            scores = self.evaluate(net)
+            record = {
+                "epoch": epoch,
+                "step": step,
+                "loss": float(np.mean(losses)),
+                "val_dice": scores["dice"],
+                "val_f1": scores["f1"],
+                "elapsed": time.perf_counter() - self._t0,
+            }
+            self.history.append(record)
+            score = scores["f1"] if not math.isnan(scores["f1"]) else scores["dice"]
+            if score > self._best_score:
+                self._best_score, self._best_epoch, bad_epochs = score, epoch, 0
+                self._best_state = self._snapshot()
+                if self.on_best is not None:
+                    self.on_best(self._best_state, record)
+            else:
+                bad_epochs += 1
+            yield Progress(step, total_steps, {**record, "best_epoch": self._best_epoch, "kind": "epoch"})
+            if (
+                bad_epochs >= cfg.patience
+                or self._stop.is_set()
+                or (cfg.max_seconds and time.perf_counter() - self._t0 > cfg.max_seconds)
+            ):
+                self._stopped = self._stop.is_set()
+                break
+        return self.result()
+
+    def result(self) -> TrainResult:
+        """The best checkpoint so far with the quality gate's verdict (computed once)."""
+        if self._result is not None:
+            return self._result
+        import torch
+
+        from napari_unet.model import build_model
+
+        best = build_model(self.card)
+        if self._best_state is not None:
+            best.load_state_dict(self._best_state)
+        elif self.parent is not None:
+            best.load_state_dict(self.parent.state_dict())
+        else:
+            best.load_state_dict({k: v.cpu() for k, v in self.net.state_dict().items()})
+        best.eval()
+        new_scores = self.evaluate(best)
+        parent_scores = self.evaluate(self.parent) if self.parent is not None else None
+        better = None
+        if parent_scores is not None:
+            key = "f1" if not math.isnan(new_scores["f1"]) and not math.isnan(parent_scores["f1"]) else "dice"
+            better = new_scores[key] > parent_scores[key]
+        card = self.card.replace(
+            name=self.name,
+            parent=self.parent.card.name if self.parent is not None else None,
+            created=__import__("datetime").datetime.now(__import__("datetime").UTC).isoformat(timespec="seconds"),
+            training={
+                "images": self.items_meta,
+                "settings": {k: getattr(self.config, k) for k in self.config.__dataclass_fields__},
+                "device": str(self.device),
+                "precision": self.precision,
+                "epochs_run": len(self.history),
+                "best_epoch": self._best_epoch,
+                "train_planes": len(self.train_planes),
+                "val_planes": len(self.val_planes),
+                "seconds": round(time.perf_counter() - self._t0, 1),
+                "torch": torch.__version__,
+            },
+            metrics={
+                "heldout_dice": new_scores["dice"],
+                "heldout_f1": new_scores["f1"],
+                **(
+                    {"parent_heldout_dice": parent_scores["dice"], "parent_heldout_f1": parent_scores["f1"]}
+                    if parent_scores
+                    else {}
+                ),
+            },
+        )
+        best.card = card
+        self._result = TrainResult(
+            best,
+            card,
+            self.history,
+            self._best_epoch,
+            self._best_score,
+            parent_scores,
+            new_scores,
+            better,
+            self._stopped,
+            time.perf_counter() - self._t0,
+        )
+        return self._result
+
+
+def _exhaust(gen: Generator) -> Any:
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def train(items: Sequence[TrainingItem], **kwargs: Any) -> TrainResult:
+    """Run a :class:`Trainer` to the end and return its result."""
+    return _exhaust(Trainer(items, **kwargs).steps())

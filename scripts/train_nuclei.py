@@ -1,0 +1,169 @@
+"""Train the shipped nuclei model on mnfinder's training split; choose on its validation split.
+
+    python scripts/train_nuclei.py [--minutes 25] [--device auto]
+
+The test split is never read. Writes napari_unet/models/nuclei.{safetensors,json}.
+Thresholds (foreground and boundary) are chosen on the validation split after training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from mnfinder import VERSION, iter_split  # noqa: E402
+
+from napari_unet.count import labels_from_probabilities  # noqa: E402
+from napari_unet.metrics import match_objects, pixel_scores  # noqa: E402
+from napari_unet.model import ModelCard, save_model  # noqa: E402
+from napari_unet.predict import predict  # noqa: E402
+from napari_unet.train import TrainConfig, Trainer, TrainingItem  # noqa: E402
+
+AUGMENTATION = [
+    "horizontal/vertical flips",
+    "90-degree rotations",
+    "rotation +-15 deg, zoom 0.8-1.25, shear +-0.1",
+    "elastic deformation (smooth random field)",
+    "intensity scale 0.7-1.3 and offset +-0.15",
+    "gamma 0.67-1.5",
+    "Gaussian blur sigma 0-1.5",
+    "Gaussian noise up to 0.08",
+]
+
+
+def choose_thresholds(model, val) -> tuple[float, float, dict]:
+    """Grid-search the foreground and boundary thresholds for object F1 on validation images."""
+    probs = [predict(model, img, device="cpu", precision="fp32") for _, img, _ in val]
+    best = (-1.0, 0.5, 0.5)
+    for thr in (0.3, 0.4, 0.5, 0.6):
+        for bthr in (0.3, 0.4, 0.5, 0.6):
+            tp = fp = fn = 0
+            for prob, (_, _, truth) in zip(probs, val):
+                m = match_objects(
+                    labels_from_probabilities(prob, model.card, threshold=thr, boundary_threshold=bthr), truth
+                )
+                tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
+            f1 = 2 * tp / max(1, 2 * tp + fp + fn)
+            if f1 > best[0]:
+                best = (f1, thr, bthr)
+    f1, thr, bthr = best
+    per_image = []
+    dice = []
+    for prob, (name, _, truth) in zip(probs, val):
+        pred = labels_from_probabilities(prob, model.card, threshold=thr, boundary_threshold=bthr)
+        m = match_objects(pred, truth)
+        d = pixel_scores(prob[0] > thr, truth > 0)["dice"]
+        dice.append(d)
+        per_image.append(
+            {
+                "image": name,
+                "f1_50": round(m["f1"], 4),
+                "dice": round(d, 4),
+                "n_pred": m["n_pred"],
+                "n_true": m["n_true"],
+            }
+        )
+    return thr, bthr, {"val_f1_50": round(f1, 4), "val_dice": round(float(np.mean(dice)), 4), "per_image": per_image}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=25)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--out", default=str(ROOT / "napari_unet" / "models" / "nuclei"))
+    args = parser.parse_args()
+
+    train = [TrainingItem(img, lab, name=name) for name, img, lab in iter_split("training")]
+    val_raw = list(iter_split("validation"))
+    val = [TrainingItem(img, lab, name=name) for name, img, lab in val_raw]
+    print(f"training images {len(train)}, validation images {len(val)}", flush=True)
+
+    card = ModelCard(
+        name="nuclei",
+        architecture="unet",
+        arch_args={"features": [16, 32, 64, 128, 256], "upsample": "transpose"},
+        in_channels=1,
+        classes=("foreground", "boundary"),
+        activation="sigmoid",
+        outputs={
+            "foreground": "probability that a pixel belongs to a nucleus",
+            "boundary": "probability that a pixel lies on the inner edge of a nucleus; "
+            "foreground minus boundary gives one seed per nucleus for the watershed",
+        },
+        normalisation={"kind": "percentile", "low": 1.0, "high": 99.8},
+        tile=256,
+        overlap=0.25,
+        description="Fluorescence nuclei (DAPI/H2B), 2D, foreground + boundary for splitting touching nuclei.",
+        licence="weights: BSD-3-Clause (napari-unet); training data: mnfinder 1.2.3, MIT",
+    )
+    config = TrainConfig(
+        epochs=args.epochs, steps_per_epoch=50, max_seconds=args.minutes * 60, batch_size=8, crop=256,
+        lr=2e-3, warmup_steps=50, patience=12, device=args.device, seed=0,
+    )  # fmt: skip
+    trainer = Trainer(train, card=card, config=config, val_items=val, name="nuclei")
+    ckpt = Path(args.out).with_suffix(".best.safetensors")
+
+    def on_best(state, record):
+        from safetensors.torch import save_file
+
+        save_file(state, str(ckpt))
+
+    trainer.on_best = on_best
+    t0 = time.time()
+    gen = trainer.steps()
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        if event.info.get("kind") == "epoch":
+            i = event.info
+            print(f"epoch {i['epoch']:3d} step {i['step']:5d} loss {i['loss']:.4f} val Dice {i['val_dice']:.4f} "
+                  f"F1 {i['val_f1']:.4f} best {i['best_epoch']} [{time.time() - t0:.0f} s]", flush=True)  # fmt: skip
+    model = result.model
+    thr, bthr, scores = choose_thresholds(model, val_raw)
+    card = result.card.replace(
+        threshold=thr,
+        postprocess={"boundary_threshold": bthr},
+        training={
+            **result.card.training,
+            "data": f"mnfinder {VERSION} (MIT), nucleus_masks, training split: {len(train)} images",
+            "validation": f"mnfinder {VERSION} validation split: {len(val)} images (epochs and thresholds chosen on it)",
+            "test_split": "never read (reserved for independent evaluation)",
+            "augmentation": AUGMENTATION,
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "images": [i["name"] for i in result.card.training["images"]],
+        },
+        metrics={"validation_" + k: v for k, v in scores.items() if k != "per_image"}
+        | {"validation_per_image": scores["per_image"]},
+    )
+    model.card = card
+    path = save_model(model, args.out, card)
+    ckpt.unlink(missing_ok=True)
+    print(
+        json.dumps(
+            {
+                "model": str(path),
+                "threshold": thr,
+                "boundary_threshold": bthr,
+                **{k: v for k, v in scores.items() if k != "per_image"},
+                "seconds": round(time.time() - t0),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

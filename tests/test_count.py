@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_unet.count import (
+    COLUMNS,
+    contours,
+    count_iter,
+    count_per_slice,
+    filter_objects,
+    labels_from_probabilities,
+    measure,
+    split_mask,
+)
+from napari_unet.model import ModelCard
+
+
+def disc(shape, center, r):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= r**2
+
+
+def test_two_touching_discs_are_split():
+    mask = disc((40, 60), (20, 18), 10) | disc((40, 60), (20, 37), 10)
+    from scipy import ndimage as ndi
+
+    assert ndi.label(mask)[1] == 1  # they touch
+    labels = split_mask(mask)
+    assert labels.max() == 2
+    table = measure(labels)
+    assert table["area"].sum() == mask.sum()
+    assert sorted(np.round(table["centroid_col"]).astype(int)) == [18, 37]
+
+
+def test_ring_is_one_object_with_its_hole_filled():
+    ring = disc((30, 30), (15, 15), 10) & ~disc((30, 30), (15, 15), 5)
+    labels = split_mask(ring)
+    assert labels.max() == 1
+    assert labels[15, 15] == 1  # the hole is filled
+    assert measure(labels)["area"][0] == disc((30, 30), (15, 15), 10).sum()
+
+
+def test_small_objects_dropped_and_border_objects_excluded():
+    labels = np.zeros((20, 20), np.int32)
+    labels[5, 5] = 3  # one pixel
+    labels[8:14, 8:14] = 5
+    labels[0:4, 10:15] = 9  # touches the top border
+    out = filter_objects(labels, min_area=2)
+    assert out.max() == 2 and (out[5, 5] == 0)
+    out = filter_objects(labels, min_area=2, exclude_border=True)
+    assert out.max() == 1 and out[10, 10] == 1
+    out = filter_objects(labels, min_area=2, max_area=30)
+    assert out.max() == 1 and out[1, 12] == 1  # the 36 px square is above max_area
+
+
+def test_measure_known_areas_and_physical_units():
+    labels = np.zeros((10, 12), np.uint16)
+    labels[2:6, 2:5] = 4  # 12 px, gaps in ids are fine
+    labels[7:9, 6:11] = 10  # 10 px
+    intensity = np.arange(120, dtype=np.float32).reshape(10, 12)
+    t = measure(labels, intensity)
+    assert list(t.columns) == COLUMNS
+    assert list(t["id"]) == [4, 10] and list(t["area"]) == [12, 10]
+    assert t["unit"][0] == "px"
+    assert t["mean_intensity"][0] == pytest.approx(intensity[2:6, 2:5].mean())
+    assert t["max_intensity"][1] == intensity[8, 10] and t["min_intensity"][1] == intensity[7, 6]
+    assert (t["bbox_min_row"][0], t["bbox_min_col"][0], t["bbox_max_row"][0], t["bbox_max_col"][0]) == (2, 2, 6, 5)
+    um = measure(labels, scale=(0.5, 0.5), unit="um")
+    assert list(um["area"]) == [3.0, 2.5] and um["unit"][0] == "um"
+    assert um["perimeter"][0] == pytest.approx(t["perimeter"][0] * 0.5)
+    assert um["centroid_row"][0] == pytest.approx(t["centroid_row"][0] * 0.5)
+    assert 0 < t["circularity"][0] <= 1
+
+
+def test_measure_accepts_any_dtype():
+    base = np.zeros((6, 6), np.int64)
+    base[1:3, 1:3] = 1
+    for dtype in (np.uint8, np.int16, np.uint32, np.int64, np.float32, bool):
+        assert measure(base.astype(dtype))["area"].tolist() == [4]
+
+
+def test_empty_mask_gives_an_empty_table_with_columns():
+    t = measure(split_mask(np.zeros((16, 16), bool)))
+    assert len(t) == 0 and list(t.columns) == COLUMNS
+    per = count_per_slice(t, 3)
+    assert per["count"].tolist() == [0, 0, 0]
+    assert contours(np.zeros((5, 5), np.int32)) == []
+
+
+def test_all_foreground_mask_is_one_object():
+    labels = split_mask(np.ones((20, 20), bool))
+    assert labels.max() >= 1 and (labels > 0).all()
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\] or whole numbers"):
+        split_mask(np.array([[0.2, 1.7], [0, 0]]))
+    with pytest.raises(ValueError, match=r"min_area .* larger than max_area"):
+        split_mask(np.ones((8, 8), bool), min_area=50, max_area=10)
+    with pytest.raises(ValueError, match="intensity image has shape"):
+        measure(np.ones((4, 4), int), np.ones((4, 5)))
+    with pytest.raises(ValueError, match="whole numbers"):
+        measure(np.full((4, 4), 0.5))
+
+
+def test_stack_slice_by_slice_with_unique_ids():
+    stack = np.zeros((3, 30, 30), bool)
+    stack[0] = disc((30, 30), (10, 10), 5)
+    stack[2] = disc((30, 30), (10, 10), 5) | disc((30, 30), (22, 22), 5)
+    labels = split_mask(stack)
+    assert labels.max() == 3 and set(np.unique(labels[2])) == {0, 2, 3}
+    t = measure(labels)
+    assert t["slice"].tolist() == [0, 2, 2]
+    assert count_per_slice(t, 3)["count"].tolist() == [1, 0, 2]
+    polys = contours(labels)
+    assert len(polys) == 3 and polys[2][1].shape[1] == 3 and (polys[2][1][:, 0] == 2).all()
+
+
+def test_contour_follows_the_object():
+    labels = np.zeros((20, 20), np.int32)
+    labels[5:15, 4:10] = 1
+    ((i, poly),) = contours(labels)
+    assert i == 1
+    assert poly[:, 0].min() == pytest.approx(4.5) and poly[:, 0].max() == pytest.approx(14.5)
+    assert poly[:, 1].min() == pytest.approx(3.5) and poly[:, 1].max() == pytest.approx(9.5)
+
+
+def test_boundary_channel_splits_touching_objects():
+    card = ModelCard("x", classes=("foreground", "boundary"))
+    a, b = disc((40, 60), (20, 18), 10), disc((40, 60), (20, 37), 10)
+    fg = (a | b).astype(np.float32)
+    from skimage.segmentation import find_boundaries
+
+    lab = a.astype(int) + 2 * (b & ~a)
+    bd = find_boundaries(lab, mode="inner").astype(np.float32)
+    labels = labels_from_probabilities(np.stack([fg, bd]), card)
+    assert labels.max() == 2
+
+
+def test_count_iter_returns_labels_and_table():
+    stack = np.zeros((2, 30, 30), np.uint8)
+    stack[1] = disc((30, 30), (15, 15), 6)
+    gen = count_iter(stack, kind="mask", scale=(1.0, 0.5, 0.5), unit="um")
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            labels, table = stop.value
+            break
+    assert [e.done for e in events] == [1, 2]
+    assert labels.max() == 1 and isinstance(table, pd.DataFrame) and table["unit"][0] == "um"

@@ -1,0 +1,249 @@
+from __future__ import annotations
+
+import errno
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.model import ModelCard, build_model, load_model, save_model
+from napari_unet.train import TrainConfig, Trainer, TrainingItem, _Sampler, make_targets, masked_loss, train
+from tests.conftest import synthetic_nuclei
+
+TINY = ModelCard("tiny", "unet", {"features": (8, 16, 32)}, classes=("foreground", "boundary"), tile=64)
+FAST = TrainConfig(
+    epochs=2,
+    steps_per_epoch=15,
+    batch_size=4,
+    crop=64,
+    lr=5e-3,
+    warmup_steps=2,
+    augment=False,
+    device="cpu",
+    precision="fp32",
+)
+
+
+@pytest.fixture(autouse=True)
+def user_models(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_UNET_MODELS", str(tmp_path / "user_models"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(3)
+    return [synthetic_nuclei(rng, (96, 96), 10) for _ in range(3)]
+
+
+@pytest.fixture(scope="module")
+def parent(data):
+    """A tiny model trained briefly on correct labels, to fine-tune from."""
+    cfg = TrainConfig(
+        epochs=3,
+        steps_per_epoch=25,
+        batch_size=4,
+        crop=64,
+        lr=5e-3,
+        warmup_steps=2,
+        augment=False,
+        device="cpu",
+        precision="fp32",
+    )
+    items = [TrainingItem(img, lab, name=f"img{i}") for i, (img, lab) in enumerate(data[:2])]
+    result = train(items, card=TINY, config=cfg, val_items=[TrainingItem(*data[2], name="val")])
+    return result.model
+
+
+def run(trainer):
+    events = []
+    gen = trainer.steps()
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            return stop.value, events
+
+
+def test_training_reduces_the_loss_and_the_model_loads(tmp_path, data):
+    items = [TrainingItem(img, lab, name=f"img{i}") for i, (img, lab) in enumerate(data)]
+    result, events = run(Trainer(items, card=TINY, config=FAST))
+    losses = [e.info["loss"] for e in events if "kind" not in e.info]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    assert [e.info["epoch"] for e in events if e.info.get("kind") == "epoch"] == [0, 1]
+    path = save_model(result.model, tmp_path / "m", result.card)
+    back = load_model(path)
+    x = torch.randn(1, 1, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(back(x), result.model(x))
+
+
+def test_loss_ignores_unannotated_pixels():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 16, 16)
+    target = (torch.rand(2, 2, 16, 16) > 0.5).float()
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[:, :, :8] = 1
+    garbage = target.clone()
+    garbage[:, :, 8:] = 1 - garbage[:, :, 8:]  # flip every label outside the region
+    a = masked_loss(logits, target, mask)
+    b = masked_loss(logits, garbage, mask)
+    assert torch.equal(a, b)
+    assert not torch.equal(
+        masked_loss(logits, target, torch.ones_like(mask)), masked_loss(logits, garbage, torch.ones_like(mask))
+    )
+
+
+def test_crops_come_from_the_annotated_region_only(data):
+    img, lab = data[0]
+    region = np.zeros(lab.shape, bool)
+    region[:40, :40] = True
+    trainer = Trainer(
+        [TrainingItem(img, lab, region, "a"), TrainingItem(*data[1], name="b")],
+        card=TINY,
+        config=FAST,
+        val_items=[TrainingItem(*data[2], name="v")],
+    )
+    plane = trainer.train_planes[0]
+    assert plane.region.sum() == 1600
+    sampler = _Sampler([plane], 32, 0.5, np.random.default_rng(0))
+    _, _, masks = sampler.batch(16)
+    assert masks.sum() > 0 and masks.sum() <= 16 * 32 * 32
+    # every crop pixel with weight sits inside the region: rebuild by cropping the region itself
+    assert set(np.unique(masks)) <= {0.0, 1.0}
+
+
+def test_checked_slices_of_a_stack(data):
+    stack = np.stack([d[0] for d in data])
+    labels = np.stack([d[1] for d in data])
+    labels[1] = 0  # an unchecked slice with empty (wrong) labels
+    trainer = Trainer([TrainingItem(stack, labels, [0, 2], "stack")], card=TINY, config=FAST)
+    names = sorted(p.source for p in trainer.train_planes + trainer.val_planes)
+    assert names == ["stack[0]", "stack[2]"]
+
+
+def test_stop_returns_the_best_checkpoint(data, parent):
+    items = [TrainingItem(img, lab, name=f"img{i}") for i, (img, lab) in enumerate(data)]
+    trainer = Trainer(
+        items,
+        base=parent,
+        config=TrainConfig(
+            epochs=5, steps_per_epoch=5, batch_size=2, crop=64, augment=False, device="cpu", precision="fp32"
+        ),
+    )
+    gen = trainer.steps()
+    while True:
+        event = next(gen)
+        if event.info.get("kind") == "epoch":
+            trainer.stop()
+            break
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    result = stop.value.value
+    assert result.stopped and len(result.history) == 1
+    best = trainer._best_state
+    for k, v in result.model.state_dict().items():
+        torch.testing.assert_close(v, best[k])
+
+
+def test_stop_in_the_first_step_keeps_the_parent(data, parent):
+    trainer = Trainer([TrainingItem(*data[0], name="a")], base=parent, config=FAST)
+    trainer.stop()
+    result, events = run(trainer)
+    assert events == [] and result.stopped and result.better is False
+    for k, v in parent.state_dict().items():
+        torch.testing.assert_close(result.model.state_dict()[k], v)
+
+
+def test_quality_gate_says_worse_for_wrong_labels(data, parent):
+    img, lab = data[0]
+    wrong = np.where(lab > 0, 0, 1).astype(np.int32)  # background painted as one object, nuclei erased
+    cfg = TrainConfig(
+        epochs=2,
+        steps_per_epoch=20,
+        batch_size=4,
+        crop=64,
+        lr=5e-3,
+        warmup_steps=2,
+        augment=False,
+        device="cpu",
+        precision="fp32",
+        patience=5,
+    )
+    result = train(
+        [TrainingItem(img, wrong, name="wrong")],
+        base=parent,
+        config=cfg,
+        val_items=[TrainingItem(*data[2], name="val")],
+    )
+    assert result.better is False
+    assert "not better" in result.verdict()
+    assert result.new_scores["dice"] < result.parent_scores["dice"]
+
+
+def test_card_records_provenance(data, parent):
+    result = train([TrainingItem(*data[0], name="cells-01")], base=parent, config=FAST, name="my-cells")
+    card = result.card
+    assert card.name == "my-cells" and card.parent == parent.card.name
+    (image,) = card.training["images"]
+    assert image["name"] == "cells-01" and len(image["sha256"]) == 16
+    assert card.training["settings"]["seed"] == 0 and card.training["settings"]["crop"] == 64
+    assert {"heldout_dice", "heldout_f1", "parent_heldout_dice", "parent_heldout_f1"} <= set(card.metrics)
+
+
+def test_bad_training_inputs(data, parent):
+    img, lab = data[0]
+    with pytest.raises(ValueError, match="nothing is annotated"):
+        Trainer([TrainingItem(img, lab, [], "a")], base=parent, config=FAST)
+    with pytest.raises(ValueError, match="nothing is annotated"):
+        Trainer([TrainingItem(img, lab, np.zeros(lab.shape, bool), "a")], base=parent, config=FAST)
+    with pytest.raises(ValueError, match="holds no objects"):
+        Trainer([TrainingItem(img, np.zeros_like(lab), None, "a")], base=parent, config=FAST)
+    with pytest.raises(ValueError, match=r"labels have shape \(96, 95\)"):
+        Trainer([TrainingItem(img, lab[:, :95], None, "a")], base=parent, config=FAST)
+    rgb = np.stack([img] * 3, -1)
+    with pytest.raises(ValueError, match="takes 1 input channel"):
+        Trainer([TrainingItem(rgb, lab, None, "a", "YXS")], base=parent, config=FAST)
+    with pytest.raises(ValueError, match="base model to fine-tune, or a model card"):
+        Trainer([TrainingItem(img, lab)])
+    with pytest.raises(ValueError, match="max_seconds must be positive"):
+        TrainConfig(max_seconds=0)
+
+
+def test_make_targets_boundary_separates_touching_objects():
+    lab = np.zeros((6, 8), np.int32)
+    lab[1:5, 1:4] = 1
+    lab[1:5, 4:7] = 2
+    t = make_targets(lab, TINY)
+    assert t.shape == (2, 6, 8)
+    assert t[1, 2, 3] == 1 and t[1, 2, 4] == 1  # both sides of the contact are boundary
+    assert t[1, 2, 2] == 0 and t[0, 2, 2] == 1
+
+
+def test_disk_full_while_saving_keeps_the_previous_model(tmp_path, parent, monkeypatch):
+    path = save_model(parent, tmp_path / "keep")
+    before = path.read_bytes()
+    import safetensors.torch
+
+    def full(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"\x00" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(OSError, match="No space left"):
+        save_model(build_model(TINY), tmp_path / "keep")
+    assert path.read_bytes() == before
+    assert load_model(path).card == parent.card
+
+
+def test_unwritable_target_folder(tmp_path, parent, monkeypatch):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m, **kw: False if str(p) == str(locked) else real(p, m, **kw))
+    with pytest.raises(PermissionError, match="no permission to write the model"):
+        save_model(parent, locked / "m")
+    locked.chmod(0o700)
