@@ -1,0 +1,102 @@
+"""Helpers shared by the dock widgets: worker wiring, progress bars, notifications."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import napari
+
+
+def notify_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+def notify_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(message)
+
+
+def start_job(
+    gen: Generator,
+    *,
+    desc: str,
+    on_yield: Callable[[Any], None] | None = None,
+    on_done: Callable[[Any], None] | None = None,
+    on_abort: Callable[[], None] | None = None,
+    on_finally: Callable[[], None] | None = None,
+) -> Any:
+    """Run a core generator in napari's thread worker with a progress bar.
+
+    Errors from the core (``ValueError``/``OSError``) become a notification with the
+    core's own sentence; anything else is reported as an unexpected error.
+    """
+    from napari.qt.threading import create_worker
+    from napari.utils import progress
+
+    def job() -> Generator:
+        return (yield from gen)
+
+    worker = create_worker(job)
+    bar: dict[str, Any] = {}
+
+    def yielded(event: Any) -> None:
+        total = getattr(event, "total", None)
+        if total and "bar" not in bar:
+            bar["bar"] = progress(total=total, desc=desc)
+        if "bar" in bar:
+            bar["bar"].n = getattr(event, "done", 0)
+            bar["bar"].refresh()
+        if on_yield is not None:
+            on_yield(event)
+
+    def errored(exc: Exception) -> None:
+        if isinstance(exc, (ValueError, OSError)):
+            notify_error(f"{desc}: {exc}")
+        else:
+            notify_error(f"{desc} failed unexpectedly: {type(exc).__name__}: {exc}")
+
+    def finished() -> None:
+        if "bar" in bar:
+            bar["bar"].close()
+        if on_finally is not None:
+            on_finally()
+
+    worker.yielded.connect(yielded)
+    if on_done is not None:
+        worker.returned.connect(on_done)
+    if on_abort is not None:
+        worker.aborted.connect(on_abort)
+    worker.errored.connect(errored)
+    worker.finished.connect(finished)
+    worker.start()
+    return worker
+
+
+def current_plane_index(viewer: napari.viewer.Viewer, layer: Any) -> tuple[int, ...]:
+    """Index of the slice in view along every non-displayed axis of ``layer``."""
+    ndim = layer.ndim
+    world = viewer.dims.point[-ndim:]
+    data = layer.world_to_data(world)
+    spatial = ndim - 2
+    return tuple(int(np.clip(round(c), 0, layer.data.shape[i] - 1)) for i, c in enumerate(data[:spatial]))
+
+
+def flat_slice(shape: tuple[int, ...], index: tuple[int, ...]) -> int:
+    """Flat slice number (as the core counts planes) of a stack index."""
+    return int(np.ravel_multi_index(index, shape[:-2])) if index else 0
+
+
+def image_axes(layer: Any) -> str:
+    """Axes of an image layer's data for the core: ``[T|Z]YX`` or ``...YXS`` for RGB."""
+    nd = layer.data.ndim - (1 if layer.rgb else 0)
+    stack = {2: "", 3: "Z", 4: "TZ"}.get(nd)
+    if stack is None:
+        raise ValueError(f"the image has {nd} dimensions; napari-unet predicts 2D images and 3D/4D stacks")
+    return stack + "YX" + ("S" if layer.rgb else "")

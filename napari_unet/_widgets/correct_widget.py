@@ -1,0 +1,256 @@
+"""Step 3, Correct: mark slices (or painted regions) as checked, fix objects, autosave."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import Container, Label, PushButton, Select, SpinBox, create_widget
+
+from napari_unet._widgets._common import current_plane_index, flat_slice, notify_error, notify_info
+
+if TYPE_CHECKING:
+    import napari
+
+MARK_KEY = "Shift-C"
+
+
+class CorrectWidget(Container):
+    """Checked slices, a checked-region layer for single images, delete/merge, autosave."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, autosave_seconds: float = 3.0) -> None:
+        self._viewer = viewer
+        self.labels_layer = create_widget(annotation="napari.layers.Labels", label="labels")
+        self.mark_button = PushButton(text=f"Mark slice checked ({MARK_KEY})")
+        self.unmark_button = PushButton(text="Unmark slice")
+        self.checked = Select(label="checked slices", choices=[], value=[])
+        self.region_button = PushButton(text="Paint checked region (single image)")
+        self.delete_button = PushButton(text="Delete selected object")
+        self.merge_a = SpinBox(label="merge object", min=1, max=2**31 - 1, value=1)
+        self.merge_b = SpinBox(label="into object", min=1, max=2**31 - 1, value=2)
+        self.merge_button = PushButton(text="Merge")
+        self.restore_button = PushButton(text="Restore saved corrections", enabled=False)
+        self.status = Label(value="")
+        super().__init__(widgets=[self.labels_layer, self.mark_button, self.unmark_button, self.checked, self.region_button,
+                                  self.delete_button, self.merge_a, self.merge_b, self.merge_button, self.restore_button, self.status])  # fmt: skip
+        self.mark_button.changed.connect(self.mark_checked)
+        self.unmark_button.changed.connect(self.unmark)
+        self.region_button.changed.connect(self.add_region_layer)
+        self.delete_button.changed.connect(self.delete_selected)
+        self.merge_button.changed.connect(self.merge)
+        self.restore_button.changed.connect(self.restore)
+        self.labels_layer.changed.connect(self._attach)
+        self._dirty: set[int] = set()
+        self._attached: Any = None
+        self.session: Any = None
+        self.autosave_seconds = autosave_seconds
+        from qtpy.QtCore import QTimer
+
+        self._timer = QTimer()
+        self._timer.setInterval(int(autosave_seconds * 1000))
+        self._timer.timeout.connect(self.autosave)
+        self._timer.start()
+        viewer.bind_key(MARK_KEY, lambda v: self.mark_checked(), overwrite=True)
+        self._install_close_guard()
+        self._attach()
+
+    # ------------------------------------------------------------------ session
+
+    def _attach(self, *_: Any) -> None:
+        from napari_unet.session import Session
+
+        layer = self.labels_layer.value
+        if self._attached is not None:
+            self.autosave()
+            try:
+                self._attached.events.paint.disconnect(self._on_paint)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+        self._attached = layer
+        self._dirty = set()
+        if layer is None:
+            self.session = None
+            return
+        layer.events.paint.connect(self._on_paint)
+        source = layer.metadata.get("source")
+        path = None
+        if source and source in self._viewer.layers:
+            path = self._viewer.layers[source].metadata.get("path")
+        self.session = Session.for_image(path, name=layer.name, shape=layer.data.shape)
+        self._sync_checked()
+        saved = self.session.state()
+        self.restore_button.enabled = bool(saved)
+        if saved:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(saved.get("saved_at", 0)))
+            notify_info(
+                f"Saved corrections of {layer.name} from {when} were found; press 'Restore saved corrections' to load them."
+            )
+
+    def _on_paint(self, event: Any) -> None:
+        layer = self._attached
+        if layer is None:
+            return
+        if layer.ndim == 2:
+            self._dirty.add(0)
+            return
+        stack_shape = layer.data.shape[:-2]
+        for atom in event.value:
+            indices = atom[0]
+            stack = np.stack([np.asarray(i) for i in indices[: len(stack_shape)]], 0)
+            if stack.size:
+                flat = np.ravel_multi_index(tuple(stack), stack_shape)
+                self._dirty.update(int(z) for z in np.unique(flat))
+
+    def checked_slices(self) -> list[int]:
+        layer = self.labels_layer.value
+        return sorted(layer.metadata.setdefault("checked", [])) if layer is not None else []
+
+    def _sync_checked(self) -> None:
+        values = self.checked_slices()
+        self.checked.choices = [str(z) for z in values]
+        self.checked.value = []
+
+    def _region(self) -> np.ndarray | None:
+        layer = self.labels_layer.value
+        name = f"{layer.name} checked region" if layer is not None else None
+        return np.asarray(self._viewer.layers[name].data) > 0 if name and name in self._viewer.layers else None
+
+    def autosave(self, *, force: bool = False) -> bool:
+        """Save the slices changed since the last save (all of them with ``force``)."""
+        layer = self.labels_layer.value
+        if layer is None or self.session is None or (not self._dirty and not force):
+            return False
+        dirty = None if force or not self.session.exists() else set(self._dirty)
+        try:
+            self.session.save(np.asarray(layer.data), checked=self.checked_slices(), region=self._region(), dirty=dirty)
+        except (OSError, ValueError) as exc:
+            notify_error(f"Autosave failed: {exc}. Your corrections are still in the window; save the labels by hand.")
+            return False
+        self._dirty.clear()
+        self.status.value = f"saved {time.strftime('%H:%M:%S')}"
+        return True
+
+    def restore(self, *_: Any) -> bool:
+        layer = self.labels_layer.value
+        if layer is None or self.session is None:
+            return False
+        loaded = self.session.load()
+        if loaded is None:
+            return False
+        labels, checked, region = loaded
+        layer.data = labels.astype(layer.data.dtype, copy=False)
+        layer.metadata["checked"] = list(checked)
+        if region is not None:
+            self.add_region_layer()
+            self._viewer.layers[f"{layer.name} checked region"].data = region.astype(np.uint8)
+        self._sync_checked()
+        self.status.value = f"restored {len(checked)} checked slice(s)"
+        return True
+
+    # ------------------------------------------------------------------ actions
+
+    def _current(self) -> int:
+        layer = self.labels_layer.value
+        if layer.ndim == 2:
+            return 0
+        return flat_slice(layer.data.shape, current_plane_index(self._viewer, layer))
+
+    def mark_checked(self, *_: Any) -> None:
+        layer = self.labels_layer.value
+        if layer is None:
+            notify_error("Mark checked: choose the labels layer you corrected first.")
+            return
+        z = self._current()
+        checked = layer.metadata.setdefault("checked", [])
+        if z not in checked:
+            checked.append(z)
+        self._dirty.add(z)
+        self._sync_checked()
+        self.autosave(force=not self.session.exists())
+
+    def unmark(self, *_: Any) -> None:
+        layer = self.labels_layer.value
+        if layer is None:
+            return
+        z = self._current()
+        checked = layer.metadata.setdefault("checked", [])
+        if z in checked:
+            checked.remove(z)
+        self._dirty.add(z)
+        self._sync_checked()
+        self.autosave()
+
+    def add_region_layer(self, *_: Any) -> Any:
+        layer = self.labels_layer.value
+        if layer is None:
+            notify_error("Checked region: choose a labels layer first.")
+            return None
+        name = f"{layer.name} checked region"
+        if name not in self._viewer.layers:
+            region = self._viewer.add_labels(
+                np.zeros(layer.data.shape, np.uint8), name=name, scale=layer.scale, opacity=0.3
+            )
+            region.selected_label = 1
+            region.mode = "paint"
+            region.events.paint.connect(lambda e: self._dirty.add(0))
+        return self._viewer.layers[name]
+
+    def delete_selected(self, *_: Any) -> None:
+        layer = self.labels_layer.value
+        if layer is None:
+            return
+        target = int(layer.selected_label)
+        where = np.nonzero(np.asarray(layer.data) == target)
+        if target == 0 or not where[0].size:
+            notify_error(f"Delete: object {target} is not in {layer.name}; pick it with the colour picker first.")
+            return
+        layer.data_setitem(where, 0)  # goes through napari's undo history
+
+    def merge(self, *_: Any) -> None:
+        layer = self.labels_layer.value
+        if layer is None:
+            return
+        a, b = int(self.merge_a.value), int(self.merge_b.value)
+        data = np.asarray(layer.data)
+        if a == b or not (data == a).any() or not (data == b).any():
+            notify_error(f"Merge: objects {a} and {b} must both exist in {layer.name} and differ.")
+            return
+        layer.data_setitem(np.nonzero(data == a), b)
+
+    # ------------------------------------------------------------------ closing
+
+    def has_unsaved_changes(self) -> bool:
+        return bool(self._dirty)
+
+    def _install_close_guard(self) -> None:
+        from qtpy.QtCore import QEvent, QObject
+
+        window = getattr(getattr(self._viewer, "window", None), "_qt_window", None)
+        if window is None:
+            return
+        widget = self
+
+        class Guard(QObject):
+            def eventFilter(self, obj: Any, event: Any) -> bool:
+                if event.type() == QEvent.Type.Close and widget.has_unsaved_changes() and not widget.confirm_close():
+                    event.ignore()
+                    return True
+                return False
+
+        self._guard = Guard()
+        window.installEventFilter(self._guard)
+
+    def confirm_close(self) -> bool:
+        """Ask whether to save corrections before closing; True lets the window close."""
+        from qtpy.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(
+            None,
+            "Unsaved corrections",
+            "Some corrections have not been saved yet. Save them before closing?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+        )
+        if answer == QMessageBox.StandardButton.Save:
+            return self.autosave(force=True)
+        return answer == QMessageBox.StandardButton.Discard

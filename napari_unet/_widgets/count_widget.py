@@ -1,0 +1,201 @@
+"""Step 5, Count: objects of a labels layer -> contours, a sortable table, counts, CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, Container, FloatSpinBox, Label, PushButton, create_widget
+
+from napari_unet._widgets._common import current_plane_index, flat_slice, notify_error, notify_info, start_job
+
+if TYPE_CHECKING:
+    import napari
+
+SHOWN = ["id", "slice", "area", "perimeter", "circularity", "mean_intensity", "equivalent_diameter", "solidity"]
+
+
+class CountWidget(Container):
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from qtpy.QtWidgets import QTableWidget
+
+        self._viewer = viewer
+        self.labels_layer = create_widget(annotation="napari.layers.Labels", label="labels")
+        self.image = create_widget(
+            annotation="napari.layers.Image", label="intensity image", options={"nullable": True}
+        )
+        self.min_area = FloatSpinBox(label="min area (px)", value=10, min=0, max=1e9, step=5)
+        self.max_area = FloatSpinBox(label="max area (px, 0 = none)", value=0, min=0, max=1e9, step=100)
+        self.exclude_border = CheckBox(label="exclude border objects", value=False)
+        self.count_button = PushButton(text="Count")
+        self.summary = Label(value="")
+        self.export_button = PushButton(text="Export CSV", enabled=False)
+        self.save_button = PushButton(text="Save labels as TIFF", enabled=False)
+        super().__init__(widgets=[self.labels_layer, self.image, self.min_area, self.max_area, self.exclude_border,
+                                  self.count_button, self.summary, self.export_button, self.save_button])  # fmt: skip
+        self.table = QTableWidget()
+        self.table.setSortingEnabled(True)
+        self.table.setMinimumHeight(160)
+        self.table.cellClicked.connect(self._row_clicked)
+        self.native.layout().addWidget(self.table)
+        self.count_button.changed.connect(self.run)
+        self.export_button.changed.connect(lambda *_: self.export_csv())
+        self.save_button.changed.connect(lambda *_: self.save_labels())
+        viewer.dims.events.current_step.connect(self._update_summary)
+        self.result: Any = None  # (labels, table)
+        self.worker: Any = None
+
+    def run(self, *_: Any) -> Any:
+        from napari_unet.count import count_iter
+
+        layer = self.labels_layer.value
+        if layer is None:
+            notify_error("Count: choose a labels layer (predict first, or open a mask).")
+            return None
+        if self.worker is not None:
+            notify_error("Count: counting is already running.")
+            return None
+        max_area = float(self.max_area.value) or None
+        if max_area is not None and max_area < self.min_area.value:
+            notify_error(
+                f"Count: min area ({self.min_area.value:g}) is larger than max area ({max_area:g}); lower one of them."
+            )
+            return None
+        data = np.asarray(layer.data)
+        intensity = None
+        image = self.image.value
+        if image is not None and not image.rgb and tuple(image.data.shape) == data.shape:
+            intensity = np.asarray(image.data)
+        units = [str(u) for u in getattr(layer, "units", ())]
+        physical = bool(units) and units[-1] not in ("pixel", "")
+        unit = {"micrometer": "um"}.get(units[-1], units[-1]) if physical else "px"
+        scale = tuple(layer.scale) if physical else None
+        gen = count_iter(data, kind="labels", intensity=intensity, scale=scale, unit=unit, min_area=float(self.min_area.value),
+                         max_area=max_area, exclude_border=bool(self.exclude_border.value))  # fmt: skip
+        self.count_button.enabled = False
+        self.worker = start_job(
+            self._with_contours(gen), desc=f"Count {layer.name}", on_done=self._show, on_finally=self._reset
+        )
+        return self.worker
+
+    def _with_contours(self, gen: Any) -> Any:
+        from napari_unet.count import contours
+
+        labels, table = yield from gen
+        return labels, table, contours(labels)
+
+    def _reset(self) -> None:
+        self.worker = None
+        self.count_button.enabled = True
+
+    def _show(self, result: Any) -> None:
+        labels, table, polys = result
+        layer = self.labels_layer.value
+        self.result = (labels, table)
+        name = f"{layer.name} contours"
+        if name in self._viewer.layers:
+            self._viewer.layers.remove(name)
+        if polys:
+            shapes = self._viewer.add_shapes(
+                [p for _, p in polys], shape_type="polygon", name=name, edge_color="yellow", face_color="transparent",
+                edge_width=1, scale=layer.scale, features=table.reset_index(drop=True),
+            )  # fmt: skip
+            shapes.editable = False
+        if not len(table):
+            notify_info(
+                f"Count: no objects in {layer.name} (with min area {self.min_area.value:g}); the table is empty."
+            )
+        self._fill_table(table)
+        self._update_summary()
+        self.export_button.enabled = self.save_button.enabled = True
+
+    def _fill_table(self, table: Any) -> None:
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QTableWidgetItem
+
+        self.table.setSortingEnabled(False)
+        self.table.clear()
+        self.table.setColumnCount(len(SHOWN))
+        self.table.setHorizontalHeaderLabels(SHOWN)
+        self.table.setRowCount(len(table))
+        for r, row in enumerate(table[SHOWN].itertuples(index=False)):
+            for c, value in enumerate(row):
+                item = QTableWidgetItem()
+                item.setData(Qt.ItemDataRole.DisplayRole, float(value) if c > 1 else int(value))
+                self.table.setItem(r, c, item)
+        self.table.setSortingEnabled(True)
+
+    def _row_clicked(self, row: int, col: int = 0) -> None:
+        """Centre the view on the object of a table row, and select it in the labels layer."""
+        if self.result is None:
+            return
+        _, table = self.result
+        object_id = int(self.table.item(row, 0).data(0))
+        z = int(self.table.item(row, 1).data(0))
+        rec = table[(table["id"] == object_id) & (table["slice"] == z)].iloc[0]
+        layer = self.labels_layer.value
+        sy, sx = (float(s) for s in layer.scale[-2:])
+        physical = rec["unit"] != "px"
+        cy = rec["centroid_row"] if physical else rec["centroid_row"] * sy
+        cx = rec["centroid_col"] if physical else rec["centroid_col"] * sx
+        if layer.ndim > 2:
+            index = np.unravel_index(z, layer.data.shape[:-2])
+            world = layer.data_to_world((*index, 0, 0))
+            for axis, value in enumerate(world[:-2]):
+                self._viewer.dims.set_point(axis, value)
+        self._viewer.camera.center = (cy, cx)
+        layer.selected_label = object_id
+        self.selected = object_id
+
+    def _update_summary(self, *_: Any) -> None:
+        if self.result is None:
+            return
+        _labels, table = self.result
+        layer = self.labels_layer.value
+        total = len(table)
+        if layer is not None and layer.ndim > 2:
+            z = flat_slice(layer.data.shape, current_plane_index(self._viewer, layer))
+            here = int((table["slice"] == z).sum()) if total else 0
+            self.summary.value = f"{here} objects in this slice, {total} in the stack"
+        else:
+            self.summary.value = f"{total} objects"
+
+    def export_csv(self, path: str | Path | None = None) -> Path | None:
+        if self.result is None:
+            return None
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            path, _ = QFileDialog.getSaveFileName(
+                None, "Export measurements", f"{self.labels_layer.value.name}_objects.csv", "CSV (*.csv)"
+            )
+            if not path:
+                return None
+        path = Path(path)
+        try:
+            self.result[1].to_csv(path, index=False)
+        except OSError as exc:
+            notify_error(f"Export CSV: cannot write {path}: {exc}")
+            return None
+        notify_info(f"Saved {len(self.result[1])} rows to {path}")
+        return path
+
+    def save_labels(self, path: str | Path | None = None) -> Path | None:
+        from napari_unet.io import write_tiff
+
+        layer = self.labels_layer.value
+        if layer is None:
+            return None
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            path, _ = QFileDialog.getSaveFileName(None, "Save labels", f"{layer.name}.tif", "TIFF (*.tif)")
+            if not path:
+                return None
+        units = [str(u) for u in getattr(layer, "units", ())] or None
+        try:
+            return write_tiff(path, np.asarray(layer.data), scale=tuple(layer.scale), units=units, labels=True)
+        except (OSError, ValueError) as exc:
+            notify_error(f"Save labels: {exc}")
+            return None

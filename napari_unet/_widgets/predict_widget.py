@@ -1,0 +1,199 @@
+"""Step 2, Predict: image -> probabilities (hidden) and editable instance labels."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    RadioButtons,
+    SpinBox,
+    create_widget,
+)
+
+from napari_unet._widgets._common import current_plane_index, flat_slice, image_axes, notify_error, start_job
+
+if TYPE_CHECKING:
+    import napari
+
+
+def model_choices(widget: Any = None) -> list[str]:
+    from napari_unet.model import list_models
+
+    return [e.name for e in list_models()] or ["(no model found)"]
+
+
+class PredictWidget(Container):
+    """Choose image, model, device and threshold; predict the slice in view or the stack."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from napari_unet.predict import available_devices
+
+        self._viewer = viewer
+        self.image = create_widget(annotation="napari.layers.Image", label="image")
+        self.model = ComboBox(label="model", choices=model_choices)
+        self.device = ComboBox(label="device", choices=available_devices(), value="auto")
+        self.threshold = FloatSpinBox(label="threshold", value=0.5, min=0.05, max=0.95, step=0.05)
+        self.scope = RadioButtons(label="predict", choices=["slice in view", "whole stack"], value="whole stack")
+        self.advanced = CheckBox(label="advanced", value=False)
+        self.tile = SpinBox(label="tile", value=256, min=32, max=2048, step=32, visible=False)
+        self.overlap = FloatSpinBox(label="overlap", value=0.25, min=0.0, max=0.9, step=0.05, visible=False)
+        self.batch = SpinBox(label="batch", value=4, min=1, max=64, visible=False)
+        self.run_button = PushButton(text="Predict")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        super().__init__(widgets=[self.image, self.model, self.device, self.threshold, self.scope, self.advanced,
+                                  self.tile, self.overlap, self.batch, self.run_button, self.cancel_button, self.status])  # fmt: skip
+        self.advanced.changed.connect(self._toggle_advanced)
+        self.model.changed.connect(self._show_card)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.worker: Any = None
+        self.protected: set[int] = set()  # slices the user checked: never overwritten
+        self._show_card()
+
+    def _toggle_advanced(self, on: bool) -> None:
+        for w in (self.tile, self.overlap, self.batch):
+            w.visible = on
+
+    def _show_card(self, *_: Any) -> None:
+        from napari_unet.model import ModelLoadError, read_card, resolve_model_path
+
+        try:
+            card = read_card(resolve_model_path(self.model.value))
+        except (ModelLoadError, OSError, ValueError):
+            self.model.tooltip = "no model card"
+            return
+        self.model.tooltip = card.summary()
+        self.threshold.value = card.threshold
+        self.tile.value = card.tile
+        self.overlap.value = card.overlap
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.quit()
+            self.status.value = "cancelling..."
+
+    def run(self, *_: Any, model: Any = None, slices: list[int] | None = None) -> Any:
+        """Start a prediction; returns the worker (None when the input is refused).
+
+        ``slices`` limits a stack prediction to those flat slice numbers (re-predict
+        unchecked slices); ``model`` overrides the chosen one.
+        """
+        from napari_unet.model import ModelLoadError, load_model
+
+        layer = self.image.value
+        if layer is None:
+            notify_error("Predict: open or choose an image layer first.")
+            return None
+        if self.worker is not None:
+            notify_error("Predict: a prediction is already running; wait for it or press Cancel.")
+            return None
+        try:
+            axes = image_axes(layer)
+            model = model if model is not None else load_model(self.model.value)
+        except (ModelLoadError, ValueError, OSError) as exc:
+            notify_error(f"Predict: {exc}")
+            return None
+        data = layer.data
+        labels_layer = self._labels_layer(layer)
+        spatial = tuple(data.shape[:-1] if layer.rgb else data.shape)
+        n_planes = int(np.prod(spatial[:-2])) if len(spatial) > 2 else 1
+        if self.scope.value == "slice in view" and len(spatial) > 2:
+            index = current_plane_index(self._viewer, layer)
+            planes = [flat_slice(spatial, index)]
+        elif slices is not None:
+            planes = sorted(slices)
+        else:
+            planes = list(range(n_planes))
+        planes = [p for p in planes if p not in self.protected]
+        if not planes:
+            notify_error("Predict: every chosen slice is checked; unmark a slice to predict it again.")
+            return None
+        gen = self._job(model, data, axes, spatial, planes)
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        self.status.value = f"predicting {len(planes)} slice(s)..."
+        self._partial: dict[int, np.ndarray] = {}
+        self.worker = start_job(
+            gen,
+            desc=f"Predict {layer.name}",
+            on_yield=lambda e: self._collect(e, layer, labels_layer, spatial),
+            on_done=lambda r: self._finish(layer, labels_layer, spatial, r),
+            on_abort=lambda: self._finish(layer, labels_layer, spatial, None),
+            on_finally=self._reset,
+        )
+        return self.worker
+
+    def _job(self, model: Any, data: Any, axes: str, spatial: tuple[int, ...], planes: list[int]) -> Any:
+        """Predict plane by plane, yielding progress and each finished plane's result."""
+        from napari_unet.count import labels_from_probabilities
+        from napari_unet.predict import Progress, predict_iter
+
+        stack_shape = spatial[:-2]
+        plane_axes = axes.replace("T", "").replace("Z", "")
+        threshold = float(self.threshold.value)
+        tiles_per_plane = None
+        for k, p in enumerate(planes):
+            index = np.unravel_index(p, stack_shape) if stack_shape else ()
+            plane = np.asarray(data[tuple(index)])
+            gen = predict_iter(model, plane, axes=plane_axes, device=self.device.value, tile=int(self.tile.value),
+                               overlap=float(self.overlap.value), batch_size=int(self.batch.value))  # fmt: skip
+            while True:
+                try:
+                    ev = next(gen)
+                except StopIteration as stop:
+                    prob = stop.value
+                    break
+                tiles_per_plane = ev.total
+                yield Progress(k * ev.total + ev.done, len(planes) * ev.total, {"plane": p})
+            labels = labels_from_probabilities(prob, model.card, threshold=threshold)
+            done = (k + 1) * (tiles_per_plane or 1)
+            yield Progress(done, len(planes) * (tiles_per_plane or 1), {"plane": p, "prob": prob, "labels": labels})
+        return len(planes)
+
+    def _labels_layer(self, layer: Any) -> Any:
+        name = f"{layer.name} labels"
+        return self._viewer.layers[name] if name in self._viewer.layers else None
+
+    def _collect(self, event: Any, layer: Any, labels_layer: Any, spatial: tuple[int, ...]) -> None:
+        if "labels" in event.info:
+            self._partial[event.info["plane"]] = (event.info["prob"], event.info["labels"])
+
+    def _finish(self, layer: Any, labels_layer: Any, spatial: tuple[int, ...], result: Any) -> None:
+        """Write every finished plane into the probability and labels layers (also after Cancel)."""
+        if not self._partial:
+            self.status.value = "cancelled; nothing was finished" if result is None else "done"
+            return
+        stack_shape = spatial[:-2]
+        k = next(iter(self._partial.values()))[0].shape[0]
+        prob_name, lab_name = f"{layer.name} probability", f"{layer.name} labels"
+        if prob_name not in self._viewer.layers:
+            self._viewer.add_image(np.zeros(spatial, np.float32), name=prob_name, visible=False, scale=layer.scale[-len(spatial):],
+                                   colormap="magma", contrast_limits=(0, 1), metadata={"probabilities": np.zeros((k, *spatial), np.float32)})  # fmt: skip
+        if lab_name not in self._viewer.layers:
+            self._viewer.add_labels(np.zeros(spatial, np.int32), name=lab_name, scale=layer.scale[-len(spatial):],
+                                    metadata={"source": layer.name, "checked": []})  # fmt: skip
+        prob_layer, labels_layer = self._viewer.layers[prob_name], self._viewer.layers[lab_name]
+        full = prob_layer.metadata.setdefault("probabilities", np.zeros((k, *spatial), np.float32))
+        offset = int(labels_layer.data.max())
+        for p, (prob, labels) in sorted(self._partial.items()):
+            index = tuple(np.unravel_index(p, stack_shape)) if stack_shape else ()
+            prob_layer.data[index] = prob[0]
+            full[(slice(None), *index)] = prob
+            labels_layer.data[index] = np.where(labels > 0, labels + offset, 0)
+            offset += int(labels.max())
+        prob_layer.refresh()
+        labels_layer.refresh()
+        n = len(self._partial)
+        self.status.value = f"{'cancelled: kept' if result is None else 'done:'} {n} slice(s)"
+        self._partial = {}
+
+    def _reset(self) -> None:
+        self.worker = None
+        self.run_button.enabled, self.cancel_button.enabled = True, False

@@ -1,0 +1,148 @@
+"""One image's working state on disk, so that a crash never loses a user's corrections.
+
+A session folder holds the corrected labels (one ``.npy`` file per slice, so an autosave
+rewrites only the slices that changed), the list of checked slices or the painted checked
+region, and a small ``state.json``. Every file is written to a temporary name and renamed
+into place, so a crash mid-save leaves the previous save intact.
+
+The folder is ``<image folder>/<stem>.napari-unet/`` when that is writable, else under the
+user data folder, keyed by the image's path (or, for an image without a file, its name and
+shape).
+
+>>> import numpy as np, tempfile
+>>> s = Session.for_image(None, name="cells", shape=(3, 8, 8), root=tempfile.mkdtemp())
+>>> labels = np.zeros((3, 8, 8), np.uint16); labels[1, 2:4, 2:4] = 5
+>>> s.save(labels, checked=[1], dirty={1})
+>>> back, checked, region = s.load()
+>>> int(back[1].sum()), checked
+(20, [1])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_unet.io import _atomic_write
+
+__all__ = ["Session"]
+
+
+def _sessions_root() -> Path:
+    if os.environ.get("NAPARI_UNET_SESSIONS"):
+        return Path(os.environ["NAPARI_UNET_SESSIONS"])
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("napari-unet", appauthor=False)) / "sessions"
+
+
+class Session:
+    """Corrections of one image: labels, checked slices/region, autosaved atomically."""
+
+    def __init__(self, folder: str | os.PathLike, shape: tuple[int, ...]) -> None:
+        self.folder = Path(folder)
+        self.shape = tuple(int(n) for n in shape)
+        self.last_save: float | None = None
+
+    @classmethod
+    def for_image(
+        cls,
+        path: str | os.PathLike | None,
+        *,
+        name: str = "image",
+        shape: tuple[int, ...],
+        root: str | os.PathLike | None = None,
+    ) -> Session:
+        """The session of an image file (beside it if writable) or of an unsaved image."""
+        if path is not None and root is None:
+            path = Path(path)
+            beside = path.parent / f"{path.name.split('.')[0]}.napari-unet"
+            if os.access(path.parent, os.W_OK):
+                return cls(beside, shape)
+        key_source = str(Path(path).resolve()) if path is not None else f"{name}:{tuple(shape)}"
+        key = hashlib.sha1(key_source.encode()).hexdigest()[:12]
+        base = Path(root) if root is not None else _sessions_root()
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
+        return cls(base / f"{safe}-{key}", shape)
+
+    @property
+    def state_path(self) -> Path:
+        return self.folder / "state.json"
+
+    def exists(self) -> bool:
+        return self.state_path.is_file()
+
+    def _slice_path(self, z: int) -> Path:
+        return self.folder / f"labels_{z:05d}.npy"
+
+    def _n_slices(self) -> int:
+        return int(np.prod(self.shape[:-2])) if len(self.shape) > 2 else 1
+
+    def save(
+        self,
+        labels: np.ndarray,
+        *,
+        checked: Iterable[int] = (),
+        region: np.ndarray | None = None,
+        dirty: Iterable[int] | None = None,
+        extra: dict | None = None,
+    ) -> None:
+        """Write the slices in ``dirty`` (all when None), then the state file.
+
+        The state file is written last, so a reader never sees a state that points at
+        slices that were not written.
+        """
+        labels = np.asarray(labels)
+        if labels.shape != self.shape:
+            raise ValueError(f"labels have shape {labels.shape} but this session is for {self.shape}")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        planes = labels.reshape(-1, *self.shape[-2:])
+        targets = range(len(planes)) if dirty is None else sorted({int(z) for z in dirty})
+        for z in targets:
+            _atomic_write(self._slice_path(z), lambda tmp, z=z: _save_npy(tmp, planes[z]))
+        if region is not None:
+            _atomic_write(self.folder / "region.npy", lambda tmp: _save_npy(tmp, np.asarray(region, bool)))
+        state = {
+            "shape": list(self.shape),
+            "dtype": str(labels.dtype),
+            "checked": sorted({int(z) for z in checked}),
+            "has_region": region is not None or (self.folder / "region.npy").exists(),
+            "saved_at": time.time(),
+            **(extra or {}),
+        }
+        _atomic_write(self.state_path, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=1)))
+        self.last_save = state["saved_at"]
+
+    def load(self) -> tuple[np.ndarray, list[int], np.ndarray | None] | None:
+        """``(labels, checked slices, region or None)``, or None when nothing was saved."""
+        if not self.exists():
+            return None
+        state = json.loads(self.state_path.read_text())
+        if tuple(state["shape"]) != self.shape:
+            raise ValueError(
+                f"{self.folder}: the saved corrections are for shape {tuple(state['shape'])}, not {self.shape}; "
+                "they belong to another version of this image"
+            )
+        labels = np.zeros(self.shape, np.dtype(state.get("dtype", "int32")))
+        planes = labels.reshape(-1, *self.shape[-2:])
+        for z in range(self._n_slices()):
+            p = self._slice_path(z)
+            if p.exists():
+                planes[z] = np.load(p)
+        region = np.load(self.folder / "region.npy") if (self.folder / "region.npy").exists() else None
+        return labels, list(state.get("checked", [])), region
+
+    def state(self) -> dict[str, Any]:
+        return json.loads(self.state_path.read_text()) if self.exists() else {}
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.save(fh, array)
