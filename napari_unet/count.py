@@ -252,7 +252,7 @@ def contours(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
             polys = find_contours(sub.astype(np.float32), 0.5)
             if not polys:
                 continue
-            poly = [*max(polys, key=len), box[0].start - 1, box[1].start - 1]
+            poly = max(polys, key=len) + np.array([box[0].start - 1, box[1].start - 1])
             if labels.ndim > 2:
                 poly = np.column_stack([np.full(len(poly), z), poly])
             out.append((i, poly))

@@ -43,7 +43,7 @@ def start_job(
     def job() -> Generator:
         return (yield from gen)
 
-    worker = create_worker(job)
+    worker = create_worker(job, _ignore_errors=True)  # errors go to our handler, not re-raised
     bar: dict[str, Any] = {}
 
     def yielded(event: Any) -> None:
@@ -100,3 +100,16 @@ def image_axes(layer: Any) -> str:
     if stack is None:
         raise ValueError(f"the image has {nd} dimensions; napari-unet predicts 2D images and 3D/4D stacks")
     return stack + "YX" + ("S" if layer.rgb else "")
+
+
+def follow_layers(widget: Any, viewer: napari.viewer.Viewer) -> None:
+    """Refresh a widget's layer choices when layers come and go (also when it is not docked)."""
+
+    def refresh(*_: Any) -> None:
+        try:
+            widget.reset_choices()
+        except RuntimeError:  # the widget was deleted with its window
+            pass
+
+    viewer.layers.events.inserted.connect(refresh)
+    viewer.layers.events.removed.connect(refresh)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import Container, Label, PushButton, Select, SpinBox, create_widget
 
-from napari_unet._widgets._common import current_plane_index, flat_slice, notify_error, notify_info
+from napari_unet._widgets._common import current_plane_index, flat_slice, follow_layers, notify_error, notify_info
 
 if TYPE_CHECKING:
     import napari
@@ -54,6 +54,7 @@ class CorrectWidget(Container):
         viewer.bind_key(MARK_KEY, lambda v: self.mark_checked(), overwrite=True)
         self._install_close_guard()
         self._attach()
+        follow_layers(self, viewer)
 
     # ------------------------------------------------------------------ session
 

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import CheckBox, Container, FloatSpinBox, Label, PushButton, create_widget
 
-from napari_unet._widgets._common import current_plane_index, flat_slice, notify_error, notify_info, start_job
+from napari_unet._widgets._common import (
+    current_plane_index,
+    flat_slice,
+    follow_layers,
+    notify_error,
+    notify_info,
+    start_job,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -45,6 +52,7 @@ class CountWidget(Container):
         viewer.dims.events.current_step.connect(self._update_summary)
         self.result: Any = None  # (labels, table)
         self.worker: Any = None
+        follow_layers(self, viewer)
 
     def run(self, *_: Any) -> Any:
         from napari_unet.count import count_iter

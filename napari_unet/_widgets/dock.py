@@ -18,11 +18,11 @@ class UNetDock(QTabWidget):
         from napari_unet._widgets.train_widget import TrainWidget
 
         super().__init__()
-        self.predict = PredictWidget(viewer)
-        self.correct = CorrectWidget(viewer)
-        self.train = TrainWidget(viewer)
-        self.count = CountWidget(viewer)
-        self._napari_unet_steps = [self.predict, self.correct, self.train, self.count]
+        self.predict_step = PredictWidget(viewer)
+        self.correct_step = CorrectWidget(viewer)
+        self.train_step = TrainWidget(viewer)
+        self.count_step = CountWidget(viewer)
+        self._napari_unet_steps = [self.predict_step, self.correct_step, self.train_step, self.count_step]
         for title, step in zip(("Predict", "Correct", "Fine-tune", "Count"), self._napari_unet_steps):
             self.addTab(step.native, title)
 

@@ -17,7 +17,14 @@ from magicgui.widgets import (
     create_widget,
 )
 
-from napari_unet._widgets._common import current_plane_index, flat_slice, image_axes, notify_error, start_job
+from napari_unet._widgets._common import (
+    current_plane_index,
+    flat_slice,
+    follow_layers,
+    image_axes,
+    notify_error,
+    start_job,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -57,6 +64,7 @@ class PredictWidget(Container):
         self.worker: Any = None
         self.protected: set[int] = set()  # slices the user checked: never overwritten
         self._show_card()
+        follow_layers(self, viewer)
 
     def _toggle_advanced(self, on: bool) -> None:
         for w in (self.tile, self.overlap, self.batch):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton, SpinBox, create_widget
 
-from napari_unet._widgets._common import image_axes, notify_error, notify_info, start_job
+from napari_unet._widgets._common import follow_layers, image_axes, notify_error, notify_info, start_job
 from napari_unet._widgets._curve import CurveWidget
 from napari_unet._widgets.predict_widget import model_choices
 
@@ -24,13 +24,13 @@ class TrainWidget(Container):
         self.labels_layer = create_widget(annotation="napari.layers.Labels", label="labels")
         self.base = ComboBox(label="base model", choices=model_choices)
         self.seconds = SpinBox(label="time budget (s)", value=60, min=5, max=24 * 3600, step=15)
-        self.name = LineEdit(label="new model name", value="")
+        self.model_name = LineEdit(label="new model name", value="")
         self.train_button = PushButton(text="Train")
         self.cancel_button = PushButton(text="Stop (keep best)", enabled=False)
         self.verdict = Label(value="")
         self.use_button = PushButton(text="Use new model", enabled=False)
         self.repredict_button = PushButton(text="Re-predict unchecked slices", enabled=False)
-        super().__init__(widgets=[self.image, self.labels_layer, self.base, self.seconds, self.name, self.train_button,
+        super().__init__(widgets=[self.image, self.labels_layer, self.base, self.seconds, self.model_name, self.train_button,
                                   self.cancel_button, self.verdict, self.use_button, self.repredict_button])  # fmt: skip
         self.curve = CurveWidget()
         self.native.layout().insertWidget(7, self.curve)
@@ -42,6 +42,7 @@ class TrainWidget(Container):
         self.worker: Any = None
         self.result: Any = None
         self.saved_name: str | None = None
+        follow_layers(self, viewer)
 
     def _items(self) -> list[Any]:
         from napari_unet.train import TrainingItem
@@ -80,7 +81,7 @@ class TrainWidget(Container):
             config = config or TrainConfig(
                 epochs=1000, steps_per_epoch=10, max_seconds=float(self.seconds.value), crop=192, patience=1000
             )
-            self.trainer = Trainer(items, base=base, config=config, name=self.name.value.strip() or None)
+            self.trainer = Trainer(items, base=base, config=config, name=self.model_name.value.strip() or None)
         except (ValueError, OSError, ModelLoadError) as exc:
             notify_error(f"Fine-tune: {exc}")
             return None

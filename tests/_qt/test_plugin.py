@@ -10,22 +10,6 @@ from napari_unet.io import read_image
 from tests.conftest import BAD_FILE_MESSAGES
 
 
-@pytest.fixture
-def errors():
-    """Error notifications shown to the user during a test."""
-    from napari.utils.notifications import notification_manager
-
-    seen: list[str] = []
-
-    def record(notification):
-        if notification.severity == "error":
-            seen.append(notification.message)
-
-    notification_manager.notification_ready.connect(record)
-    yield seen
-    notification_manager.notification_ready.disconnect(record)
-
-
 def test_manifest_is_discovered():
     from npe2 import PluginManager
 

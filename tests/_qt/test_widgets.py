@@ -1,0 +1,269 @@
+"""The dock widgets in a real napari viewer: values set, callbacks called, workers awaited."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_unet._widgets.correct_widget import CorrectWidget
+from napari_unet._widgets.count_widget import CountWidget
+from napari_unet._widgets.dock import UNetDock
+from napari_unet._widgets.predict_widget import PredictWidget
+from napari_unet._widgets.train_widget import TrainWidget
+from napari_unet.train import TrainConfig
+from tests._qt.conftest import wait_for
+
+FAST = TrainConfig(epochs=2, steps_per_epoch=4, batch_size=2, crop=64, augment=False, device="cpu", precision="fp32")
+
+
+def test_predict_with_no_image_says_so(make_napari_viewer, registry, errors):
+    widget = PredictWidget(make_napari_viewer())
+    assert widget.run() is None
+    assert "open or choose an image layer" in errors[-1]
+
+
+def test_predict_a_stack(make_napari_viewer, registry, stack, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="cells", scale=(2, 0.5, 0.5))
+    widget = PredictWidget(viewer)
+    widget.model.value = "tiny"
+    widget.device.value = "cpu"
+    assert widget.run() is not None
+    wait_for(qtbot, widget)
+    prob, labels = viewer.layers["cells probability"], viewer.layers["cells labels"]
+    assert not prob.visible and prob.data.shape == stack[0].shape
+    assert prob.metadata["probabilities"].shape == (2, *stack[0].shape)
+    assert labels.data.shape == stack[0].shape and tuple(labels.scale) == (2, 0.5, 0.5)
+    assert "done: 4 slice(s)" in widget.status.value
+
+
+def test_predict_only_the_slice_in_view(make_napari_viewer, registry, stack, qtbot, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="cells")
+    viewer.dims.set_point(0, 2)
+    widget = PredictWidget(viewer)
+    widget.model.value, widget.device.value, widget.scope.value = "tiny", "cpu", "slice in view"
+    widget.threshold.value = 0.05  # the untrained tiny model gives ~0.5 everywhere: make it find something
+    assert widget.run() is not None, errors
+    wait_for(qtbot, widget)
+    assert not errors
+    prob = viewer.layers["cells probability"].data
+    assert prob[2].max() > 0 and prob[[0, 1, 3]].max() == 0
+
+
+def test_cancel_keeps_finished_slices(make_napari_viewer, registry, qtbot):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    viewer.add_image(rng.random((12, 128, 128)).astype(np.float32), name="big")
+    widget = PredictWidget(viewer)
+    widget.model.value, widget.device.value = "tiny", "cpu"
+    widget.tile.value, widget.batch.value = 64, 1
+    worker = widget.run()
+    seen = []
+    worker.yielded.connect(lambda e: ("labels" in e.info and seen.append(e)) or (len(seen) == 2 and widget.cancel()))
+    wait_for(qtbot, widget)
+    assert "cancelled: kept" in widget.status.value
+    prob = viewer.layers["big probability"].data
+    done = [z for z in range(12) if prob[z].any()]
+    assert 1 <= len(done) < 12 and done == list(range(len(done)))
+
+
+def test_rgb_image_for_a_grayscale_model(make_napari_viewer, registry, errors, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8), name="photo", rgb=True)
+    widget = PredictWidget(viewer)
+    widget.model.value, widget.device.value = "tiny", "cpu"
+    widget.run()
+    wait_for(qtbot, widget)
+    assert any("convert the image to grayscale" in e for e in errors)
+
+
+def test_a_broken_model_file(make_napari_viewer, registry, errors):
+    (registry / "broken.safetensors").write_bytes(b"\x00" * 50)
+    (registry / "broken.json").write_text((registry / "tiny.json").read_text())
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((64, 64)), name="img")
+    widget = PredictWidget(viewer)
+    widget.reset_choices()
+    widget.model.value = "broken"
+    assert widget.run() is None
+    assert "truncated or corrupt" in errors[-1]
+
+
+def test_correct_mark_delete_merge_undo_and_autosave(make_napari_viewer, registry, stack, tmp_path):
+    viewer = make_napari_viewer()
+    labels = viewer.add_labels(stack[1].copy(), name="cells labels")
+    widget = CorrectWidget(viewer)
+    widget.labels_layer.value = labels
+    viewer.dims.set_point(0, 1)
+    widget.mark_checked()
+    assert labels.metadata["checked"] == [1] and widget.checked.choices == ("1",)
+    assert widget.session.exists() and widget.session.load()[1] == [1]
+    # delete object 3 through napari's history, then undo it
+    target = int(stack[1][1][stack[1][1] > 0][0])
+    labels.selected_label = target
+    widget.delete_selected()
+    assert not (labels.data == target).any()
+    labels.undo()
+    assert (labels.data == target).any()
+    ids = [i for i in np.unique(stack[1][1]) if i][:2]
+    widget.merge_a.value, widget.merge_b.value = int(ids[0]), int(ids[1])
+    widget.merge()
+    assert not (labels.data == ids[0]).any()
+    assert widget.has_unsaved_changes() and widget.autosave()
+    saved, checked, _ = widget.session.load()
+    np.testing.assert_array_equal(saved, labels.data)
+    assert checked == [1]
+
+
+def test_restore_offers_saved_corrections(make_napari_viewer, registry, stack):
+    viewer = make_napari_viewer()
+    labels = viewer.add_labels(stack[1].copy(), name="cells labels")
+    widget = CorrectWidget(viewer)
+    widget.labels_layer.value = labels
+    viewer.dims.set_point(0, 0)
+    widget.mark_checked()
+    labels.data_setitem(np.nonzero(labels.data == labels.data.max()), 0)
+    widget.autosave()
+    expected = labels.data.copy()
+    viewer.layers.remove(labels)
+    fresh = viewer.add_labels(stack[1].copy(), name="cells labels")
+    widget.labels_layer.value = fresh
+    assert widget.restore_button.enabled
+    assert widget.restore()
+    np.testing.assert_array_equal(fresh.data, expected)
+    assert fresh.metadata["checked"] == [0]
+
+
+def test_close_with_unsaved_work_asks(make_napari_viewer, registry, stack, monkeypatch):
+    from qtpy.QtWidgets import QMessageBox
+
+    viewer = make_napari_viewer()
+    labels = viewer.add_labels(stack[1].copy(), name="cells labels")
+    widget = CorrectWidget(viewer)
+    widget.labels_layer.value = labels
+    labels.data_setitem(np.nonzero(labels.data == 1), 0)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.Save)
+    assert widget.confirm_close() and asked
+    assert widget.session.exists() and not widget.has_unsaved_changes()
+
+
+def test_finetune_needs_checked_data(make_napari_viewer, registry, stack, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="cells")
+    viewer.add_labels(stack[1], name="cells labels")
+    widget = TrainWidget(viewer)
+    widget.base.value = "tiny"
+    assert widget.run(config=FAST) is None
+    assert "nothing is checked yet" in errors[-1]
+
+
+def test_finetune_runs_reports_and_registers(make_napari_viewer, registry, stack, errors, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="cells")
+    labels = viewer.add_labels(stack[1], name="cells labels", metadata={"checked": [0, 2]})
+    widget = TrainWidget(viewer)
+    widget.base.value = "tiny"
+    widget.model_name.value = "my-cells"
+    assert widget.run(config=FAST) is not None
+    assert widget.run(config=FAST) is None and "already running" in errors[-1]
+    wait_for(qtbot, widget, 120_000)
+    assert widget.result is not None and "held-out checked data" in widget.verdict.value
+    assert len(widget.curve.dice) >= 1 and widget.curve.loss
+    assert widget.use_model() == "my-cells" and (registry / "my-cells.safetensors").exists()
+    predict = PredictWidget(viewer)
+    predict.device.value = "cpu"
+    worker = widget.repredict(predict_widget=predict)
+    assert worker is not None
+    wait_for(qtbot, predict)
+    assert predict.protected == {0, 2}
+    np.testing.assert_array_equal(labels.data[[0, 2]], stack[1][[0, 2]])  # checked slices untouched
+
+
+def test_stop_training_keeps_the_best(make_napari_viewer, registry, stack, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="cells")
+    viewer.add_labels(stack[1], name="cells labels", metadata={"checked": [0, 1, 2]})
+    widget = TrainWidget(viewer)
+    widget.base.value = "tiny"
+    worker = widget.run(
+        config=TrainConfig(
+            epochs=50, steps_per_epoch=3, batch_size=2, crop=64, augment=False, device="cpu", precision="fp32"
+        )
+    )
+    worker.yielded.connect(lambda e: e.info.get("kind") == "epoch" and widget.stop())
+    wait_for(qtbot, widget, 120_000)
+    result = widget.result
+    assert result.stopped and len(result.history) <= 2
+    assert result.history[-1]["step"] <= 3 + 2  # stopped within a step or two of the request, not 150 steps later
+
+
+def test_count_table_export_and_click(make_napari_viewer, registry, stack, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="cells")
+    labels = viewer.add_labels(stack[1], name="cells labels")
+    widget = CountWidget(viewer)
+    widget.labels_layer.value = labels
+    widget.image.value = viewer.layers["cells"]
+    widget.min_area.value = 0
+    widget.run()
+    import time
+
+    from qtpy.QtCore import QCoreApplication
+
+    t0 = time.time()
+    while widget.worker is not None and time.time() - t0 < 60:
+        QCoreApplication.processEvents()
+    _, table = widget.result
+    n_true = sum(len(np.unique(s)) - 1 for s in stack[1])
+    assert len(table) == n_true and widget.table.rowCount() == n_true
+    contours = viewer.layers["cells labels contours"]
+    assert len(contours.data) == n_true and "area" in contours.features
+    assert "in the stack" in widget.summary.value
+    out = widget.export_csv(tmp_path / "objects.csv")
+    assert len(pd.read_csv(out)) == n_true
+    widget._row_clicked(0)
+    assert labels.selected_label == int(widget.table.item(0, 0).data(0))
+    saved = widget.save_labels(tmp_path / "cells_labels.tif")
+    from napari_unet.io import read_image
+
+    np.testing.assert_array_equal(read_image(saved).data, stack[1])
+
+
+def test_count_empty_mask_and_bad_areas(make_napari_viewer, registry, errors, qtbot):
+    viewer = make_napari_viewer()
+    labels = viewer.add_labels(np.zeros((40, 40), np.int32), name="empty")
+    widget = CountWidget(viewer)
+    widget.labels_layer.value = labels
+    widget.min_area.value, widget.max_area.value = 50, 10
+    assert widget.run() is None and "larger than max area" in errors[-1]
+    widget.max_area.value = 0
+    widget.run()
+    wait_for(qtbot, widget)
+    assert len(widget.result[1]) == 0 and widget.summary.value == "0 objects"
+
+
+def test_the_dock_holds_the_four_steps(make_napari_viewer, registry):
+    viewer = make_napari_viewer()
+    dock = UNetDock(viewer)
+    viewer.window.add_dock_widget(dock, name="U-Net")
+    assert [dock.tabText(i) for i in range(dock.count())] == ["Predict", "Correct", "Fine-tune", "Count"]
+
+
+@pytest.mark.parametrize("job", ["predict", "train"])
+def test_closing_the_viewer_during_a_job(make_napari_viewer, registry, stack, qtbot, job):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="cells")
+    viewer.add_labels(stack[1], name="cells labels", metadata={"checked": [0, 1]})
+    if job == "predict":
+        widget = PredictWidget(viewer)
+        widget.model.value, widget.device.value = "tiny", "cpu"
+        widget.run()
+    else:
+        widget = TrainWidget(viewer)
+        widget.base.value = "tiny"
+        widget.run(config=FAST)
+    viewer.layers.clear()
+    wait_for(qtbot, widget, 120_000)  # the job ends cleanly with its layers gone
