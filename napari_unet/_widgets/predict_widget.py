@@ -131,7 +131,6 @@ class PredictWidget(Container):
         self.worker = start_job(
             gen,
             desc=f"Predict {layer.name}",
-            on_yield=lambda e: self._collect(e, layer, labels_layer, spatial),
             on_done=lambda r: self._finish(layer, labels_layer, spatial, r),
             on_abort=lambda: self._finish(layer, labels_layer, spatial, None),
             on_finally=self._reset,
@@ -161,17 +160,16 @@ class PredictWidget(Container):
                 tiles_per_plane = ev.total
                 yield Progress(k * ev.total + ev.done, len(planes) * ev.total, {"plane": p})
             labels = labels_from_probabilities(prob, model.card, threshold=threshold)
+            # stored here, in the worker, rather than sent through a signal: the GUI reads it only
+            # after the job has ended (returned or aborted), so no result can arrive late
+            self._partial[p] = (prob, labels)
             done = (k + 1) * (tiles_per_plane or 1)
-            yield Progress(done, len(planes) * (tiles_per_plane or 1), {"plane": p, "prob": prob, "labels": labels})
+            yield Progress(done, len(planes) * (tiles_per_plane or 1), {"plane": p, "planes_done": k + 1})
         return len(planes)
 
     def _labels_layer(self, layer: Any) -> Any:
         name = f"{layer.name} labels"
         return self._viewer.layers[name] if name in self._viewer.layers else None
-
-    def _collect(self, event: Any, layer: Any, labels_layer: Any, spatial: tuple[int, ...]) -> None:
-        if "labels" in event.info:
-            self._partial[event.info["plane"]] = (event.info["prob"], event.info["labels"])
 
     def _finish(self, layer: Any, labels_layer: Any, spatial: tuple[int, ...], result: Any) -> None:
         """Write every finished plane into the probability and labels layers (also after Cancel)."""
