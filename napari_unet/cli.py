@@ -142,6 +142,9 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", type=float, default=None, help="tile overlap fraction in [0, 1)")
     p.add_argument("--batch", type=int, default=None, help="tiles per batch")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the network first (~30 s once; pays off for long runs)"
+    )
 
 
 def _predict_one(model: Any, img: Any, args: argparse.Namespace, desc: str) -> Any:
@@ -150,7 +153,7 @@ def _predict_one(model: Any, img: Any, args: argparse.Namespace, desc: str) -> A
     gen = predict_iter(
         model, img.data, axes=img.axes, device=args.device, tile=getattr(args, "tile", None),
         overlap=getattr(args, "overlap", None), batch_size=getattr(args, "batch", None),
-        precision=getattr(args, "precision", "auto"),
+        precision=getattr(args, "precision", "auto"), compile=getattr(args, "compile", False),
     )  # fmt: skip
     return _drive(gen, desc)
 

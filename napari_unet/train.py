@@ -470,6 +470,9 @@ class Trainer:
         cfg = self.config
         net = self.net.to(self.device)
         if self.device.type == "cpu":
+            from napari_unet.predict import tune_cpu_allocator
+
+            tune_cpu_allocator()
             net = net.to(memory_format=torch.channels_last)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         total_steps = cfg.epochs * cfg.steps_per_epoch

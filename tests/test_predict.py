@@ -180,3 +180,18 @@ def test_cuda_matches_cpu(tiny_model, rng):
     np.testing.assert_allclose(gpu, cpu, atol=1e-3)
     half = predict(tiny_model, image, device="cuda")
     assert np.abs(half - cpu).max() < 0.05
+
+
+def test_public_api_in_any_import_order(tiny_model, rng):
+    import subprocess
+    import sys
+
+    import napari_unet
+    import napari_unet.predict as module
+
+    image = rng.random((40, 40)).astype(np.float32)
+    assert napari_unet.predict(tiny_model, image, device="cpu").shape == (2, 40, 40)
+    assert module.predict(tiny_model, image, device="cpu").shape == (2, 40, 40)
+    code = "import napari_unet; m = napari_unet.load_model(); import numpy as np; print(napari_unet.predict(m, np.random.rand(64, 64), device='cpu').shape, type(m).__name__, m.training)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["(2,", "64,", "64)", "UNet", "False"]

@@ -1,0 +1,107 @@
+"""Does the window stay responsive? Gaps between ticks of a 10 ms QTimer in napari's GUI
+thread while the dock runs a real prediction and a real fine-tune on the CPU.
+
+    xvfb-run -a python benchmarks/bench_responsiveness.py [--slices 8] [--seconds 30]
+
+Target: no gap over 200 ms. Reports max and 99th percentile per job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from _common import emit_json, machine, table
+
+
+class TickGaps:
+    """Record the time between ticks of a 10 ms QTimer."""
+
+    def __init__(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self._tick)
+        self.gaps: list[float] = []
+        self.last: float | None = None
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self.last is not None:
+            self.gaps.append(now - self.last)
+        self.last = now
+
+    def start(self) -> None:
+        self.gaps, self.last = [], None
+        self.timer.start()
+
+    def stop(self) -> dict:
+        self.timer.stop()
+        g = np.array(self.gaps) * 1000
+        return {"ticks": len(g), "max ms": float(g.max()) if len(g) else float("nan"), "p99 ms": float(np.percentile(g, 99)) if len(g) else float("nan"),
+                "median ms": float(np.median(g)) if len(g) else float("nan")}  # fmt: skip
+
+
+def run_until_done(app, widget, timeout: float) -> float:
+    t = time.perf_counter()
+    while widget.worker is not None and time.perf_counter() - t < timeout:
+        app.processEvents()
+        time.sleep(0.001)
+    return time.perf_counter() - t
+
+
+def measure(slices: int, seconds: float) -> list[dict]:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_unet._sample_data import load_sample
+    from napari_unet._widgets.predict_widget import PredictWidget
+    from napari_unet._widgets.train_widget import TrainWidget
+    from napari_unet.train import TrainConfig
+
+    viewer = napari.Viewer()
+    app = QApplication.instance()
+    (image, _, _), (truth, _, _) = load_sample("u2os")
+    stack = np.stack([np.roll(image, 50 * z, axis=1) for z in range(slices)])
+    viewer.add_image(stack, name="cells")
+    ticks = TickGaps()
+    rows = []
+
+    predict = PredictWidget(viewer)
+    predict.device.value = "cpu"
+    ticks.start()
+    predict.run()
+    wall = run_until_done(app, predict, 600)
+    rows.append(
+        {"job": f"predict {slices} slices {stack.shape[1]}x{stack.shape[2]} (widget)", "seconds": wall, **ticks.stop()}
+    )
+
+    labels = viewer.layers["cells labels"]
+    labels.data[:] = np.stack([np.roll(truth, 50 * z, axis=1) for z in range(slices)])
+    labels.metadata["checked"] = [0, 1]
+    train = TrainWidget(viewer)
+    train.image.value, train.labels_layer.value = viewer.layers["cells"], labels
+    ticks.start()
+    train.run(config=TrainConfig(epochs=1000, steps_per_epoch=10, max_seconds=seconds, crop=192, patience=1000))
+    wall = run_until_done(app, train, seconds + 300)
+    rows.append({"job": f"fine-tune {seconds:.0f} s budget (widget)", "seconds": wall, **ticks.stop()})
+    viewer.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=30)
+    args = parser.parse_args()
+    rows = measure(args.slices, args.seconds)
+    print(f"napari-unet responsiveness benchmark on {machine()}")
+    print(table(rows, ["job", "seconds", "ticks", "median ms", "p99 ms", "max ms"], floatfmt="{:.1f}"))
+    emit_json({"benchmark": "responsiveness", "predict_max_gap_ms": round(rows[0]["max ms"], 1), "predict_p99_gap_ms": round(rows[0]["p99 ms"], 1),
+               "train_max_gap_ms": round(rows[1]["max ms"], 1), "train_p99_gap_ms": round(rows[1]["p99 ms"], 1)})  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
