@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--shift", default="zoom2")
     parser.add_argument("--image", default="2022-10-14_U2OS/1")
+    parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     name, image, labels = next(v for v in iter_split("validation") if v[0] == args.image)
@@ -74,7 +75,7 @@ def main() -> None:
 
     base = load_model("nuclei")
     before = scores(base, image, labels, evaluate)
-    cfg = TrainConfig(epochs=10_000, steps_per_epoch=10, max_seconds=args.seconds, batch_size=4, crop=192, lr=1e-3,
+    cfg = TrainConfig(epochs=10_000, steps_per_epoch=10, max_seconds=args.seconds, batch_size=4, crop=192, lr=args.lr,
                       warmup_steps=5, patience=10_000, seed=0)  # fmt: skip
     trainer = Trainer([TrainingItem(image, labels, annotated, name)], base=base, config=cfg, name="bench-finetuned")
     checkpoints: list[tuple[float, dict]] = []

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from napari_unet import __version__
 
 Command = Callable[[argparse.Namespace], int]
@@ -134,6 +136,16 @@ def _out_dir(path: str) -> Path:
     return out
 
 
+def _scale_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None, help="run on a local dask cluster of N single-threaded workers")
+    p.add_argument(
+        "--scheduler", default=None, help="address of an existing dask.distributed scheduler (tcp://host:8786)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="redo files whose outputs already exist (default: skip them)"
+    )
+
+
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     p.add_argument("--out", required=True, help="output folder")
@@ -145,9 +157,16 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--compile", action="store_true", help="torch.compile the network first (~30 s once; pays off for long runs)"
     )
+    p.add_argument(
+        "--block", type=int, default=2048, help="block side for images opened lazily (larger than --lazy-gb)"
+    )
+    p.add_argument(
+        "--lazy-gb", type=float, default=1.0, help="images larger than this (GB) are predicted out of core into zarr"
+    )
+    _scale_args(p)
 
 
-def _predict_one(model: Any, img: Any, args: argparse.Namespace, desc: str) -> Any:
+def _predict_one(model: Any, img: Any, args: Any, desc: str) -> Any:
     from napari_unet.predict import predict_iter
 
     gen = predict_iter(
@@ -158,30 +177,79 @@ def _predict_one(model: Any, img: Any, args: argparse.Namespace, desc: str) -> A
     return _drive(gen, desc)
 
 
+def predict_outputs(path: str, out: str, lazy_bytes: float = float("inf")) -> list[str]:
+    """The files ``predict`` writes for an input (zarr stores for huge images)."""
+    from napari_unet.io import _stem
+
+    stem = _stem(Path(path))
+    big = Path(path).exists() and Path(path).stat().st_size > lazy_bytes
+    ext = "zarr" if big else "tif"
+    return [str(Path(out) / f"{stem}_prob.{ext}"), str(Path(out) / f"{stem}_mask.{ext}")]
+
+
+def predict_file(path: str, *, out: str, options: dict) -> list[str]:
+    """Predict one file into ``out`` (runs in this process or on a dask worker)."""
+    from napari_unet.io import read_image, write_tiff
+    from napari_unet.predict import probabilities_to_mask
+    from napari_unet.scale import load_model_cached
+
+    args = argparse.Namespace(**options)
+    model = load_model_cached(args.model)
+    lazy_bytes = args.lazy_gb * 1e9
+    img = read_image(path, lazy_threshold=int(lazy_bytes))
+    prob_path, mask_path = predict_outputs(path, out, lazy_bytes)
+    if img.lazy and img.channel_axis is None and not img.rgb and img.axes in ("YX", "ZYX"):
+        import dask.array as da
+
+        from napari_unet.scale import predict_lazy
+
+        probs = predict_lazy(img.data, args.model, axes=img.axes, block=args.block, tile=args.tile, overlap=args.overlap,
+                             device="cpu" if args.device == "auto" else args.device, precision=args.precision)  # fmt: skip
+        da.to_zarr(probs, prob_path, overwrite=True)
+        import zarr
+
+        stored = da.from_zarr(zarr.open_array(prob_path, mode="r"))
+        da.to_zarr((stored[0] > model.card.threshold).astype(np.uint8), mask_path, overwrite=True)
+        return [prob_path, mask_path]
+    prob = _predict_one(model, img, args, Path(path).name)
+    write_tiff(prob_path, prob, axes="C" + img.spatial_axes, scale=img.scale, units=img.units)
+    mask = probabilities_to_mask(prob, model.card)
+    write_tiff(mask_path, mask, axes=img.spatial_axes, scale=img.scale, units=img.units, labels=True)
+    return [prob_path, mask_path]
+
+
+def _report(results: list[Any]) -> int:
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        if r.ok:
+            print(f"{r.path}: {'skipped, outputs exist' if r.skipped else ', '.join(r.outputs)}")
+        else:
+            error(r.message if r.path in r.message else f"{r.path}: {r.message}")
+    if failed and len(results) > 1:
+        error(f"{len(failed)} of {len(results)} file(s) failed; the others finished")
+    return 1 if failed else 0
+
+
 @command("predict", _predict_args)
 def predict_cmd(args: argparse.Namespace) -> int:
     """Predict probabilities and a mask for each image: <stem>_prob.tif and <stem>_mask.tif."""
-    from napari_unet.io import read_image, write_tiff
-    from napari_unet.model import load_model
-    from napari_unet.predict import probabilities_to_mask
+    from napari_unet.model import resolve_model_path
+    from napari_unet.scale import load_model_cached, run_files
 
     files = _inputs(args.inputs)
     out = _out_dir(args.out)
-    model = load_model(args.model)
-    failed = 0
-    for path in files:
-        try:
-            img = read_image(path)
-            prob = _predict_one(model, img, args, path.name)
-            spatial = img.spatial_axes
-            write_tiff(out / f"{img.name}_prob.tif", prob, axes="C" + spatial, scale=img.scale, units=img.units)
-            mask = probabilities_to_mask(prob, model.card)
-            write_tiff(out / f"{img.name}_mask.tif", mask, axes=spatial, scale=img.scale, units=img.units, labels=True)
-            print(f"{path}: {out / (img.name + '_prob.tif')}, {out / (img.name + '_mask.tif')}")
-        except (ValueError, OSError) as exc:
-            error(f"{path}: {exc}" if str(path) not in str(exc) else str(exc))
-            failed += 1
-    return 1 if failed else 0
+    load_model_cached(args.model)  # a bad model name fails here, once, before any file
+    if args.workers or args.scheduler:
+        args.model = str(resolve_model_path(args.model or "nuclei"))  # workers resolve the same file
+    options = {
+        k: getattr(args, k)
+        for k in ("model", "device", "tile", "overlap", "batch", "precision", "compile", "block", "lazy_gb")
+    }
+    results = run_files(
+        predict_file, files, expected=lambda p: predict_outputs(p, str(out), args.lazy_gb * 1e9), workers=args.workers,
+        scheduler=args.scheduler, overwrite=args.overwrite, out=str(out), options=options,
+    )  # fmt: skip
+    return _report(results)
 
 
 def _count_args(p: argparse.ArgumentParser) -> None:
@@ -199,6 +267,7 @@ def _count_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-area", type=float, default=None, help="drop objects larger than this (pixels)")
     p.add_argument("--exclude-border", action="store_true", help="drop objects touching the image border")
+    _scale_args(p)
 
 
 def guess_input_kind(img: Any) -> tuple[str, str]:
@@ -226,73 +295,90 @@ def guess_input_kind(img: Any) -> tuple[str, str]:
     return "image", "it looks like a raw image"
 
 
-@command("count", _count_args)
-def count_cmd(args: argparse.Namespace) -> int:
-    """Count and measure objects: <stem>_labels.tif, <stem>_objects.csv and counts.csv."""
+def count_outputs(path: str, out: str) -> list[str]:
+    from napari_unet.io import _stem
+
+    stem = _stem(Path(path))
+    return [
+        str(Path(out) / f"{stem}_labels.tif"),
+        str(Path(out) / f"{stem}_objects.csv"),
+        str(Path(out) / f"{stem}_counts.csv"),
+    ]
+
+
+def count_file(path: str, *, out: str, options: dict) -> list[str]:
+    """Count one file into ``out`` (runs in this process or on a dask worker)."""
     import numpy as np
-    import pandas as pd
 
     from napari_unet.count import count_iter, count_per_slice
     from napari_unet.io import read_image, write_tiff
+    from napari_unet.scale import load_model_cached
+
+    args = argparse.Namespace(**options)
+    img = read_image(path)
+    kind, why = (args.input_kind, "as asked") if args.input_kind != "auto" else guess_input_kind(img)
+    print(f"{path}: counting it as {kind} ({why})")
+    intensity, source, card, model = None, np.asarray(img.data), None, None
+    if kind in ("image", "probability"):
+        model = load_model_cached(args.model)
+        card = model.card
+    if kind == "image":
+        intensity = source if img.channel_axis is None and not img.rgb else None
+        source = _predict_one(model, img, args, Path(path).name)
+        kind = "probability"
+    elif kind == "probability" and "C" not in img.axes:
+        source = source[None]
+    min_area = (
+        args.min_area if args.min_area is not None else float((card.postprocess if card else {}).get("min_area", 10))
+    )
+    spatial_scale = img.scale[-2:] if img.units[-1] != "pixel" else None
+    unit = {"micrometer": "um"}.get(img.units[-1], img.units[-1]) if spatial_scale else "px"
+    gen = count_iter(source, kind=kind, card=card, intensity=intensity, scale=spatial_scale, unit=unit,
+                     min_area=min_area, max_area=args.max_area, exclude_border=args.exclude_border)  # fmt: skip
+    labels, table = _drive(gen, Path(path).name)
+    labels_path, objects_path, counts_path = count_outputs(path, out)
+    write_tiff(labels_path, labels, axes=img.spatial_axes, scale=img.scale, units=img.units, labels=True)
+    table.insert(0, "file", img.name)
+    table.to_csv(objects_path, index=False)
+    n_slices = int(np.prod(labels.shape[:-2])) if labels.ndim > 2 else 1
+    per = count_per_slice(table, n_slices)
+    per.insert(0, "file", img.name)
+    per["unit"] = unit
+    if n_slices == 1:
+        per["slice"] = ""
+    per.to_csv(counts_path, index=False)
+    print(f"{path}: {len(table)} objects -> {objects_path}")
+    return [labels_path, objects_path, counts_path]
+
+
+@command("count", _count_args)
+def count_cmd(args: argparse.Namespace) -> int:
+    """Count and measure objects: <stem>_labels.tif, <stem>_objects.csv and counts.csv."""
+    import pandas as pd
+
+    from napari_unet.model import resolve_model_path
+    from napari_unet.scale import run_files
 
     files = _inputs(args.inputs)
     out = _out_dir(args.out)
-    model = None
-    rows, failed = [], 0
-    for path in files:
-        try:
-            img = read_image(path)
-            kind, why = (args.input_kind, "as asked") if args.input_kind != "auto" else guess_input_kind(img)
-            print(f"{path}: counting it as {kind} ({why})")
-            intensity, source, card = None, np.asarray(img.data), None
-            if kind in ("image", "probability"):
-                if model is None:
-                    from napari_unet.model import load_model
-
-                    model = load_model(args.model)
-                card = model.card
-            if kind == "image":
-                intensity = source if img.channel_axis is None and not img.rgb else None
-                source = _predict_one(model, img, args, path.name)
-                kind = "probability"
-            elif kind == "probability" and "C" not in img.axes:
-                source = source[None]
-            min_area = (
-                args.min_area
-                if args.min_area is not None
-                else float((card.postprocess if card else {}).get("min_area", 10))
-            )
-            spatial_scale = img.scale[-2:] if img.units[-1] != "pixel" else None
-            unit = {"micrometer": "um"}.get(img.units[-1], img.units[-1]) if spatial_scale else "px"
-            gen = count_iter(source, kind=kind, card=card, intensity=intensity, scale=spatial_scale, unit=unit,
-                             min_area=min_area, max_area=args.max_area, exclude_border=args.exclude_border)  # fmt: skip
-            labels, table = _drive(gen, path.name)
-            spatial = img.spatial_axes
-            write_tiff(
-                out / f"{img.name}_labels.tif", labels, axes=spatial, scale=img.scale, units=img.units, labels=True
-            )
-            table.insert(0, "file", img.name)
-            table.to_csv(out / f"{img.name}_objects.csv", index=False)
-            n_slices = int(np.prod(labels.shape[:-2])) if labels.ndim > 2 else 1
-            per = count_per_slice(table, n_slices)
-            for _, r in per.iterrows():
-                rows.append(
-                    {
-                        "file": img.name,
-                        "slice": int(r["slice"]) if n_slices > 1 else "",
-                        "count": int(r["count"]),
-                        "mean_area": r["mean_area"],
-                        "unit": unit,
-                    }
-                )
-            print(f"{path}: {len(table)} objects -> {out / (img.name + '_objects.csv')}")
-        except (ValueError, OSError) as exc:
-            error(f"{path}: {exc}" if str(path) not in str(exc) else str(exc))
-            failed += 1
-    if rows:
-        pd.DataFrame(rows).to_csv(out / "counts.csv", index=False)
+    if args.workers or args.scheduler:
+        args.model = str(resolve_model_path(args.model or "nuclei"))
+    options = {k: getattr(args, k) for k in ("model", "device", "input_kind", "min_area", "max_area", "exclude_border")}
+    results = run_files(
+        count_file, files, expected=lambda p: count_outputs(p, str(out)), workers=args.workers, scheduler=args.scheduler,
+        overwrite=args.overwrite, out=str(out), options=options,
+    )  # fmt: skip
+    per_file = [
+        pd.read_csv(r.outputs[2], keep_default_na=False)
+        for r in results
+        if r.ok and len(r.outputs) == 3 and Path(r.outputs[2]).exists()
+    ]
+    if per_file:
+        pd.concat(per_file, ignore_index=True)[["file", "slice", "count", "mean_area", "unit"]].to_csv(
+            out / "counts.csv", index=False
+        )
         print(f"counts: {out / 'counts.csv'}")
-    return 1 if failed else 0
+    return _report(results)
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:

@@ -185,26 +185,49 @@ def _read_plane(image: Any, layout: PlaneLayout, index: int, in_channels: int) -
     return plane
 
 
-def normalise_plane(plane: np.ndarray, normalisation: dict) -> np.ndarray:
-    """Scale a ``(C, H, W)`` plane as the model card says (per channel percentiles by default)."""
+def percentile_sample(plane: Any) -> Any:
+    """The pixels percentiles are taken from: every k-th row and column, ~1 Mpx at most.
+
+    A strided 2D grid (not a ravel) so that a dask plane yields the very same sample
+    cheaply, and the out-of-core engine normalises exactly as the in-memory one.
+    """
+    h, w = plane.shape[-2:]
+    step = max(1, int(math.ceil(math.sqrt(h * w / 1_000_000))))
+    return plane[..., ::step, ::step]
+
+
+def plane_limits(plane: np.ndarray, normalisation: dict) -> list[tuple[float, float]]:
+    """Per-channel (low, high) intensities that map to 0 and 1 for a ``(C, H, W)`` plane."""
     kind = normalisation.get("kind", "percentile")
     if kind == "none":
-        return plane.astype(np.float32, copy=False)
+        return [(0.0, 1.0)] * plane.shape[0]
     if kind == "range":
-        lo, hi = float(normalisation.get("min", 0.0)), float(normalisation.get("max", 1.0))
-        return ((plane - lo) / max(hi - lo, 1e-12)).astype(np.float32)
+        return [(float(normalisation.get("min", 0.0)), float(normalisation.get("max", 1.0)))] * plane.shape[0]
     if kind != "percentile":
         raise ValueError(f"unknown normalisation {kind!r}; use 'percentile', 'range' or 'none'")
     low, high = float(normalisation.get("low", 1.0)), float(normalisation.get("high", 99.8))
-    out = np.empty_like(plane, dtype=np.float32)
+    sample = np.asarray(percentile_sample(plane), np.float32)
+    limits = []
     for c in range(plane.shape[0]):
-        ch = plane[c]
-        sample = ch.ravel()[:: max(1, ch.size // 1_000_000)]  # percentiles of ~1 Mpx are plenty
-        lo, hi = np.percentile(sample, (low, high))
+        lo, hi = (float(v) for v in np.percentile(sample[c], (low, high)))
         if hi <= lo:
-            hi = lo + max(abs(float(lo)) * 1e-6, 1.0)
-        out[c] = (ch - lo) / (hi - lo)
+            hi = lo + max(abs(lo) * 1e-6, 1.0)
+        limits.append((lo, hi))
+    return limits
+
+
+def apply_limits(plane: np.ndarray, limits: list[tuple[float, float]]) -> np.ndarray:
+    out = np.empty(plane.shape, np.float32)
+    for c, (lo, hi) in enumerate(limits):
+        out[c] = (plane[c] - np.float32(lo)) / np.float32(hi - lo)
     return out
+
+
+def normalise_plane(plane: np.ndarray, normalisation: dict) -> np.ndarray:
+    """Scale a ``(C, H, W)`` plane as the model card says (per channel percentiles by default)."""
+    if normalisation.get("kind", "percentile") == "none":
+        return plane.astype(np.float32, copy=False)
+    return apply_limits(plane, plane_limits(plane, normalisation))
 
 
 # --------------------------------------------------------------------------- the tiling engine
@@ -596,6 +619,7 @@ def predict(
         batch_size=batch_size,
         precision=precision,
         out=out,
+        compile=compile,
     )
     while True:
         try:

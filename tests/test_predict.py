@@ -195,3 +195,15 @@ def test_public_api_in_any_import_order(tiny_model, rng):
     code = "import napari_unet; m = napari_unet.load_model(); import numpy as np; print(napari_unet.predict(m, np.random.rand(64, 64), device='cpu').shape, type(m).__name__, m.training)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["(2,", "64,", "64)", "UNet", "False"]
+
+
+@pytest.mark.slow
+def test_compile_is_used_and_matches_eager(tiny_model, rng):
+    import torch._dynamo
+
+    image = rng.random((70, 90)).astype(np.float32)
+    eager = predict(tiny_model, image, device="cpu", precision="fp32", batch_size=4)
+    torch._dynamo.utils.counters.clear()
+    compiled = predict(tiny_model, image, device="cpu", precision="fp32", batch_size=4, compile=True)
+    assert torch._dynamo.utils.counters["frames"]["ok"] >= 1, "the network was really compiled"
+    np.testing.assert_allclose(compiled, eager, atol=1e-4)

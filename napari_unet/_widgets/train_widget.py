@@ -39,6 +39,7 @@ class TrainWidget(Container):
         self.use_button.changed.connect(self.use_model)
         self.repredict_button.changed.connect(self.repredict)
         self.trainer: Any = None
+        self._stop_requested = False
         self.worker: Any = None
         self.result: Any = None
         self.saved_name: str | None = None
@@ -70,7 +71,7 @@ class TrainWidget(Container):
 
     def run(self, *_: Any, config: Any = None) -> Any:
         from napari_unet.model import ModelLoadError, load_model
-        from napari_unet.train import TrainConfig, Trainer
+        from napari_unet.train import TrainConfig
 
         if self.worker is not None:
             notify_error("Fine-tune: training is already running; press Stop to end it first.")
@@ -78,26 +79,35 @@ class TrainWidget(Container):
         try:
             items = self._items()
             base = load_model(self.base.value)
-            config = config or TrainConfig(
-                epochs=1000, steps_per_epoch=10, max_seconds=float(self.seconds.value), crop=192, patience=1000
-            )
-            self.trainer = Trainer(items, base=base, config=config, name=self.model_name.value.strip() or None)
         except (ValueError, OSError, ModelLoadError) as exc:
             notify_error(f"Fine-tune: {exc}")
             return None
+        config = config or TrainConfig(
+            epochs=1000, steps_per_epoch=10, max_seconds=float(self.seconds.value), crop=192, patience=1000
+        )
         self.curve.clear()
         self.result = None
+        self.trainer = None
+        self._stop_requested = False
         self.train_button.enabled, self.cancel_button.enabled = False, True
         self.use_button.enabled = self.repredict_button.enabled = False
-        self.verdict.value = "training..."
+        self.verdict.value = "preparing the checked data..."
+        job = self._job(items, base, config, self.model_name.value.strip() or None)
         self.worker = start_job(
-            self.trainer.steps(),
-            desc="Fine-tune",
-            on_yield=self._on_event,
-            on_done=self._on_done,
-            on_finally=self._reset,
+            job, desc="Fine-tune", on_yield=self._on_event, on_done=self._on_done, on_finally=self._reset
         )
         return self.worker
+
+    def _job(self, items: list, base: Any, config: Any, name: str | None) -> Any:
+        """Build the trainer in the worker (copying the model and preparing the data takes
+        seconds for a big stack: never on the GUI thread), then train."""
+        from napari_unet.train import Trainer
+
+        trainer = Trainer(items, base=base, config=config, name=name)
+        self.trainer = trainer
+        if self._stop_requested:
+            trainer.stop()
+        return (yield from trainer.steps())
 
     def _on_event(self, event: Any) -> None:
         info = event.info
@@ -117,8 +127,10 @@ class TrainWidget(Container):
         self.train_button.enabled, self.cancel_button.enabled = True, False
 
     def stop(self, *_: Any) -> None:
+        self._stop_requested = True
         if self.trainer is not None:
             self.trainer.stop()
+        if self.worker is not None:
             self.verdict.value = "stopping after this step..."
 
     def use_model(self, *_: Any) -> str | None:

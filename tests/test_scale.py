@@ -1,0 +1,134 @@
+"""Scale-out: the out-of-core engine equals the in-memory one; folders on a local dask cluster."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.cli import main
+from napari_unet.io import read_image, write_tiff
+from napari_unet.model import ModelCard, build_model, load_model, save_model
+from napari_unet.predict import predict
+from napari_unet.scale import predict_lazy, predict_to_zarr, run_files
+from tests.conftest import synthetic_nuclei
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    torch.manual_seed(0)
+    card = ModelCard("tiny", "unet", {"features": (4, 8, 16)}, classes=("foreground", "boundary"), tile=64)
+    return save_model(build_model(card), tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.mark.parametrize(("shape", "block"), [((2, 300, 350), 100), ((130, 97), 64), ((1, 40, 50), 512)])
+def test_out_of_core_equals_in_memory(tiny_path, shape, block):
+    import dask
+    import dask.array as da
+
+    image = (np.random.default_rng(1).random(shape) * 3000).astype(np.uint16)
+    ref = predict(load_model(tiny_path), image, device="cpu", precision="fp32")
+    lazy = predict_lazy(
+        da.from_array(image, chunks=(1, 64, 64)[-image.ndim :]), str(tiny_path), block=block, precision="fp32"
+    )
+    assert lazy.numblocks[-1] >= (2 if shape[-1] > block else 1)  # really split into blocks
+    with dask.config.set(scheduler="threads"):
+        out = lazy.compute()
+    assert out.shape == ref.shape
+    assert np.abs(out - ref).max() <= 1e-4
+
+
+def test_lazy_tiff_to_zarr(tiny_path, tmp_path):
+    image = (np.random.default_rng(2).random((3, 200, 260)) * 3000).astype(np.uint16)
+    write_tiff(tmp_path / "big.tif", image)
+    img = read_image(tmp_path / "big.tif", lazy=True)
+    z = predict_to_zarr(img.data, tmp_path / "prob.zarr", str(tiny_path), block=96, precision="fp32")
+    ref = predict(load_model(tiny_path), image, device="cpu", precision="fp32")
+    assert np.abs(np.asarray(z) - ref).max() <= 1e-4
+
+
+@pytest.fixture
+def folder(tmp_path):
+    rng = np.random.default_rng(4)
+    d = tmp_path / "in"
+    d.mkdir()
+    for i, shape in enumerate([(80, 90), (64, 64), (100, 70)]):  # mixed sizes
+        img, _ = synthetic_nuclei(rng, shape, 6)
+        write_tiff(d / f"img{i}.tif", img if i != 1 else img.astype(np.float32))  # and mixed dtypes
+    (d / "broken.tif").write_bytes(b"II*\x00 not really")
+    return d
+
+
+def run_cli(*args):
+    return main([str(a) for a in args])
+
+
+def test_local_cluster_gives_the_same_outputs_as_one_process(folder, tmp_path, tiny_path, capsys):
+    one, two = tmp_path / "one", tmp_path / "two"
+    common = ["--model", tiny_path, "--device", "cpu", "--precision", "fp32"]
+    assert run_cli("predict", folder, "--out", one, *common) == 1  # broken.tif fails, the rest finish
+    assert run_cli("predict", folder, "--out", two, *common, "--workers", 2) == 1
+    err = capsys.readouterr().err
+    assert "broken.tif" in err and "1 of 4 file(s) failed" in err
+    for name in ("img0", "img1", "img2"):
+        a, b = read_image(one / f"{name}_prob.tif").data, read_image(two / f"{name}_prob.tif").data
+        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_array_equal(
+            read_image(one / f"{name}_mask.tif").data, read_image(two / f"{name}_mask.tif").data
+        )
+
+
+def test_count_on_a_local_cluster(folder, tmp_path, tiny_path):
+    import pandas as pd
+
+    out1, out2 = tmp_path / "c1", tmp_path / "c2"
+    for f in folder.glob("broken*"):
+        f.unlink()
+    common = ["--model", tiny_path, "--device", "cpu", "--min-area", 0]
+    assert run_cli("count", folder, "--out", out1, *common) == 0
+    assert run_cli("count", folder, "--out", out2, *common, "--workers", 2) == 0
+    a, b = pd.read_csv(out1 / "counts.csv"), pd.read_csv(out2 / "counts.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert list(a["file"]) == ["img0", "img1", "img2"]
+
+
+def test_rerun_skips_finished_outputs_unless_overwrite(folder, tmp_path, tiny_path, capsys):
+    out = tmp_path / "o"
+    common = ["--model", tiny_path, "--device", "cpu"]
+    run_cli("predict", folder / "img0.tif", "--out", out, *common)
+    before = (out / "img0_prob.tif").stat().st_mtime_ns
+    capsys.readouterr()
+    assert run_cli("predict", folder / "img0.tif", "--out", out, *common) == 0
+    assert "skipped, outputs exist" in capsys.readouterr().out
+    assert (out / "img0_prob.tif").stat().st_mtime_ns == before
+    assert run_cli("predict", folder / "img0.tif", "--out", out, *common, "--overwrite") == 0
+    assert (out / "img0_prob.tif").stat().st_mtime_ns != before
+
+
+def test_unreachable_scheduler_fails_fast(folder, tmp_path, tiny_path, capsys):
+    t = time.perf_counter()
+    code = run_cli(
+        "predict",
+        folder / "img0.tif",
+        "--out",
+        tmp_path / "o",
+        "--model",
+        tiny_path,
+        "--scheduler",
+        "tcp://127.0.0.1:1",
+    )
+    assert code == 1 and time.perf_counter() - t < 30
+    assert "cannot reach the dask scheduler at tcp://127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_run_files_reports_each_failure():
+    def fn(path):
+        if "bad" in path:
+            raise ValueError(f"{path}: cannot read it")
+        return [path + ".out"]
+
+    results = run_files(fn, ["a", "bad", "c"])
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].message == "bad: cannot read it"
