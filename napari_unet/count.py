@@ -119,7 +119,7 @@ def _split_plane(plane: np.ndarray, h: float, smooth: float) -> np.ndarray:
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
-    comps, n = ndi.label(plane)
+    comps, _ = ndi.label(plane)
     out = np.zeros(plane.shape, np.int32)
     next_id = 1
     pad = 2 + int(np.ceil(3 * smooth))

@@ -192,7 +192,7 @@ def percentile_sample(plane: Any) -> Any:
     cheaply, and the out-of-core engine normalises exactly as the in-memory one.
     """
     h, w = plane.shape[-2:]
-    step = max(1, int(math.ceil(math.sqrt(h * w / 1_000_000))))
+    step = max(1, math.ceil(math.sqrt(h * w / 1_000_000)))
     return plane[..., ::step, ::step]
 
 

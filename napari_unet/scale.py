@@ -59,7 +59,8 @@ def _chunks(n: int, block: int, depth: int) -> tuple[int, ...]:
     """Chunk sizes of an axis: ``block`` each, the last one merged if smaller than ``depth``."""
     sizes = [block] * (n // block) + ([n % block] if n % block else [])
     if len(sizes) > 1 and sizes[-1] < depth:
-        sizes[-2] += sizes.pop()
+        last = sizes.pop()  # (not sizes[-2] += sizes.pop(): the index would be taken before the pop)
+        sizes[-1] += last
     return tuple(sizes)
 
 
