@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -269,7 +269,7 @@ def _read_tiff(path: Path, lazy: bool) -> ImageData:
         if lazy:
             import dask.array as da
 
-            parts = [_open_lazily(s) for s in series]
+            parts = [_open_lazily(path, tif.series.index(s), s) for s in series]
             data = parts[0] if len(parts) == 1 else da.stack(parts)
         else:
             parts = [s.asarray() for s in series]
@@ -305,18 +305,55 @@ def _main_series(path: Path, tif: Any) -> list[Any]:
     return series
 
 
-def _open_lazily(series: Any) -> Any:
+class TiffArray:
+    """A lazily read TIFF series that dask can ship to other processes.
+
+    It keeps the path and series number, not an open file: each process opens tifffile's
+    zarr store on its first read and reuses it. That is what lets a stack larger than RAM
+    be predicted block by block on dask.distributed workers.
+    """
+
+    _stores: ClassVar[dict[tuple[str, int, int], Any]] = {}
+
+    def __init__(
+        self, path: str | os.PathLike, series: int, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...]
+    ) -> None:
+        self.path, self.series = str(path), int(series)
+        self.shape, self.dtype, self.chunks = tuple(shape), np.dtype(dtype), tuple(chunks)
+        self.ndim = len(self.shape)
+        self.mtime = Path(path).stat().st_mtime_ns  # a file rewritten in place gets a fresh store
+
+    def _store(self) -> Any:
+        key = (self.path, self.series, self.mtime)
+        if key not in TiffArray._stores:
+            import tifffile
+            import zarr
+
+            z = zarr.open(tifffile.imread(self.path, aszarr=True, series=self.series), mode="r")
+            TiffArray._stores[key] = z if hasattr(z, "shape") else z["0"]
+        return TiffArray._stores[key]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self._store()[key])
+
+    def __getstate__(self) -> dict:
+        return {k: getattr(self, k) for k in ("path", "series", "shape", "dtype", "chunks", "ndim", "mtime")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+def _open_lazily(path: Path, index: int, series: Any) -> Any:
     import dask.array as da
     import zarr
 
     store = series.aszarr()
-    try:
-        z = zarr.open(store, mode="r")
-    except Exception:
-        z = zarr.open_array(store, mode="r")
+    z = zarr.open(store, mode="r")
     if not hasattr(z, "shape"):  # a pyramid: level 0 is full resolution
         z = z["0"]
-    return da.from_zarr(z)
+    chunks = tuple(int(c) for c in z.chunks)
+    store.close()
+    return da.from_array(TiffArray(path, index, z.shape, z.dtype, chunks), chunks=chunks, lock=False, asarray=True)
 
 
 def _normalise_axes(axes: str) -> str:

@@ -113,3 +113,23 @@ def follow_layers(widget: Any, viewer: napari.viewer.Viewer) -> None:
 
     viewer.layers.events.inserted.connect(refresh)
     viewer.layers.events.removed.connect(refresh)
+
+
+def preload_core() -> None:
+    """Import what the background jobs will need, now, on the GUI thread.
+
+    Importing a module holds Python's GIL: the first ``skimage.segmentation`` import
+    inside a training worker froze the window for ~0.35 s (benchmarks/bench_responsiveness.py).
+    Done when a dock widget is created (the user is opening it), never at napari start-up.
+    """
+    import scipy.ndimage
+    import scipy.optimize  # noqa: F401
+    import skimage.measure
+    import skimage.morphology
+    import skimage.segmentation  # noqa: F401
+    import torch  # noqa: F401
+
+    import napari_unet.count
+    import napari_unet.metrics
+    import napari_unet.predict
+    import napari_unet.train  # noqa: F401

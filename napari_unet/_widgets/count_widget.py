@@ -14,6 +14,7 @@ from napari_unet._widgets._common import (
     follow_layers,
     notify_error,
     notify_info,
+    preload_core,
     start_job,
 )
 
@@ -27,6 +28,7 @@ class CountWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from qtpy.QtWidgets import QTableWidget
 
+        preload_core()
         self._viewer = viewer
         self.labels_layer = create_widget(annotation="napari.layers.Labels", label="labels")
         self.image = create_widget(

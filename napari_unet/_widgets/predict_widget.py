@@ -23,6 +23,7 @@ from napari_unet._widgets._common import (
     follow_layers,
     image_axes,
     notify_error,
+    preload_core,
     start_job,
 )
 
@@ -42,6 +43,7 @@ class PredictWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from napari_unet.predict import available_devices
 
+        preload_core()
         self._viewer = viewer
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.model = ComboBox(label="model", choices=model_choices)
