@@ -211,7 +211,7 @@ def labels_from_probabilities(
     *,
     threshold: float | None = None,
     boundary_threshold: float | None = None,
-    min_area: float = 10,
+    min_area: float | None = None,
     max_area: float | None = None,
     exclude_border: bool = False,
 ) -> np.ndarray:
@@ -226,6 +226,8 @@ def labels_from_probabilities(
 
     prob = np.asarray(probabilities, np.float32)
     classes = tuple(card.classes) if card is not None else ("foreground",)
+    if min_area is None:  # the model's own choice (made on validation data), else 10 px
+        min_area = float((card.postprocess if card is not None else {}).get("min_area", 10))
     if card is not None and card.activation == "softmax":
         raise ValueError("instance counting needs a foreground model; for class maps, count each class mask separately")
     thr = float(threshold if threshold is not None else card.threshold if card is not None else 0.5)
@@ -404,7 +406,7 @@ def count_iter(
     intensity: np.ndarray | None = None,
     scale: tuple[float, ...] | None = None,
     unit: str = "px",
-    min_area: float = 10,
+    min_area: float | None = None,
     max_area: float | None = None,
     exclude_border: bool = False,
 ) -> Generator[Any, None, tuple[np.ndarray, Any]]:
@@ -414,6 +416,8 @@ def count_iter(
     ``(K, ...)``, split with the card's boundary channel) or ``labels`` (already instances).
     """
     from napari_unet.predict import Progress
+
+    plain_min_area = 10.0 if min_area is None else min_area  # masks and labels have no model to ask
 
     if kind == "probability":
         spatial = source.shape[1:]
@@ -430,11 +434,17 @@ def count_iter(
             )
         elif kind == "mask":
             lab = split_mask(
-                _planes(np.asarray(source))[z], min_area=min_area, max_area=max_area, exclude_border=exclude_border
+                _planes(np.asarray(source))[z],
+                min_area=plain_min_area,
+                max_area=max_area,
+                exclude_border=exclude_border,
             )
         elif kind == "labels":
             lab = filter_objects(
-                _planes(np.asarray(source))[z], min_area=min_area, max_area=max_area, exclude_border=exclude_border
+                _planes(np.asarray(source))[z],
+                min_area=plain_min_area,
+                max_area=max_area,
+                exclude_border=exclude_border,
             )
         else:
             raise ValueError(f"kind must be 'mask', 'probability' or 'labels', got {kind!r}")

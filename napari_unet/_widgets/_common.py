@@ -133,3 +133,21 @@ def preload_core() -> None:
     import napari_unet.metrics
     import napari_unet.predict
     import napari_unet.train  # noqa: F401
+
+
+def preload_training() -> None:
+    """Run one throw-away optimizer step on the GUI thread when the Fine-tune widget opens.
+
+    The first ``AdamW.step()`` in a process imports ``torch.distributed.tensor``, sympy and
+    more; done inside the training worker, that held the GIL and froze the window for
+    ~0.3 s (py-spy --gil on benchmarks/bench_responsiveness.py's fine-tune).
+    """
+    import torch
+
+    param = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.AdamW([param], lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    (param * 2).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    torch.amp.GradScaler("cuda", enabled=False)

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton, SpinBox, create_widget
 
-from napari_unet._widgets._common import follow_layers, image_axes, notify_error, notify_info, preload_core, start_job
+from napari_unet._widgets._common import (
+    follow_layers,
+    image_axes,
+    notify_error,
+    notify_info,
+    preload_core,
+    preload_training,
+    start_job,
+)
 from napari_unet._widgets._curve import CurveWidget
 from napari_unet._widgets.predict_widget import model_choices
 
@@ -20,6 +28,7 @@ class TrainWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         preload_core()
+        preload_training()
         self._viewer = viewer
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.labels_layer = create_widget(annotation="napari.layers.Labels", label="labels")
