@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from napari_unet._units import _CANONICAL, _unit
+from napari_unet.writing import write_tiff
 
 __all__ = [
     "LAZY_THRESHOLD",
@@ -49,28 +51,6 @@ SUPPORTED_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "floa
 
 #: File-name endings that mark a label image (as ``predict`` and ``count`` write them).
 LABEL_SUFFIXES = ("_labels", "_label", "_mask", "_masks")
-
-_CANONICAL = "CTZYXS"
-_IMAGEJ_ORDER = "TZCYXS"
-_UNIT_NAMES = {
-    "micron": "micrometer",
-    "microns": "micrometer",
-    "um": "micrometer",
-    "µm": "micrometer",
-    "\u03bcm": "micrometer",
-    "\\u00B5m": "micrometer",
-    "nm": "nanometer",
-    "mm": "millimeter",
-    "cm": "centimeter",
-    "m": "meter",
-    "s": "second",
-    "sec": "second",
-    "ms": "millisecond",
-    "min": "minute",
-    "pixel": "pixel",
-    "px": "pixel",
-}
-_SHORT_UNITS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm"}
 
 
 class ImageReadError(ValueError):
@@ -393,13 +373,6 @@ def _to_canonical(data: Any, axes: str) -> tuple[Any, str]:
     return data, axes
 
 
-def _unit(name: str | None, default: str = "pixel") -> str:
-    if not name:
-        return default
-    name = str(name).strip()
-    return _UNIT_NAMES.get(name, _UNIT_NAMES.get(name.lower(), name))
-
-
 def _physical_sizes(tif: Any) -> tuple[dict[str, float], dict[str, str]]:
     scale: dict[str, float] = {}
     units: dict[str, str] = {}
@@ -486,134 +459,3 @@ def decode_color_labels(rgba: np.ndarray) -> np.ndarray:
         rank[np.argsort(first)] = np.arange(1, len(uniq) + 1, dtype=np.int32)
         labels[fg] = rank[inverse.ravel()]
     return labels
-
-
-def write_tiff(
-    path: str | os.PathLike,
-    data: Any,
-    *,
-    axes: str | None = None,
-    scale: tuple[float, ...] | None = None,
-    units: tuple[str, ...] | str | None = None,
-    labels: bool = False,
-    compression: str = "zlib",
-) -> Path:
-    """Write an image or label image as a compressed, ImageJ-readable TIFF, atomically.
-
-    The file is written to a temporary name in the same folder and renamed into place,
-    so a crash or a full disk never leaves half a file where the old one was.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Destination file.
-    data : array-like
-        Pixels; a dask array is computed.
-    axes : str, optional
-        Axis letters from ``"CTZYXS"``; by default ``YX``, ``ZYX`` or ``TZYX`` by ndim.
-    scale, units : optional
-        Physical step along each non-``C``/``S`` axis and its unit (one unit or one per axis).
-    labels : bool
-        Write as a label image: integer ids in the smallest unsigned type that holds them.
-    compression : str
-        tifffile compression; ``"zlib"`` (Deflate) is read by ImageJ/Fiji.
-    """
-    import tifffile
-
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: the output folder does not exist; create it first.")
-    if not os.access(folder, os.W_OK):
-        raise PermissionError(f"{folder}: no permission to write here; choose another folder.")
-    array = np.asarray(data.compute() if hasattr(data, "compute") else data)
-    if axes is None:
-        axes = {2: "YX", 3: "ZYX", 4: "TZYX"}.get(array.ndim)
-        if axes is None:
-            raise ValueError(f"cannot guess axes for a {array.ndim}D array; pass axes='...'")
-    if len(axes) != array.ndim or any(a not in _CANONICAL for a in axes):
-        raise ValueError(f"axes {axes!r} do not fit an array of shape {array.shape}; use letters from CTZYXS")
-    if labels:
-        array = _as_label_dtype(array)
-    elif array.dtype == np.float64:
-        array = array.astype(np.float32)
-    elif array.dtype == bool:
-        array = array.astype(np.uint8)
-    spatial = [a for a in axes if a not in "CS"]
-    scale = tuple(scale) if scale is not None else (1.0,) * len(spatial)
-    if len(scale) != len(spatial):
-        raise ValueError(f"scale {scale} needs one value per axis in {''.join(spatial)}")
-    unit_list = [units] * len(spatial) if isinstance(units, str) or units is None else list(units)
-    size = dict(zip(spatial, scale))
-    unit = next((u for a, u in zip(spatial, unit_list) if a in "XY" and u and u != "pixel"), None)
-
-    order = sorted(range(len(axes)), key=lambda k: _IMAGEJ_ORDER.index(axes[k]))
-    array = array.transpose(order)
-    ij_axes = "".join(axes[k] for k in order)
-    imagej = array.dtype.name in ("uint8", "uint16", "int16", "float32") and "S" not in ij_axes
-    kwargs: dict[str, Any] = {"compression": compression}
-    resolution = (1.0 / size.get("X", 1.0), 1.0 / size.get("Y", 1.0))
-    if imagej:
-        meta: dict[str, Any] = {"axes": ij_axes}
-        if unit:
-            meta["unit"] = _SHORT_UNITS.get(_unit(unit), unit)
-        if "Z" in size:
-            meta["spacing"] = size["Z"]
-        if "T" in size and size["T"] != 1.0:
-            meta["finterval"] = size["T"]
-        if labels:
-            meta["Info"] = "napari-unet:labels"
-        kwargs.update(imagej=True, metadata=meta, resolution=resolution)
-    else:
-        description = "napari-unet:labels" if labels else None
-        kwargs.update(
-            metadata=None,
-            description=description,
-            resolution=resolution,
-            resolutionunit="CENTIMETER" if unit == "centimeter" else None,
-        )
-        kwargs["photometric"] = "rgb" if "S" in ij_axes else "minisblack"
-    _atomic_write(path, lambda tmp: tifffile.imwrite(tmp, array, **kwargs))
-    return path
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
-
-    The new file gets the old file's permissions, or the usual ones for a new file (the
-    umask), not the owner-only mode that temporary files are created with.
-    """
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        if path.exists():
-            mode = path.stat().st_mode & 0o777
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _as_label_dtype(array: np.ndarray) -> np.ndarray:
-    if array.dtype.kind == "f":
-        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-            raise ValueError("labels must be whole numbers; round or threshold the array first")
-    elif array.dtype.kind not in "biu":
-        raise ValueError(f"labels must be integers, got pixel type {array.dtype}")
-    if array.size and array.min() < 0:
-        raise ValueError(f"labels must be >= 0 (0 = background), found {array.min()}")
-    top = int(array.max()) if array.size else 0
-    for dtype in (np.uint8, np.uint16, np.uint32):
-        if top <= np.iinfo(dtype).max:
-            return array.astype(dtype, copy=False)
-    raise ValueError(f"too many labels to store ({top}); the maximum is {np.iinfo(np.uint32).max}")

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import itertools
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from napari_unet.architectures import ARCHITECTURES, build_model
 
 if TYPE_CHECKING:
     import torch
@@ -34,7 +35,6 @@ __all__ = [
 ]
 
 SHIPPED_DIR = Path(__file__).parent / "models"
-ARCHITECTURES = ("unet", "resunet", "attention_unet", "unetpp")
 CARD_KEY = "napari_unet.card"
 DEFAULT_MODEL = "nuclei"
 
@@ -153,167 +153,13 @@ class ModelCard:
         return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- architectures
-
-
-def _classic_unet_class() -> type:
-    import torch
-    from torch import nn
-
-    class DoubleConv(nn.Sequential):
-        def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
-            layers: list[nn.Module] = [
-                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.ReLU(inplace=True),
-            ]
-            if dropout:
-                layers.append(nn.Dropout2d(dropout))
-            super().__init__(*layers)
-
-    class UNet(nn.Module):
-        """The classic U-Net: double 3x3 conv + BatchNorm + ReLU, max-pool down, skips concatenated.
-
-        ``features`` sets the width of each level (its length - 1 = number of poolings);
-        ``upsample`` is ``"transpose"`` (2x2 transposed conv) or ``"bilinear"`` (+ 1x1 conv).
-        """
-
-        def __init__(
-            self,
-            in_channels: int = 1,
-            out_channels: int = 1,
-            features: tuple[int, ...] = (32, 64, 128, 256, 512),
-            upsample: str = "transpose",
-            dropout: float = 0.0,
-        ) -> None:
-            super().__init__()
-            if upsample not in ("transpose", "bilinear"):
-                raise ValueError(f"upsample must be 'transpose' or 'bilinear', got {upsample!r}")
-            features = tuple(int(f) for f in features)
-            self.down = nn.ModuleList()
-            cin = in_channels
-            for i, f in enumerate(features):
-                self.down.append(DoubleConv(cin, f, dropout if i == len(features) - 1 else 0.0))
-                cin = f
-            self.up = nn.ModuleList()
-            self.dec = nn.ModuleList()
-            for f_low, f in zip(features[::-1][:-1], features[::-1][1:]):
-                if upsample == "transpose":
-                    self.up.append(nn.ConvTranspose2d(f_low, f, 2, stride=2))
-                else:
-                    self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(f_low, f, 1)))
-                self.dec.append(DoubleConv(2 * f, f))
-            self.head = nn.Conv2d(features[0], out_channels, 1)
-            self.pool = nn.MaxPool2d(2)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            skips = []
-            for i, block in enumerate(self.down):
-                x = block(x if i == 0 else self.pool(x))
-                skips.append(x)
-            skips.pop()
-            for up, dec in zip(self.up, self.dec):
-                x = dec(torch.cat([up(x), skips.pop()], dim=1))
-            return self.head(x)
-
-    return UNet
-
-
-def build_model(card: ModelCard) -> torch.nn.Module:
-    """A freshly initialised network for a card, with ``.card`` and ``.size_divisor`` set.
-
-    ``unet`` is the classic U-Net (written here so it can be fused and compiled);
-    ``resunet`` (MONAI ``UNet`` with residual units), ``attention_unet`` (MONAI
-    ``AttentionUnet``) and ``unetpp`` (MONAI ``BasicUNetPlusPlus``) come from MONAI.
-    """
-    args = dict(card.arch_args)
-    cin, cout = int(card.in_channels), card.out_channels
-    if card.architecture == "unet":
-        features = tuple(args.pop("features", (32, 64, 128, 256, 512)))
-        net = _classic_unet_class()(cin, cout, features=features, **args)
-        divisor = 2 ** (len(features) - 1)
-    elif card.architecture == "resunet":
-        from monai.networks.nets import UNet as MonaiUNet
-
-        channels = tuple(args.pop("channels", (16, 32, 64, 128, 256)))
-        strides = tuple(args.pop("strides", (2,) * (len(channels) - 1)))
-        net = MonaiUNet(
-            2,
-            cin,
-            cout,
-            channels=channels,
-            strides=strides,
-            num_res_units=args.pop("num_res_units", 2),
-            norm="batch",
-            **args,
-        )
-        divisor = 2 ** len(strides)
-    elif card.architecture == "attention_unet":
-        from monai.networks.nets import AttentionUnet
-
-        channels = tuple(args.pop("channels", (16, 32, 64, 128, 256)))
-        strides = tuple(args.pop("strides", (2,) * (len(channels) - 1)))
-        net = AttentionUnet(2, cin, cout, channels=channels, strides=strides, **args)
-        divisor = 2 ** len(strides)
-    else:  # unetpp
-        from monai.networks.nets import BasicUNetPlusPlus
-
-        features = tuple(args.pop("features", (32, 32, 64, 128, 256, 32)))
-        inner = BasicUNetPlusPlus(2, cin, cout, features=features, **args)
-        net = _FirstOutput(inner)
-        divisor = 16
-    net.card = card
-    net.size_divisor = divisor
-    return net.eval()
-
-
-def _FirstOutput(inner: Any) -> Any:
-    """UNet++ returns a list of (deep-supervision) outputs; keep the final one."""
-    from torch import nn
-
-    class FirstOutput(nn.Module):
-        def __init__(self, module: nn.Module) -> None:
-            super().__init__()
-            self.net = module
-
-        def forward(self, x: Any) -> Any:
-            return self.net(x)[0]
-
-    return FirstOutput(inner)
-
-
-def fuse_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """Fold every BatchNorm that directly follows a Conv2d into the conv (eval mode only).
-
-    Returns the same module, changed in place: the output is identical up to float
-    rounding, and each fused block runs one op instead of two.
-    """
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    if model.training:
-        raise ValueError("fuse_batchnorm needs a model in eval mode; call model.eval() first")
-    for module in model.modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        children = list(module.named_children())
-        for (name_a, a), (name_b, b) in itertools.pairwise(children):
-            if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d) and b.track_running_stats:
-                setattr(module, name_a, fuse_conv_bn_eval(a, b))
-                setattr(module, name_b, nn.Identity())
-    return model
-
-
 # --------------------------------------------------------------------------- files
 
 
 def _atomic(path: Path, write: Any) -> None:
-    from napari_unet.io import _atomic_write
+    from napari_unet._atomic import atomic_write
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def save_model(model: torch.nn.Module, path: str | os.PathLike, card: ModelCard | None = None) -> Path:

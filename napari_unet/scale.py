@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.predict import _round_up, gaussian_weight, plane_limits, tile_starts
+from napari_unet.tiling import _round_up, gaussian_weight, plane_limits, tile_starts
 
 __all__ = ["FileResult", "load_model_cached", "predict_lazy", "predict_to_zarr", "run_files"]
 
@@ -80,7 +80,8 @@ def _block_predict(
 ) -> np.ndarray:
     """Predict one block of one plane from its window (block plus a margin of ``depth``
     where a neighbour exists): ``(C, 1, ., .)`` -> ``(K, 1, h, w)``."""
-    from napari_unet.predict import apply_limits, pick_device, resolve_precision, torch_predictor
+    from napari_unet.predict import pick_device, resolve_precision, torch_predictor
+    from napari_unet.tiling import apply_limits
 
     net = load_model_cached(model)
     card = net.card
@@ -145,7 +146,7 @@ def predict_lazy(
     import dask
     import dask.array as da
 
-    from napari_unet.predict import percentile_sample, plane_layout
+    from napari_unet.tiling import percentile_sample, plane_layout
 
     card = load_model_cached(model).card
     axes = (axes or ("YX" if image.ndim == 2 else "ZYX")).upper()

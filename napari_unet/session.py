@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.io import _atomic_write
+from napari_unet._atomic import atomic_write as _atomic_write
 
 __all__ = ["Session"]
 

@@ -23,7 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_unet.predict import Progress, cpu_has_fast_bf16, normalise_plane, pick_device
+from napari_unet.augment import augment
+from napari_unet.predict import cpu_has_fast_bf16, pick_device
+from napari_unet.tiling import Progress, run_to_end
+from napari_unet.train_data import TrainingItem, _item_planes, _Sampler, _split_validation, make_targets
 
 if TYPE_CHECKING:
     import torch
@@ -65,21 +68,6 @@ class TrainConfig:
 
 
 @dataclass
-class TrainingItem:
-    """One image (2D or a stack) with its labels and the region a person has checked.
-
-    ``region`` is a boolean mask of the labels' shape, or for a stack a list of checked
-    slice indices. ``None`` means everything is checked.
-    """
-
-    image: Any
-    labels: Any
-    region: Any = None
-    name: str = "image"
-    axes: str | None = None
-
-
-@dataclass
 class TrainResult:
     model: Any
     card: Any
@@ -109,33 +97,6 @@ class TrainResult:
 # --------------------------------------------------------------------------- targets and loss
 
 
-def make_targets(labels: np.ndarray, card: ModelCard) -> np.ndarray:
-    """Training targets ``(K, H, W)`` float32 for a 2D label image, as the card's outputs ask.
-
-    Sigmoid models: ``foreground`` = any object, ``boundary`` = the inner edge of each
-    object (so touching objects are parted by a two-pixel line). Softmax models: one-hot
-    of the class ids in ``labels`` (0 = background).
-    """
-    from skimage.segmentation import find_boundaries
-
-    labels = np.asarray(labels)
-    if card.activation == "softmax":
-        if labels.max() >= card.out_channels:
-            raise ValueError(f"labels hold class {int(labels.max())} but the model has {card.out_channels} classes")
-        return np.stack([labels == k for k in range(card.out_channels)]).astype(np.float32)
-    out = []
-    for name in card.classes:
-        if name in ("foreground", "nucleus", "cell", "object"):
-            out.append(labels > 0)
-        elif name == "boundary":
-            out.append(find_boundaries(labels, mode="inner") & (labels > 0))
-        else:
-            raise ValueError(
-                f"cannot make a target for output {name!r}; sigmoid outputs are 'foreground' and 'boundary'"
-            )
-    return np.stack(out).astype(np.float32)
-
-
 def masked_loss(
     logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, activation: str = "sigmoid"
 ) -> torch.Tensor:
@@ -160,173 +121,6 @@ def masked_loss(
     denom = ((prob + target) * m).sum((0, 2, 3))
     dice = 1 - ((2 * inter + 1.0) / (denom + 1.0)).mean()
     return ce + dice
-
-
-# --------------------------------------------------------------------------- data
-
-
-@dataclass
-class _Plane:
-    image: np.ndarray  # (C, H, W) float32, normalised
-    target: np.ndarray  # (K, H, W) float32
-    region: np.ndarray  # (H, W) bool
-    labels: np.ndarray  # (H, W) instance/class ids, for validation
-    source: str
-
-
-def _item_planes(item: TrainingItem, card: ModelCard) -> list[_Plane]:
-    from napari_unet.predict import _read_plane, plane_layout
-
-    image, labels = item.image, np.asarray(item.labels)
-    layout = plane_layout(tuple(image.shape), item.axes, card.in_channels)
-    if labels.shape != layout.spatial_shape:
-        raise ValueError(
-            f"{item.name}: labels have shape {labels.shape} but the image has {layout.spatial_shape}; "
-            "the labels must cover the same pixels as the image"
-        )
-    if labels.dtype.kind not in "biu":
-        raise ValueError(f"{item.name}: labels must be integers (0 = background), got {labels.dtype}")
-    h, w = layout.spatial_shape[-2:]
-    flat_labels = labels.reshape(-1, h, w)
-    region = item.region
-    if region is None:
-        region_planes = np.ones((layout.n_planes, h, w), bool)
-    elif isinstance(region, (list, tuple, set, range)) or (isinstance(region, np.ndarray) and region.ndim == 1):
-        region_planes = np.zeros((layout.n_planes, h, w), bool)
-        for z in region:
-            if not 0 <= int(z) < layout.n_planes:
-                raise ValueError(f"{item.name}: checked slice {z} is outside the stack (0..{layout.n_planes - 1})")
-            region_planes[int(z)] = True
-    else:
-        region = np.asarray(region, bool)
-        if region.shape != labels.shape:
-            raise ValueError(f"{item.name}: the annotated region has shape {region.shape}, the labels {labels.shape}")
-        region_planes = region.reshape(-1, h, w)
-    planes = []
-    for p in range(layout.n_planes):
-        if not region_planes[p].any():
-            continue
-        img = normalise_plane(_read_plane(image, layout, p, card.in_channels), card.normalisation)
-        lab = flat_labels[p]
-        planes.append(_Plane(img, make_targets(lab, card), region_planes[p].copy(), lab, f"{item.name}[{p}]"))
-    return planes
-
-
-def _split_validation(
-    planes: list[_Plane], fraction: float, rng: np.random.Generator, crop: int
-) -> tuple[list[_Plane], list[_Plane]]:
-    """Hold out whole planes when there are several, else a share of tiles of the one plane."""
-    if len(planes) >= 2:
-        order = rng.permutation(len(planes))
-        n_val = max(1, round(fraction * len(planes)))
-        return [planes[i] for i in sorted(order[n_val:])], [planes[i] for i in sorted(order[:n_val])]
-    (plane,) = planes
-    h, w = plane.region.shape
-    cell = max(32, min(crop, h // 2, w // 2))
-    gy, gx = max(1, math.ceil(h / cell)), max(1, math.ceil(w / cell))
-    cells = [
-        (i, j)
-        for i in range(gy)
-        for j in range(gx)
-        if plane.region[i * cell : (i + 1) * cell, j * cell : (j + 1) * cell].any()
-    ]
-    if len(cells) < 2:
-        raise ValueError("the annotated region is too small to hold some of it out for validation; annotate more")
-    chosen = rng.permutation(len(cells))[: max(1, round(fraction * len(cells)))]
-    val_mask = np.zeros_like(plane.region)
-    for k in chosen:
-        i, j = cells[k]
-        val_mask[i * cell : (i + 1) * cell, j * cell : (j + 1) * cell] = True
-    train_plane = copy.copy(plane)
-    train_plane.region = plane.region & ~val_mask
-    val_plane = copy.copy(plane)
-    val_plane.region = plane.region & val_mask
-    return [train_plane], [val_plane]
-
-
-class _Sampler:
-    """Random crops, biased toward annotated foreground, from annotated regions only."""
-
-    def __init__(self, planes: list[_Plane], crop: int, bias: float, rng: np.random.Generator) -> None:
-        self.planes, self.crop, self.bias, self.rng = planes, crop, bias, rng
-        area = np.array([p.region.sum() for p in planes], float)
-        self.p = area / area.sum()
-        self.where = [np.flatnonzero(p.region) for p in planes]
-        self.fg = [np.flatnonzero(p.region & (p.target[0] > 0 if p.target.shape[0] else p.region)) for p in planes]
-
-    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        xs, ys, ms = [], [], []
-        c = self.crop
-        for _ in range(n):
-            k = self.rng.choice(len(self.planes), p=self.p)
-            plane = self.planes[k]
-            pool = self.fg[k] if len(self.fg[k]) and self.rng.random() < self.bias else self.where[k]
-            cy, cx = np.unravel_index(pool[self.rng.integers(len(pool))], plane.region.shape)
-            xs.append(_crop(plane.image, cy, cx, c))
-            ys.append(_crop(plane.target, cy, cx, c))
-            ms.append(_crop(plane.region[None].astype(np.float32), cy, cx, c))
-        return np.stack(xs), np.stack(ys), np.stack(ms)
-
-
-def _crop(a: np.ndarray, cy: int, cx: int, c: int) -> np.ndarray:
-    """A ``c``x``c`` window centred near (cy, cx), zero-padded where it leaves the plane."""
-    _, h, w = a.shape
-    y0, x0 = cy - c // 2, cx - c // 2
-    out = np.zeros((a.shape[0], c, c), np.float32)
-    sy, sx = max(0, y0), max(0, x0)
-    ey, ex = min(h, y0 + c), min(w, x0 + c)
-    out[:, sy - y0 : ey - y0, sx - x0 : ex - x0] = a[:, sy:ey, sx:ex]
-    return out
-
-
-def augment(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """On-device augmentation of a batch: flips, 90-degree turns, rotation/shear/zoom,
-    elastic deformation, intensity scale/offset, gamma, blur and noise."""
-    import torch
-    import torch.nn.functional as F
-
-    b, dev = x.shape[0], x.device
-
-    def rand(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=gen, device="cpu").to(dev)
-
-    if rand(1).item() < 0.5:
-        x, y, m = x.flip(-1), y.flip(-1), m.flip(-1)
-    if rand(1).item() < 0.5:
-        x, y, m = x.flip(-2), y.flip(-2), m.flip(-2)
-    k = int(rand(1).item() * 4)
-    if k and x.shape[-1] == x.shape[-2]:
-        x, y, m = (t.rot90(k, (-2, -1)) for t in (x, y, m))
-    # affine (rotation +-15 deg, zoom 0.8-1.25, shear +-0.1) plus a smooth elastic field
-    angle = (rand(b) - 0.5) * (math.pi / 6)
-    zoom = torch.exp((rand(b) - 0.5) * 0.45)
-    shear = (rand(b) - 0.5) * 0.2
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack(
-        [torch.stack([cos, -sin + shear, torch.zeros_like(cos)], 1), torch.stack([sin, cos, torch.zeros_like(cos)], 1)],
-        1,
-    )
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    h, w = x.shape[-2:]
-    coarse = (rand(b, 2, max(2, h // 32), max(2, w // 32)) - 0.5) * (0.06 * rand(b, 1, 1, 1))
-    grid = grid + F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    y = F.grid_sample(y, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    m = F.grid_sample(m, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    # intensity: scale/offset, gamma, blur, noise
-    x = x * (0.7 + 0.6 * rand(b, 1, 1, 1)) + (rand(b, 1, 1, 1) - 0.5) * 0.3
-    gamma = torch.exp((rand(b, 1, 1, 1) - 0.5) * 0.8)
-    x = torch.where(x > 0, x.clamp_min(1e-6) ** gamma, x)
-    sigma = float(rand(1).item() * 1.5)
-    if sigma > 0.3:
-        r = torch.arange(-3, 4, device=dev, dtype=x.dtype)
-        kern = torch.exp(-0.5 * (r / sigma) ** 2)
-        kern = kern / kern.sum()
-        c = x.shape[1]
-        x = F.conv2d(F.pad(x, (3, 3, 0, 0), mode="reflect"), kern.view(1, 1, 1, 7).repeat(c, 1, 1, 1), groups=c)
-        x = F.conv2d(F.pad(x, (0, 0, 3, 3), mode="reflect"), kern.view(1, 1, 7, 1).repeat(c, 1, 1, 1), groups=c)
-    x = x + torch.randn(x.shape, generator=gen).to(dev) * (0.08 * rand(b, 1, 1, 1))
-    return x.contiguous(), y.contiguous(), m.contiguous()
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -427,7 +221,8 @@ class Trainer:
         """Dice and object F1@0.5 of ``model`` on the held-out annotated region."""
         from napari_unet.count import labels_from_probabilities
         from napari_unet.metrics import match_objects, pixel_scores
-        from napari_unet.predict import tiled_predict_iter, torch_predictor
+        from napari_unet.predict import torch_predictor
+        from napari_unet.tiling import tiled_predict_iter
 
         model.eval()
         model.__dict__.pop("_napari_unet_prepared", None)
@@ -447,7 +242,7 @@ class Trainer:
                 overlap=card.overlap,
                 size_divisor=getattr(model, "size_divisor", 16),
             )
-            prob = _exhaust(gen)
+            prob = run_to_end(gen)
             region = plane.region
             if card.activation == "softmax":
                 pred_cls = prob.argmax(0)
@@ -611,14 +406,6 @@ class Trainer:
         return self._result
 
 
-def _exhaust(gen: Generator) -> Any:
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-
-
 def train(items: Sequence[TrainingItem], **kwargs: Any) -> TrainResult:
     """Run a :class:`Trainer` to the end and return its result."""
-    return _exhaust(Trainer(items, **kwargs).steps())
+    return run_to_end(Trainer(items, **kwargs).steps())

@@ -3,12 +3,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from napari_unet.architectures import fuse_batchnorm
 from napari_unet.model import (
     ARCHITECTURES,
     ModelCard,
     ModelLoadError,
     build_model,
-    fuse_batchnorm,
     list_models,
     load_model,
     save_model,

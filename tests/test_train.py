@@ -105,11 +105,13 @@ def test_crops_come_from_the_annotated_region_only(data):
     )
     plane = trainer.train_planes[0]
     assert plane.region.sum() == 1600
-    sampler = _Sampler([plane], 32, 0.5, np.random.default_rng(0))
-    _, _, masks = sampler.batch(16)
-    assert masks.sum() > 0 and masks.sum() <= 16 * 32 * 32
-    # every crop pixel with weight sits inside the region: rebuild by cropping the region itself
-    assert set(np.unique(masks)) <= {0.0, 1.0}
+    plane.image = plane.region[None].astype(np.float32) * 7  # the image now shows where the region is
+    images, _, masks = _Sampler([plane], 32, 0.5, np.random.default_rng(0)).batch(64)
+    # each crop's loss mask is exactly the checked region seen through the same window ...
+    np.testing.assert_array_equal(masks, images / 7)
+    # ... and every crop is centred on a checked pixel, so no crop is wasted on unchecked data
+    assert (masks[:, 0, 16, 16] == 1).all()
+    assert masks.sum() < 64 * 32 * 32  # crops near the region's edge do reach unchecked pixels, weighted 0
 
 
 def test_checked_slices_of_a_stack(data):

@@ -142,7 +142,8 @@ class PredictWidget(Container):
     def _job(self, model: Any, data: Any, axes: str, spatial: tuple[int, ...], planes: list[int]) -> Any:
         """Predict plane by plane, yielding progress and each finished plane's result."""
         from napari_unet.count import labels_from_probabilities
-        from napari_unet.predict import Progress, predict_iter
+        from napari_unet.predict import predict_iter
+        from napari_unet.tiling import Progress
 
         stack_shape = spatial[:-2]
         plane_axes = axes.replace("T", "").replace("Z", "")

@@ -1,0 +1,47 @@
+"""The ``napari-unet`` command: the same core as the plugin, over files and folders.
+
+Every sub-command reports a bad input as one line, ``napari-unet: error: ...``, and exits
+with status 1; no traceback reaches the user unless ``NAPARI_UNET_DEBUG=1`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from napari_unet import __version__
+
+# importing the command modules registers the commands, in this order in --help
+from napari_unet.cli import count_cmd, evaluate_cmd, info_cmd, predict_cmd, train_cmd, view_cmd  # noqa: F401
+from napari_unet.cli._base import _COMMANDS, error
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="napari-unet", description="U-Net segmentation for microscopy images.")
+    parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (add_arguments, fn) in _COMMANDS.items():
+        p = sub.add_parser(name, help=(fn.__doc__ or "").strip().splitlines()[0], description=fn.__doc__)
+        add_arguments(p)
+        p.set_defaults(func=fn)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130
+    except (ValueError, OSError) as exc:
+        if os.environ.get("NAPARI_UNET_DEBUG"):
+            raise
+        error(str(exc))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

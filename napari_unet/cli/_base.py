@@ -1,0 +1,107 @@
+"""What every sub-command shares: registration, error lines, progress bars, inputs, outputs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+Command = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command]] = {}
+
+
+def command(name: str, add_arguments: Callable[[argparse.ArgumentParser], None]) -> Callable[[Command], Command]:
+    """Register a sub-command: ``add_arguments`` fills its parser, the function runs it."""
+
+    def register(fn: Command) -> Command:
+        _COMMANDS[name] = (add_arguments, fn)
+        return fn
+
+    return register
+
+
+def error(message: str) -> None:
+    print(f"napari-unet: error: {message}", file=sys.stderr)
+
+
+def _drive(gen: Any, desc: str, show: Callable[[Any], dict] | None = None) -> Any:
+    """Run a core generator to its end under a tqdm bar; returns the generator's result."""
+    from tqdm import tqdm
+
+    bar = None
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if bar is None:
+                bar = tqdm(total=event.total, desc=desc, unit="step", leave=False, file=sys.stderr, dynamic_ncols=True)
+            bar.n = event.done
+            if show is not None:
+                bar.set_postfix(show(event), refresh=False)
+            bar.refresh()
+    finally:
+        if bar is not None:
+            bar.close()
+        gen.close()
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", default=None, help="registered model name or model file (default: the shipped nuclei model)"
+    )
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+
+
+def _inputs(patterns: Sequence[str]) -> list[Path]:
+    """Files from paths, folders (their images) and globs, in order, without repeats."""
+    import glob
+
+    from napari_unet.io import SUPPORTED_SUFFIXES
+
+    out: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+        if not matches:
+            raise FileNotFoundError(f"{pattern}: no files match")
+        for m in matches:
+            path = Path(m)
+            if path.is_dir():
+                out += sorted(q for q in path.iterdir() if q.name.lower().endswith(SUPPORTED_SUFFIXES))
+            else:
+                out.append(path)
+    return list(dict.fromkeys(out))
+
+
+def _out_dir(path: str) -> Path:
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise PermissionError(f"{out}: no permission to write here; choose another --out folder")
+    return out
+
+
+def _scale_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None, help="run on a local dask cluster of N single-threaded workers")
+    p.add_argument(
+        "--scheduler", default=None, help="address of an existing dask.distributed scheduler (tcp://host:8786)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="redo files whose outputs already exist (default: skip them)"
+    )
+
+
+def _report(results: list[Any]) -> int:
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        if r.ok:
+            print(f"{r.path}: {'skipped, outputs exist' if r.skipped else ', '.join(r.outputs)}")
+        else:
+            error(r.message if r.path in r.message else f"{r.path}: {r.message}")
+    if failed and len(results) > 1:
+        error(f"{len(failed)} of {len(results)} file(s) failed; the others finished")
+    return 1 if failed else 0

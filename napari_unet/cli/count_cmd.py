@@ -1,0 +1,139 @@
+"""``napari-unet count``: objects split, measured and counted per file and slice."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_unet.cli._base import _drive, _inputs, _model_args, _out_dir, _report, _scale_args, command
+from napari_unet.cli.predict_cmd import _predict_one
+
+
+def _count_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="images, probability TIFFs or masks; files, folders or globs"
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--input-kind", default="auto", choices=["auto", "image", "probability", "mask", "labels"])
+    _model_args(p)
+    p.add_argument(
+        "--min-area",
+        type=float,
+        default=None,
+        help="drop objects smaller than this (pixels; default: the model's, else 10)",
+    )
+    p.add_argument("--max-area", type=float, default=None, help="drop objects larger than this (pixels)")
+    p.add_argument("--exclude-border", action="store_true", help="drop objects touching the image border")
+    _scale_args(p)
+
+
+def guess_input_kind(img: Any) -> tuple[str, str]:
+    """What a file holds, and why we think so: image, probability, mask or labels."""
+
+    name = img.name.lower()
+    if name.endswith("_prob"):
+        return "probability", "its name ends in _prob"
+    if img.is_labels:
+        sample = np.asarray(img.data[tuple(slice(0, 512) for _ in img.shape)])
+        values = np.unique(sample)
+        if len(values) <= 2 and not img.lazy:
+            return "mask", "it is a label file holding only 0 and one value"
+        return "labels", "it is a label file (name or tag) with several object ids"
+    dtype = img.data.dtype
+    if dtype.kind == "f":
+        sample = np.asarray(img.data[tuple(slice(0, 512) for _ in img.shape)])
+        if sample.min() >= 0 and sample.max() <= 1 and "C" in img.axes:
+            return "probability", "float values in [0, 1] with a channel axis"
+    if dtype.kind in "bui" and not img.lazy:
+        values = np.unique(np.asarray(img.data))
+        if len(values) <= 2:
+            return "mask", f"it holds only the values {values.tolist()}"
+    return "image", "it looks like a raw image"
+
+
+def count_outputs(path: str, out: str) -> list[str]:
+    from napari_unet.io import _stem
+
+    stem = _stem(Path(path))
+    return [
+        str(Path(out) / f"{stem}_labels.tif"),
+        str(Path(out) / f"{stem}_objects.csv"),
+        str(Path(out) / f"{stem}_counts.csv"),
+    ]
+
+
+def count_file(path: str, *, out: str, options: dict) -> list[str]:
+    """Count one file into ``out`` (runs in this process or on a dask worker)."""
+
+    from napari_unet.count import count_iter, count_per_slice
+    from napari_unet.io import read_image, write_tiff
+    from napari_unet.scale import load_model_cached
+
+    args = argparse.Namespace(**options)
+    img = read_image(path)
+    kind, why = (args.input_kind, "as asked") if args.input_kind != "auto" else guess_input_kind(img)
+    print(f"{path}: counting it as {kind} ({why})")
+    intensity, source, card, model = None, np.asarray(img.data), None, None
+    if kind in ("image", "probability"):
+        model = load_model_cached(args.model)
+        card = model.card
+    if kind == "image":
+        intensity = source if img.channel_axis is None and not img.rgb else None
+        source = _predict_one(model, img, args, Path(path).name)
+        kind = "probability"
+    elif kind == "probability" and "C" not in img.axes:
+        source = source[None]
+    min_area = (
+        args.min_area if args.min_area is not None else float((card.postprocess if card else {}).get("min_area", 10))
+    )
+    spatial_scale = img.scale[-2:] if img.units[-1] != "pixel" else None
+    unit = {"micrometer": "um"}.get(img.units[-1], img.units[-1]) if spatial_scale else "px"
+    gen = count_iter(source, kind=kind, card=card, intensity=intensity, scale=spatial_scale, unit=unit,
+                     min_area=min_area, max_area=args.max_area, exclude_border=args.exclude_border)  # fmt: skip
+    labels, table = _drive(gen, Path(path).name)
+    labels_path, objects_path, counts_path = count_outputs(path, out)
+    write_tiff(labels_path, labels, axes=img.spatial_axes, scale=img.scale, units=img.units, labels=True)
+    table.insert(0, "file", img.name)
+    table.to_csv(objects_path, index=False)
+    n_slices = int(np.prod(labels.shape[:-2])) if labels.ndim > 2 else 1
+    per = count_per_slice(table, n_slices)
+    per.insert(0, "file", img.name)
+    per["unit"] = unit
+    if n_slices == 1:
+        per["slice"] = ""
+    per.to_csv(counts_path, index=False)
+    print(f"{path}: {len(table)} objects -> {objects_path}")
+    return [labels_path, objects_path, counts_path]
+
+
+@command("count", _count_args)
+def count_cmd(args: argparse.Namespace) -> int:
+    """Count and measure objects: <stem>_labels.tif, <stem>_objects.csv and counts.csv."""
+    import pandas as pd
+
+    from napari_unet.model import resolve_model_path
+    from napari_unet.scale import run_files
+
+    files = _inputs(args.inputs)
+    out = _out_dir(args.out)
+    if args.workers or args.scheduler:
+        args.model = str(resolve_model_path(args.model or "nuclei"))
+    options = {k: getattr(args, k) for k in ("model", "device", "input_kind", "min_area", "max_area", "exclude_border")}
+    results = run_files(
+        count_file, files, expected=lambda p: count_outputs(p, str(out)), workers=args.workers, scheduler=args.scheduler,
+        overwrite=args.overwrite, out=str(out), options=options,
+    )  # fmt: skip
+    per_file = [
+        pd.read_csv(r.outputs[2], keep_default_na=False)
+        for r in results
+        if r.ok and len(r.outputs) == 3 and Path(r.outputs[2]).exists()
+    ]
+    if per_file:
+        pd.concat(per_file, ignore_index=True)[["file", "slice", "count", "mean_area", "unit"]].to_csv(
+            out / "counts.csv", index=False
+        )
+        print(f"counts: {out / 'counts.csv'}")
+    return _report(results)

@@ -1,0 +1,177 @@
+"""Training data: (image, labels, checked region) -> normalised planes, targets, crops.
+
+No torch. The checked ("annotated") region is where a person has checked the labels:
+whole slices of a stack, or a painted area; only those pixels ever reach the loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_unet.tiling import normalise_plane
+
+if TYPE_CHECKING:
+    from napari_unet.model import ModelCard
+
+__all__ = ["TrainingItem", "make_targets"]
+
+
+@dataclass
+class TrainingItem:
+    """One image (2D or a stack) with its labels and the region a person has checked.
+
+    ``region`` is a boolean mask of the labels' shape, or for a stack a list of checked
+    slice indices. ``None`` means everything is checked.
+    """
+
+    image: Any
+    labels: Any
+    region: Any = None
+    name: str = "image"
+    axes: str | None = None
+
+
+def make_targets(labels: np.ndarray, card: ModelCard) -> np.ndarray:
+    """Training targets ``(K, H, W)`` float32 for a 2D label image, as the card's outputs ask.
+
+    Sigmoid models: ``foreground`` = any object, ``boundary`` = the inner edge of each
+    object (so touching objects are parted by a two-pixel line). Softmax models: one-hot
+    of the class ids in ``labels`` (0 = background).
+    """
+    from skimage.segmentation import find_boundaries
+
+    labels = np.asarray(labels)
+    if card.activation == "softmax":
+        if labels.max() >= card.out_channels:
+            raise ValueError(f"labels hold class {int(labels.max())} but the model has {card.out_channels} classes")
+        return np.stack([labels == k for k in range(card.out_channels)]).astype(np.float32)
+    out = []
+    for name in card.classes:
+        if name in ("foreground", "nucleus", "cell", "object"):
+            out.append(labels > 0)
+        elif name == "boundary":
+            out.append(find_boundaries(labels, mode="inner") & (labels > 0))
+        else:
+            raise ValueError(
+                f"cannot make a target for output {name!r}; sigmoid outputs are 'foreground' and 'boundary'"
+            )
+    return np.stack(out).astype(np.float32)
+
+
+@dataclass
+class _Plane:
+    image: np.ndarray  # (C, H, W) float32, normalised
+    target: np.ndarray  # (K, H, W) float32
+    region: np.ndarray  # (H, W) bool
+    labels: np.ndarray  # (H, W) instance/class ids, for validation
+    source: str
+
+
+def _item_planes(item: TrainingItem, card: ModelCard) -> list[_Plane]:
+    from napari_unet.tiling import _read_plane, plane_layout
+
+    image, labels = item.image, np.asarray(item.labels)
+    layout = plane_layout(tuple(image.shape), item.axes, card.in_channels)
+    if labels.shape != layout.spatial_shape:
+        raise ValueError(
+            f"{item.name}: labels have shape {labels.shape} but the image has {layout.spatial_shape}; "
+            "the labels must cover the same pixels as the image"
+        )
+    if labels.dtype.kind not in "biu":
+        raise ValueError(f"{item.name}: labels must be integers (0 = background), got {labels.dtype}")
+    h, w = layout.spatial_shape[-2:]
+    flat_labels = labels.reshape(-1, h, w)
+    region = item.region
+    if region is None:
+        region_planes = np.ones((layout.n_planes, h, w), bool)
+    elif isinstance(region, (list, tuple, set, range)) or (isinstance(region, np.ndarray) and region.ndim == 1):
+        region_planes = np.zeros((layout.n_planes, h, w), bool)
+        for z in region:
+            if not 0 <= int(z) < layout.n_planes:
+                raise ValueError(f"{item.name}: checked slice {z} is outside the stack (0..{layout.n_planes - 1})")
+            region_planes[int(z)] = True
+    else:
+        region = np.asarray(region, bool)
+        if region.shape != labels.shape:
+            raise ValueError(f"{item.name}: the annotated region has shape {region.shape}, the labels {labels.shape}")
+        region_planes = region.reshape(-1, h, w)
+    planes = []
+    for p in range(layout.n_planes):
+        if not region_planes[p].any():
+            continue
+        img = normalise_plane(_read_plane(image, layout, p, card.in_channels), card.normalisation)
+        lab = flat_labels[p]
+        planes.append(_Plane(img, make_targets(lab, card), region_planes[p].copy(), lab, f"{item.name}[{p}]"))
+    return planes
+
+
+def _split_validation(
+    planes: list[_Plane], fraction: float, rng: np.random.Generator, crop: int
+) -> tuple[list[_Plane], list[_Plane]]:
+    """Hold out whole planes when there are several, else a share of tiles of the one plane."""
+    if len(planes) >= 2:
+        order = rng.permutation(len(planes))
+        n_val = max(1, round(fraction * len(planes)))
+        return [planes[i] for i in sorted(order[n_val:])], [planes[i] for i in sorted(order[:n_val])]
+    (plane,) = planes
+    h, w = plane.region.shape
+    cell = max(32, min(crop, h // 2, w // 2))
+    gy, gx = max(1, math.ceil(h / cell)), max(1, math.ceil(w / cell))
+    cells = [
+        (i, j)
+        for i in range(gy)
+        for j in range(gx)
+        if plane.region[i * cell : (i + 1) * cell, j * cell : (j + 1) * cell].any()
+    ]
+    if len(cells) < 2:
+        raise ValueError("the annotated region is too small to hold some of it out for validation; annotate more")
+    chosen = rng.permutation(len(cells))[: max(1, round(fraction * len(cells)))]
+    val_mask = np.zeros_like(plane.region)
+    for k in chosen:
+        i, j = cells[k]
+        val_mask[i * cell : (i + 1) * cell, j * cell : (j + 1) * cell] = True
+    train_plane = copy.copy(plane)
+    train_plane.region = plane.region & ~val_mask
+    val_plane = copy.copy(plane)
+    val_plane.region = plane.region & val_mask
+    return [train_plane], [val_plane]
+
+
+class _Sampler:
+    """Random crops, biased toward annotated foreground, from annotated regions only."""
+
+    def __init__(self, planes: list[_Plane], crop: int, bias: float, rng: np.random.Generator) -> None:
+        self.planes, self.crop, self.bias, self.rng = planes, crop, bias, rng
+        area = np.array([p.region.sum() for p in planes], float)
+        self.p = area / area.sum()
+        self.where = [np.flatnonzero(p.region) for p in planes]
+        self.fg = [np.flatnonzero(p.region & (p.target[0] > 0 if p.target.shape[0] else p.region)) for p in planes]
+
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        xs, ys, ms = [], [], []
+        c = self.crop
+        for _ in range(n):
+            k = self.rng.choice(len(self.planes), p=self.p)
+            plane = self.planes[k]
+            pool = self.fg[k] if len(self.fg[k]) and self.rng.random() < self.bias else self.where[k]
+            cy, cx = np.unravel_index(pool[self.rng.integers(len(pool))], plane.region.shape)
+            xs.append(_crop(plane.image, cy, cx, c))
+            ys.append(_crop(plane.target, cy, cx, c))
+            ms.append(_crop(plane.region[None].astype(np.float32), cy, cx, c))
+        return np.stack(xs), np.stack(ys), np.stack(ms)
+
+
+def _crop(a: np.ndarray, cy: int, cx: int, c: int) -> np.ndarray:
+    """A ``c``x``c`` window centred near (cy, cx), zero-padded where it leaves the plane."""
+    _, h, w = a.shape
+    y0, x0 = cy - c // 2, cx - c // 2
+    out = np.zeros((a.shape[0], c, c), np.float32)
+    sy, sx = max(0, y0), max(0, x0)
+    ey, ex = min(h, y0 + c), min(w, x0 + c)
+    out[:, sy - y0 : ey - y0, sx - x0 : ex - x0] = a[:, sy:ey, sx:ex]
+    return out
