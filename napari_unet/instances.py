@@ -62,45 +62,192 @@ def filter_objects(
     return out
 
 
-def _split_plane(plane: np.ndarray, h: float, smooth: float) -> np.ndarray:
-    """Watershed split of one 2D binary plane, one connected component at a time.
+def _fill_holes(plane: np.ndarray) -> np.ndarray:
+    """Background regions that do not reach the image edge become foreground."""
+    from scipy import ndimage as ndi
 
-    Working on each component's bounding box keeps the morphology small: on a 4096^2
-    mask with ~4,400 nuclei, whole-image h-maxima alone took 21 s, per component ~2 s in
-    total. It also keeps the smoothing of one object's distance map from reaching into
-    its neighbours across a narrow gap.
+    bg, n = ndi.label(~plane)
+    if n == 0:
+        return plane
+    edge = np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))
+    hole = np.ones(n + 1, bool)
+    hole[edge] = False
+    hole[0] = False
+    return plane | hole[bg]
+
+
+def _pack(sizes: list[tuple[int, int]], gap: int, side: int = 512) -> list[tuple[list, tuple[int, int]]]:
+    """Shelf-pack boxes ``(height, width)`` into canvases of about ``side`` x ``side``.
+
+    Returns ``[(placements, canvas_shape)]`` with ``placements = [(box_index, (y, x))]``.
+    Small canvases keep the distance transform and watershed in cache: per pixel, scipy's
+    transform ran ~3x faster on 512^2 than on 2048^2 here.
+    """
+    order = sorted(range(len(sizes)), key=lambda i: -sizes[i][0])
+    width = max(side, max(w for _, w in sizes) + 2 * gap)
+    canvases: list[tuple[list, tuple[int, int]]] = []
+    placed: list = []
+    y = x = shelf = 0
+    for i in order:
+        h, w = sizes[i]
+        if x + w + gap > width:  # next shelf; a new canvas when this one is full
+            y, x, shelf = y + shelf, 0, 0
+            if y + h + gap > side and placed:
+                canvases.append((placed, (y + gap, width)))
+                placed, y = [], 0
+        placed.append((i, (y + gap, x + gap)))
+        x += w + gap
+        shelf = max(shelf, h + gap)
+    canvases.append((placed, (y + shelf + gap, width)))
+    return canvases
+
+
+def _split_plane(plane: np.ndarray, h: float, smooth: float) -> np.ndarray:
+    """Watershed split of one 2D binary plane, each connected component on its own.
+
+    The components' boxes are copied into a few packed canvases (with background between
+    them), so the distance transform, smoothing, peak search and watershed run once per
+    canvas instead of once per component in Python. The h-maxima seeds come from the
+    peaks' dynamics (how far each peak sinks before it meets a higher one, found by
+    merging the peaks' basins in order of their saddles) rather than from a greyscale
+    reconstruction per component. On a 4096^2 mask with 4,412 nuclei both together took
+    the split from 4.6 s to about 1.5 s, with the same objects (F1 0.999 between them).
+    Working per component also keeps one object's smoothed distance map from reaching its
+    neighbours across a narrow gap.
     """
     from scipy import ndimage as ndi
-    from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
-    comps, _ = ndi.label(plane)
-    out = np.zeros(plane.shape, np.int32)
+    comps, n = ndi.label(_fill_holes(plane))
+    if n == 0:
+        return comps.astype(np.int32)
+    pad = 2  # background around each box; with the gap, 5 px between any two boxes' objects
+    boxes = ndi.find_objects(comps)
+    sizes = [(b[0].stop - b[0].start + 2 * pad, b[1].stop - b[1].start + 2 * pad) for b in boxes]
+    lut = np.zeros(n + 1, np.int32)  # component -> object id, for components not split
+    parts = []  # (component, canvas window, object id per basin) for split ones
     next_id = 1
-    pad = 2 + int(np.ceil(3 * smooth))
-    for k, box in enumerate(ndi.find_objects(comps), start=1):
-        if box is None:
-            continue
-        y0, y1 = max(0, box[0].start - pad), min(plane.shape[0], box[0].stop + pad)
-        x0, x1 = max(0, box[1].start - pad), min(plane.shape[1], box[1].stop + pad)
-        obj = ndi.binary_fill_holes(comps[y0:y1, x0:x1] == k)
+    for placed, shape in _pack(sizes, gap=1):
+        owner = np.zeros(shape, np.int32)
+        for i, (y, x) in placed:
+            b, k = boxes[i], i + 1
+            sub = comps[b] == k
+            owner[y + pad : y + pad + sub.shape[0], x + pad : x + pad + sub.shape[1]][sub] = k
+        obj = owner > 0
         dist = ndi.distance_transform_edt(obj)
-        if smooth:
+        if smooth:  # the kernel (radius 4 sigma) never reaches the next box's object
             dist = ndi.gaussian_filter(dist, smooth) * obj
-        # one peak region in the distance map (most nuclei) cannot split: skip the costly h-maxima
+        # a component can only split where it has two peak regions: the highest one always
+        # seeds, any other must rise h above a saddle, so above h itself
         peaks = (ndi.maximum_filter(dist, size=3) == dist) & obj
-        m = ndi.label(peaks, structure=np.ones((3, 3)))[1] if peaks.any() else 0
-        if m > 1:
-            markers, m = ndi.label(h_maxima(dist, h) & obj)
-        if m <= 1:
-            lab = obj.astype(np.int32)
-            m = 1
-        else:
-            lab = watershed(-dist, markers, mask=obj)
-        view = out[y0:y1, x0:x1]
-        view[lab > 0] = lab[lab > 0] + (next_id - 1)
-        next_id += m
+        high, n_high = ndi.label(peaks & (dist > h), structure=np.ones((3, 3)))
+        pairs = np.unique(owner[high > 0].astype(np.int64) * (n_high + 1) + high[high > 0])
+        multi = np.bincount(pairs // (n_high + 1), minlength=n + 1) > 1
+        for i, _ in placed:
+            if not multi[i + 1]:
+                lut[i + 1] = next_id
+                next_id += 1
+        if not multi.any():
+            continue
+        area = multi[owner]
+        markers, n_markers = ndi.label(peaks & area, structure=np.ones((3, 3)))
+        basins = watershed(-dist, markers, mask=area)
+        objects = _merge_basins(basins, dist, markers, n_markers, h)
+        for i, (y, x) in placed:
+            if multi[i + 1]:
+                b = boxes[i]
+                window = basins[y + pad : y + pad + b[0].stop - b[0].start, x + pad : x + pad + b[1].stop - b[1].start]
+                parts.append((i, window, objects))
+    out = lut[comps]
+    for i, window, objects in parts:
+        ids = np.unique(objects[window[window > 0]])
+        renumber = np.zeros(int(objects.max()) + 1, np.int32)
+        renumber[ids] = np.arange(next_id, next_id + len(ids))
+        next_id += len(ids)
+        sel = window > 0
+        out[boxes[i]][sel] = renumber[objects[window[sel]]]
     return out
+
+
+def _merge_basins(basins: np.ndarray, dist: np.ndarray, markers: np.ndarray, n: int, h: float) -> np.ndarray:
+    """Object id (from 1) for every basin id of a watershed from all distance peaks.
+
+    A peak seeds its own object when its dynamic is at least ``h``: it must sink ``h``
+    below its height before it meets a higher peak (the h-maxima of the distance map, the
+    seeds the classic watershed split uses). Basins of the other peaks go to the seeded
+    object they meet first while flooding from the top, as a watershed seeded only at the
+    h-maxima would give them.
+    """
+    top = np.full(n + 1, -np.inf)
+    np.maximum.at(top, markers[markers > 0], dist[markers > 0])
+    # saddle between two touching basins: the highest level at which they connect
+    edges = []
+    # (8-connected, as h_maxima's reconstruction is)
+    for a, b, da, db in (
+        (basins[:, :-1], basins[:, 1:], dist[:, :-1], dist[:, 1:]),
+        (basins[:-1], basins[1:], dist[:-1], dist[1:]),
+        (basins[:-1, :-1], basins[1:, 1:], dist[:-1, :-1], dist[1:, 1:]),
+        (basins[:-1, 1:], basins[1:, :-1], dist[:-1, 1:], dist[1:, :-1]),
+    ):
+        sel = (a != b) & (a > 0) & (b > 0)
+        lo, hi = np.minimum(a[sel], b[sel]).astype(np.int64), np.maximum(a[sel], b[sel]).astype(np.int64)
+        edges.append((lo * (n + 1) + hi, np.minimum(da[sel], db[sel])))
+    key = np.concatenate([e[0] for e in edges])
+    level = np.concatenate([e[1] for e in edges])
+    if len(key):
+        order = np.lexsort((-level, key))
+        key, level = key[order], level[order]
+        first = np.r_[True, key[1:] != key[:-1]]
+        key, level = key[first], level[first]  # highest saddle per pair
+        order = np.argsort(-level, kind="stable")
+        key, level = key[order], level[order]
+    us, vs, levels = (key // (n + 1)).tolist(), (key % (n + 1)).tolist(), level.tolist()
+    heights = top.tolist()
+
+    def find(parent: list[int], i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    # 1) dynamics: merge in order of falling saddles; the peaks of the lower set are seeded
+    #    when they have sunk at least h by then. Equal peaks do not sink each other (as in
+    #    scikit-image's h_maxima, where all global maxima are kept).
+    parent = list(range(n + 1))
+    tops: list[list[int]] = [[i] for i in range(n + 1)]  # the highest peaks of each set
+    seeded = [False] * (n + 1)
+    for u, v, s in zip(us, vs, levels):
+        ru, rv = find(parent, u), find(parent, v)
+        if ru == rv:
+            continue
+        hu, hv = heights[tops[ru][0]], heights[tops[rv][0]]
+        if hu < hv:
+            ru, rv, hu, hv = rv, ru, hv, hu
+        if hu == hv:
+            tops[ru] = tops[ru] + tops[rv]
+        elif hv - s >= h:
+            for t in tops[rv]:
+                seeded[t] = True
+        parent[rv] = ru
+    for i in range(1, n + 1):
+        if find(parent, i) == i:
+            for t in tops[i]:
+                seeded[t] = True  # each component's highest peaks
+    # 2) flooding from the seeds only: an unseeded set joins the first seeded set it meets
+    parent = list(range(n + 1))
+    seed = [i if seeded[i] else 0 for i in range(n + 1)]
+    for u, v in zip(us, vs):
+        ru, rv = find(parent, u), find(parent, v)
+        if ru == rv or (seed[ru] and seed[rv]):
+            continue
+        parent[rv] = ru
+        seed[ru] = seed[ru] or seed[rv]
+    ids = np.zeros(n + 1, np.int64)
+    seeds = sorted({seed[find(parent, i)] for i in range(1, n + 1)})
+    number = {s: j for j, s in enumerate(seeds, start=1)}
+    for i in range(1, n + 1):
+        ids[i] = number[seed[find(parent, i)]]
+    return ids
 
 
 def split_mask(
