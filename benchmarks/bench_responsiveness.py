@@ -3,7 +3,10 @@ thread while the dock runs a real prediction and a real fine-tune on the CPU.
 
     xvfb-run -a python benchmarks/bench_responsiveness.py [--slices 8] [--seconds 30]
 
-Target: no gap over 200 ms. Reports max and 99th percentile per job.
+Target: no gap over 200 ms. Reports max and 99th percentile per job. The first prediction
+creates the result layers (napari builds each on the GUI thread, ~0.1-0.2 s here, so the
+widget builds them one per event-loop turn before the prediction starts); the second writes
+into the existing layers, as every re-prediction does.
 """
 
 from __future__ import annotations
@@ -71,12 +74,12 @@ def measure(slices: int, seconds: float) -> list[dict]:
 
     predict = PredictWidget(viewer)
     predict.device.value = "cpu"
-    ticks.start()
-    predict.run()
-    wall = run_until_done(app, predict, 600)
-    rows.append(
-        {"job": f"predict {slices} slices {stack.shape[1]}x{stack.shape[2]} (widget)", "seconds": wall, **ticks.stop()}
-    )
+    for what in ("new result layers", "into existing layers"):
+        ticks.start()
+        predict.run()
+        wall = run_until_done(app, predict, 600)
+        rows.append({"job": f"predict {slices} slices {stack.shape[1]}x{stack.shape[2]}, {what}", "seconds": wall,
+                     **ticks.stop()})  # fmt: skip
 
     labels = viewer.layers["cells labels"]
     labels.data[:] = np.stack([np.roll(truth, 50 * z, axis=1) for z in range(slices)])
@@ -100,7 +103,8 @@ def main() -> None:
     print(f"napari-unet responsiveness benchmark on {machine()}")
     print(table(rows, ["job", "seconds", "ticks", "median ms", "p99 ms", "max ms"], floatfmt="{:.1f}"))
     emit_json({"benchmark": "responsiveness", "predict_max_gap_ms": round(rows[0]["max ms"], 1), "predict_p99_gap_ms": round(rows[0]["p99 ms"], 1),
-               "train_max_gap_ms": round(rows[1]["max ms"], 1), "train_p99_gap_ms": round(rows[1]["p99 ms"], 1)})  # fmt: skip
+               "repredict_max_gap_ms": round(rows[1]["max ms"], 1), "repredict_p99_gap_ms": round(rows[1]["p99 ms"], 1),
+               "train_max_gap_ms": round(rows[2]["max ms"], 1), "train_p99_gap_ms": round(rows[2]["p99 ms"], 1)})  # fmt: skip
 
 
 if __name__ == "__main__":

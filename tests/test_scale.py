@@ -142,3 +142,31 @@ def test_block_sizes():
     assert _chunks(130, 64, 64) == (64, 66)
     assert _chunks(97, 64, 64) == (97,)
     assert _chunks(300, 100, 64) == (100, 100, 100)
+
+
+def die_in_victims(path, marker_dir=None):
+    """A task that kills its worker process on files named 'victim*' (once when marker_dir is given)."""
+    import os
+    from pathlib import Path
+
+    if "victim" in Path(path).name:
+        marker = Path(marker_dir) / f"{Path(path).name}.died" if marker_dir else None
+        if marker is None or not marker.exists():
+            if marker is not None:
+                marker.touch()
+            os._exit(1)  # as a worker killed by the OOM killer or a node that goes away
+    return [f"{path}.out"]
+
+
+def test_a_worker_that_dies_mid_run_is_replaced_and_the_run_completes(tmp_path):
+    paths = ["a.tif", "victim.tif", "c.tif", "d.tif"]
+    results = run_files(die_in_victims, paths, workers=2, marker_dir=str(tmp_path))
+    assert (tmp_path / "victim.tif.died").exists()  # the worker really died once
+    assert [r.ok for r in results] == [True] * 4
+    assert results[1].outputs == ["victim.tif.out"]
+
+
+def test_a_file_that_kills_every_worker_is_reported_and_the_others_finish():
+    results = run_files(die_in_victims, ["a.tif", "victim.tif", "c.tif"], workers=2)
+    assert [r.ok for r in results] == [True, False, True]
+    assert "failed on the cluster" in results[1].message and "KilledWorker" in results[1].message

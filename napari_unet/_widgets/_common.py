@@ -31,11 +31,13 @@ def start_job(
     on_done: Callable[[Any], None] | None = None,
     on_abort: Callable[[], None] | None = None,
     on_finally: Callable[[], None] | None = None,
+    start: bool = True,
 ) -> Any:
     """Run a core generator in napari's thread worker with a progress bar.
 
     Errors from the core (``ValueError``/``OSError``) become a notification with the
-    core's own sentence; anything else is reported as an unexpected error.
+    core's own sentence; anything else is reported as an unexpected error. With
+    ``start=False`` the caller starts the returned worker itself (``worker.start()``).
     """
     from napari.qt.threading import create_worker
     from napari.utils import progress
@@ -75,7 +77,8 @@ def start_job(
         worker.aborted.connect(on_abort)
     worker.errored.connect(errored)
     worker.finished.connect(finished)
-    worker.start()
+    if start:
+        worker.start()
     return worker
 
 
@@ -122,6 +125,7 @@ def preload_core() -> None:
     inside a training worker froze the window for ~0.35 s (benchmarks/bench_responsiveness.py).
     Done when a dock widget is created (the user is opening it), never at napari start-up.
     """
+    import pandas  # noqa: F401 - a Labels layer's features table: 0.2 s at the first result layer
     import scipy.ndimage
     import scipy.optimize  # noqa: F401
     import skimage.measure
@@ -151,3 +155,23 @@ def preload_training() -> None:
     optimizer.step()
     scheduler.step()
     torch.amp.GradScaler("cuda", enabled=False)
+
+
+def preload_layers() -> None:
+    """Build, once, the pieces napari makes the first time it shows a Labels layer.
+
+    The first result Labels layer in a process took 0.25-0.41 s on the GUI thread (its
+    features table imports pandas; its polygon overlay builds vispy's anti-grain line dash
+    atlas); warmed here when the Predict widget opens, the first one takes ~0.15 s like
+    every later one (benchmarks/bench_responsiveness.py). Only a warm-up: if a napari or
+    vispy version builds things differently, nothing breaks.
+    """
+    try:
+        from napari.layers import Labels
+        from vispy.scene.visuals import Line, Polygon
+
+        Labels(np.zeros((2, 2), np.int32))
+        Polygon(border_method="agg")
+        Line(method="agg")
+    except Exception:  # a warm-up must never stop the widget from opening
+        pass

@@ -24,6 +24,7 @@ from napari_unet._widgets._common import (
     image_axes,
     notify_error,
     preload_core,
+    preload_layers,
     start_job,
 )
 
@@ -44,6 +45,7 @@ class PredictWidget(Container):
         from napari_unet.predict import available_devices
 
         preload_core()
+        preload_layers()
         self._viewer = viewer
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.model = ComboBox(label="model", choices=model_choices)
@@ -87,6 +89,7 @@ class PredictWidget(Container):
 
     def cancel(self) -> None:
         if self.worker is not None:
+            self._out["cancelled"] = True
             self.worker.quit()
             self.status.value = "cancelling..."
 
@@ -112,7 +115,6 @@ class PredictWidget(Container):
             notify_error(f"Predict: {exc}")
             return None
         data = layer.data
-        labels_layer = self._labels_layer(layer)
         spatial = tuple(data.shape[:-1] if layer.rgb else data.shape)
         n_planes = int(np.prod(spatial[:-2])) if len(spatial) > 2 else 1
         if self.scope.value == "slice in view" and len(spatial) > 2:
@@ -129,14 +131,22 @@ class PredictWidget(Container):
         gen = self._job(model, data, axes, spatial, planes)
         self.run_button.enabled, self.cancel_button.enabled = False, True
         self.status.value = f"predicting {len(planes)} slice(s)..."
-        self._partial: dict[int, np.ndarray] = {}
+        # finished planes go from the worker into _partial; the GUI thread moves them into
+        # the layers a few at a time, so no single event-loop turn holds the window long
+        self._partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._out = {"image": layer, "spatial": spatial, "k": len(model.card.classes), "written": 0,
+                     "next_id": None, "ended": False, "result": None, "cancelled": False}  # fmt: skip
         self.worker = start_job(
             gen,
             desc=f"Predict {layer.name}",
-            on_done=lambda r: self._finish(layer, labels_layer, spatial, r),
-            on_abort=lambda: self._finish(layer, labels_layer, spatial, None),
-            on_finally=self._reset,
+            on_yield=self._on_progress,
+            on_done=lambda r: self._out.update(result=r),
+            on_finally=self._ended,
+            start=False,
         )
+        # the result layers first (napari builds each on this thread, ~0.1-0.2 s), while no
+        # prediction competes for the CPU; the worker starts once they exist
+        self._schedule_flush()
         return self.worker
 
     def _job(self, model: Any, data: Any, axes: str, spatial: tuple[int, ...], planes: list[int]) -> Any:
@@ -170,38 +180,95 @@ class PredictWidget(Container):
             yield Progress(done, len(planes) * (tiles_per_plane or 1), {"plane": p, "planes_done": k + 1})
         return len(planes)
 
-    def _labels_layer(self, layer: Any) -> Any:
-        name = f"{layer.name} labels"
-        return self._viewer.layers[name] if name in self._viewer.layers else None
+    def _on_progress(self, event: Any) -> None:
+        if "planes_done" in getattr(event, "info", {}):
+            self._schedule_flush()
 
-    def _finish(self, layer: Any, labels_layer: Any, spatial: tuple[int, ...], result: Any) -> None:
-        """Write every finished plane into the probability and labels layers (also after Cancel)."""
-        if not self._partial:
-            self.status.value = "cancelled; nothing was finished" if result is None else "done"
-            return
-        stack_shape = spatial[:-2]
-        k = next(iter(self._partial.values()))[0].shape[0]
-        prob_name, lab_name = f"{layer.name} probability", f"{layer.name} labels"
-        if prob_name not in self._viewer.layers:
-            self._viewer.add_image(np.zeros(spatial, np.float32), name=prob_name, visible=False, scale=layer.scale[-len(spatial):],
-                                   colormap="magma", contrast_limits=(0, 1), metadata={"probabilities": np.zeros((k, *spatial), np.float32)})  # fmt: skip
-        if lab_name not in self._viewer.layers:
-            self._viewer.add_labels(np.zeros(spatial, np.int32), name=lab_name, scale=layer.scale[-len(spatial):],
-                                    metadata={"source": layer.name, "checked": []})  # fmt: skip
-        prob_layer, labels_layer = self._viewer.layers[prob_name], self._viewer.layers[lab_name]
-        full = prob_layer.metadata.setdefault("probabilities", np.zeros((k, *spatial), np.float32))
-        offset = int(labels_layer.data.max())
-        for p, (prob, labels) in sorted(self._partial.items()):
-            index = tuple(np.unravel_index(p, stack_shape)) if stack_shape else ()
-            prob_layer.data[index] = prob[0]
-            full[(slice(None), *index)] = prob
-            labels_layer.data[index] = np.where(labels > 0, labels + offset, 0)
-            offset += int(labels.max())
-        prob_layer.refresh()
-        labels_layer.refresh()
-        n = len(self._partial)
-        self.status.value = f"{'cancelled: kept' if result is None else 'done:'} {n} slice(s)"
-        self._partial = {}
+    def _ended(self) -> None:
+        self._out["ended"] = True
+        self._schedule_flush()
+
+    def _schedule_flush(self, delay_ms: int = 0) -> None:
+        from qtpy.QtCore import QTimer
+
+        if not getattr(self, "_flush_queued", False):
+            self._flush_queued = True
+            QTimer.singleShot(delay_ms, self._flush)
+
+    #: longest stretch (s) one event-loop turn spends writing finished planes into layers
+    FLUSH_BUDGET = 0.05
+    #: pause after creating a layer, so napari draws it (~0.1 s the first time) in a turn of
+    #: its own rather than right before the next step
+    AFTER_NEW_LAYER_MS = 50
+
+    def _flush(self) -> None:
+        """One short step of moving results into the layers; schedules the next one.
+
+        A step creates at most one layer (napari needs ~0.1-0.25 s for one here) or writes
+        finished planes for at most :attr:`FLUSH_BUDGET` seconds. Once the job has ended
+        and every plane is written, it reports and re-enables the buttons.
+        """
+        import time
+
+        self._flush_queued = False
+        out = self._out
+        try:
+            layer, spatial = out["image"], out["spatial"]
+            prob_name, lab_name = f"{layer.name} probability", f"{layer.name} labels"
+            scale = layer.scale[-len(spatial) :]
+            if lab_name not in self._viewer.layers:
+                self._viewer.add_labels(np.zeros(spatial, np.int32), name=lab_name, scale=scale,
+                                        metadata={"source": layer.name, "checked": []})  # fmt: skip
+                self._schedule_flush(self.AFTER_NEW_LAYER_MS)
+                return
+            if prob_name not in self._viewer.layers:
+                self._viewer.add_image(np.zeros(spatial, np.float32), name=prob_name, visible=False, scale=scale,
+                                       colormap="magma", contrast_limits=(0, 1),
+                                       metadata={"probabilities": np.zeros((out["k"], *spatial), np.float32)})  # fmt: skip
+                self._schedule_flush(self.AFTER_NEW_LAYER_MS)
+                return
+            prob_layer, labels_layer = self._viewer.layers[prob_name], self._viewer.layers[lab_name]
+            if self.worker is not None and not out.get("started"):
+                out["started"] = True
+                if out["cancelled"]:
+                    out["ended"] = True
+                else:
+                    self.worker.start()
+            if out["next_id"] is None:
+                out["next_id"] = int(labels_layer.data.max()) + 1
+            full = prob_layer.metadata.get("probabilities")
+            if full is None or full.shape != (out["k"], *spatial):
+                full = prob_layer.metadata["probabilities"] = np.zeros((out["k"], *spatial), np.float32)
+            start, wrote = time.perf_counter(), False
+            while self._partial and time.perf_counter() - start < self.FLUSH_BUDGET:
+                p = min(self._partial)
+                prob, labels = self._partial.pop(p)
+                index = tuple(np.unravel_index(p, spatial[:-2])) if len(spatial) > 2 else ()
+                prob_layer.data[index] = prob[0]
+                full[(slice(None), *index)] = prob
+                labels_layer.data[index] = np.where(labels > 0, labels + (out["next_id"] - 1), 0)
+                out["next_id"] += int(labels.max())
+                out["written"] += 1
+                wrote = True
+            if wrote:
+                prob_layer.refresh()
+                labels_layer.refresh()
+            if self._partial:
+                self._schedule_flush()
+                return
+        except (RuntimeError, KeyError):  # the viewer or a layer went away under the job
+            self._partial = {}
+            if not out.get("started"):  # nothing will run: end here
+                out["started"] = out["ended"] = True
+        if out["ended"] and self.worker is not None:
+            n, result = out["written"], out["result"]
+            if result is not None:
+                self.status.value = f"done: {n} slice(s)"
+            elif out["cancelled"]:
+                self.status.value = f"cancelled: kept {n} slice(s)" if n else "cancelled; nothing was finished"
+            else:  # the job failed; its notification says why
+                self.status.value = f"stopped by an error: kept {n} slice(s)"
+            self._reset()
 
     def _reset(self) -> None:
         self.worker = None

@@ -62,13 +62,28 @@ def test_cancel_keeps_finished_slices(make_napari_viewer, registry, qtbot):
     widget.model.value, widget.device.value = "tiny", "cpu"
     widget.tile.value, widget.batch.value = 64, 1
     assert widget.run() is not None
-    qtbot.waitUntil(lambda: len(widget._partial) >= 2, timeout=60_000)
+    # results appear while the job runs: layers at once, finished slices written as they come
+    qtbot.waitUntil(lambda: widget._out["written"] >= 2, timeout=60_000)
+    assert widget.worker is not None and viewer.layers["big probability"].data[0].any()
     widget.cancel()
     wait_for(qtbot, widget)
     assert "cancelled: kept" in widget.status.value
     prob = viewer.layers["big probability"].data
     done = [z for z in range(n) if prob[z].any()]
     assert 2 <= len(done) < n and done == list(range(len(done)))
+
+
+def test_cancel_before_the_prediction_starts(make_napari_viewer, registry, stack, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="cells")
+    widget = PredictWidget(viewer)
+    widget.model.value, widget.device.value = "tiny", "cpu"
+    worker = widget.run()
+    widget.cancel()  # in the same event-loop turn: the result layers are not even built yet
+    wait_for(qtbot, widget)
+    assert not worker.is_running and widget.status.value == "cancelled; nothing was finished"
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+    assert not viewer.layers["cells labels"].data.any()
 
 
 def test_rgb_image_for_a_grayscale_model(make_napari_viewer, registry, errors, qtbot):
