@@ -44,7 +44,9 @@ LAZY_THRESHOLD = 1 << 30
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".ome.tif", ".ome.tiff")
 OTHER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-SUPPORTED_SUFFIXES = TIFF_SUFFIXES + OTHER_SUFFIXES
+#: OME-Zarr stores (folders), as ``predict`` writes them for images larger than memory
+ZARR_SUFFIXES = (".zarr", ".ome.zarr")
+SUPPORTED_SUFFIXES = TIFF_SUFFIXES + OTHER_SUFFIXES + ZARR_SUFFIXES
 
 #: Pixel types a U-Net can be fed. Anything else (complex, bool, object) is refused.
 SUPPORTED_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64")
@@ -146,7 +148,7 @@ def is_label_path(path: str | os.PathLike) -> bool:
 
 
 def read_image(path: str | os.PathLike, *, lazy: bool | None = None, lazy_threshold: int = LAZY_THRESHOLD) -> ImageData:
-    """Read a TIFF (any flavour) or a PNG/JPEG/BMP/GIF image.
+    """Read a TIFF (any flavour), a PNG/JPEG/BMP/GIF image or an OME-Zarr store (lazily).
 
     Parameters
     ----------
@@ -165,6 +167,13 @@ def read_image(path: str | os.PathLike, *, lazy: bool | None = None, lazy_thresh
     ImageReadError
         The file is empty, not an image, truncated, or holds an unsupported pixel type.
     """
+    if Path(path).is_dir() and Path(path).name.lower().endswith(ZARR_SUFFIXES):
+        from dataclasses import replace
+
+        from napari_unet.ome_zarr import read_ome_zarr
+
+        img = read_ome_zarr(path)
+        return replace(img, is_labels=is_label_path(path))
     path = _check_path(path)
     if path.name.lower().endswith(OTHER_SUFFIXES):
         return _read_imageio(path)

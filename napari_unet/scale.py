@@ -7,8 +7,8 @@ Larger than memory
     as :func:`napari_unet.predict.tiled_predict_iter`. Every output pixel therefore sums
     the very same tile predictions as the in-memory engine: there are no block seams, and
     the two agree to float rounding. Per-plane normalisation limits are computed first
-    from the same strided sample. :func:`predict_to_zarr` streams the result to a zarr
-    store, never holding the whole image.
+    from the same strided sample. :func:`predict_to_zarr` streams the result to an
+    OME-Zarr store, never holding the whole image.
 
 Many files
     :func:`run_files` applies one function (predict or count a file) to many files, in
@@ -188,14 +188,24 @@ def predict_lazy(
     return out if image.ndim == 3 else out[:, 0]
 
 
-def predict_to_zarr(image: Any, path: str | os.PathLike, model: str | None = None, **kwargs: Any) -> Any:
-    """Stream :func:`predict_lazy` into a zarr store at ``path``; returns the zarr array."""
-    import dask.array as da
+def predict_to_zarr(
+    image: Any,
+    path: str | os.PathLike,
+    model: str | None = None,
+    *,
+    scale: tuple[float, ...] | None = None,
+    units: Any = None,
+    **kwargs: Any,
+) -> Any:
+    """Stream :func:`predict_lazy` into an OME-Zarr store at ``path`` (probabilities at
+    ``0``, axes ``c[z]yx`` with ``scale``/``units`` of the image); returns the zarr array."""
     import zarr
 
+    from napari_unet.ome_zarr import write_ome_zarr
+
     probs = predict_lazy(image, model, **kwargs)
-    da.to_zarr(probs, str(path), overwrite=True)
-    return zarr.open_array(str(path), mode="r")
+    write_ome_zarr(path, probs, axes="C" + ("ZYX" if probs.ndim == 4 else "YX"), scale=scale, units=units)
+    return zarr.open_array(str(path), path="0", mode="r")
 
 
 # --------------------------------------------------------------------------- many files

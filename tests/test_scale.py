@@ -170,3 +170,62 @@ def test_a_file_that_kills_every_worker_is_reported_and_the_others_finish():
     results = run_files(die_in_victims, ["a.tif", "victim.tif", "c.tif"], workers=2)
     assert [r.ok for r in results] == [True, False, True]
     assert "failed on the cluster" in results[1].message and "KilledWorker" in results[1].message
+
+
+def test_huge_inputs_become_calibrated_ome_zarr_that_count_reads(tmp_path, tiny_path):
+    from ome_zarr_models import open_ome_zarr
+
+    from napari_unet.io import read_image
+
+    image = (np.random.default_rng(3).random((2, 150, 170)) * 3000).astype(np.uint16)
+    write_tiff(tmp_path / "stack.tif", image, scale=(2.0, 0.5, 0.5), units="um")
+    out = tmp_path / "out"
+    # any file above 1 kB counts as "larger than memory" here
+    assert run_cli("predict", tmp_path / "stack.tif", "--out", out, "--model", tiny_path, "--lazy-gb", 1e-6,
+                   "--block", 96, "--precision", "fp32") == 0  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["stack_mask.zarr", "stack_prob.zarr"]  # no .partial left
+    for name, axes in (("stack_prob.zarr", "czyx"), ("stack_mask.zarr", "zyx")):
+        ms = open_ome_zarr(out / name).ome_attributes.multiscales[0]  # valid OME-NGFF, or this raises
+        assert "".join(a.name for a in ms.axes) == axes
+        assert ms.datasets[0].coordinateTransformations[0].scale[-3:] == [2.0, 0.5, 0.5]
+        assert ms.axes[-1].unit == "micrometer"
+    prob = read_image(out / "stack_prob.zarr")
+    assert prob.lazy and prob.axes == "CZYX" and prob.scale == (2.0, 0.5, 0.5)
+    ref = predict(load_model(tiny_path), image, device="cpu", precision="fp32")
+    assert np.abs(prob.data.compute() - ref).max() <= 1e-4
+    # the store is an input like any file: count it
+    assert run_cli("count", out / "stack_prob.zarr", "--out", tmp_path / "counts", "--model", tiny_path) == 0
+    assert (tmp_path / "counts" / "stack_prob_objects.csv").exists()
+
+
+def test_an_interrupted_zarr_write_leaves_the_old_result_and_no_finished_looking_store(tmp_path):
+    import dask.array as da
+
+    from napari_unet.ome_zarr import read_ome_zarr, write_ome_zarr
+
+    path = write_ome_zarr(tmp_path / "r.zarr", np.ones((64, 64), np.float32), axes="YX")
+
+    def fail(block):
+        raise OSError("No space left on device")
+
+    broken = da.zeros((64, 64), np.float32, chunks=32).map_blocks(fail, dtype=np.float32)
+    with pytest.raises(OSError, match="No space left"):
+        write_ome_zarr(path, broken, axes="YX")
+    assert read_ome_zarr(path).data.compute().min() == 1  # the old result, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.zarr"]  # no half-written store beside it
+
+
+def test_zarr_bad_inputs(tmp_path):
+    import zarr
+
+    from napari_unet.io import ImageReadError, read_image
+    from napari_unet.ome_zarr import write_ome_zarr
+
+    zarr.open_group(str(tmp_path / "plain.zarr"), mode="w").create_array("0", shape=(4, 4), dtype="u1")
+    with pytest.raises(ImageReadError, match="without OME-Zarr 'multiscales' metadata"):
+        read_image(tmp_path / "plain.zarr")
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(ImageReadError, match=r"empty\.zarr: not a zarr store"):
+        read_image(tmp_path / "empty.zarr")
+    with pytest.raises(ValueError, match="must be in the order TCZYX"):
+        write_ome_zarr(tmp_path / "x.zarr", np.zeros((2, 4, 4)), axes="ZCY")

@@ -61,7 +61,7 @@ def _inputs(patterns: Sequence[str]) -> list[Path]:
     """Files from paths, folders (their images) and globs, in order, without repeats."""
     import glob
 
-    from napari_unet.io import SUPPORTED_SUFFIXES
+    from napari_unet.io import SUPPORTED_SUFFIXES, ZARR_SUFFIXES
 
     out: list[Path] = []
     for pattern in patterns:
@@ -70,7 +70,7 @@ def _inputs(patterns: Sequence[str]) -> list[Path]:
             raise FileNotFoundError(f"{pattern}: no files match")
         for m in matches:
             path = Path(m)
-            if path.is_dir():
+            if path.is_dir() and not path.name.lower().endswith(ZARR_SUFFIXES):  # a zarr store is one image
                 out += sorted(q for q in path.iterdir() if q.name.lower().endswith(SUPPORTED_SUFFIXES))
             else:
                 out.append(path)

@@ -48,7 +48,7 @@ def predict_outputs(path: str, out: str, lazy_bytes: float = float("inf")) -> li
 
     stem = _stem(Path(path))
     big = Path(path).exists() and Path(path).stat().st_size > lazy_bytes
-    ext = "zarr" if big else "tif"
+    ext = "zarr" if big else "tif"  # OME-Zarr (NGFF 0.5) for images larger than memory
     return [str(Path(out) / f"{stem}_prob.{ext}"), str(Path(out) / f"{stem}_mask.{ext}")]
 
 
@@ -64,17 +64,15 @@ def predict_file(path: str, *, out: str, options: dict) -> list[str]:
     img = read_image(path, lazy_threshold=int(lazy_bytes))
     prob_path, mask_path = predict_outputs(path, out, lazy_bytes)
     if img.lazy and img.channel_axis is None and not img.rgb and img.axes in ("YX", "ZYX"):
-        import dask.array as da
-
+        from napari_unet.ome_zarr import read_ome_zarr, write_ome_zarr
         from napari_unet.scale import predict_lazy
 
         probs = predict_lazy(img.data, args.model, axes=img.axes, block=args.block, tile=args.tile, overlap=args.overlap,
                              device="cpu" if args.device == "auto" else args.device, precision=args.precision)  # fmt: skip
-        da.to_zarr(probs, prob_path, overwrite=True)
-        import zarr
-
-        stored = da.from_zarr(zarr.open_array(prob_path, mode="r"))
-        da.to_zarr((stored[0] > model.card.threshold).astype(np.uint8), mask_path, overwrite=True)
+        write_ome_zarr(prob_path, probs, axes="C" + img.axes, scale=img.scale, units=img.units)
+        stored = read_ome_zarr(prob_path).data  # the mask from the stored result: no second prediction
+        write_ome_zarr(mask_path, (stored[0] > model.card.threshold).astype(np.uint8), axes=img.axes, scale=img.scale,
+                       units=img.units)  # fmt: skip
         return [prob_path, mask_path]
     prob = _predict_one(model, img, args, Path(path).name)
     write_tiff(prob_path, prob, axes="C" + img.spatial_axes, scale=img.scale, units=img.units)
