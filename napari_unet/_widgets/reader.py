@@ -1,4 +1,4 @@
-"""npe2 reader: TIFF stacks and 2D pictures into napari layers, errors as notifications."""
+"""npe2 reader: TIFF stacks, 2D pictures and OME-Zarr stores into napari layers, errors as notifications."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ LayerData = tuple[Any, dict, str]
 def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
     """Return a reader when every path is a file type we read, else None."""
     paths = [path] if isinstance(path, str) else list(path)
-    if not paths or not all(str(p).lower().endswith(SUPPORTED_SUFFIXES) for p in paths):
+    if not paths or not all(str(p).rstrip("/\\").lower().endswith(SUPPORTED_SUFFIXES) for p in paths):
         return None
     return read_layers
 
@@ -26,7 +26,7 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     layers: list[LayerData] = []
     for p in paths:
         try:
-            layers.extend(image_to_layer_data(read_image(p)))
+            layers.extend(image_to_layer_data(read_image(str(p).rstrip("/\\"))))
         except (ValueError, OSError) as exc:
             _notify_error(str(exc))
     return layers

@@ -63,6 +63,22 @@ def test_lazy_stack_opens_as_dask(make_napari_viewer, tmp_path, rng, monkeypatch
     viewer.dims.set_point(0, 7)  # scrolling reads the slice in view
 
 
+def test_ome_zarr_store_opens_lazily_with_its_calibration(make_napari_viewer, tmp_path, rng):
+    import dask.array as da
+
+    from napari_unet.ome_zarr import write_ome_zarr
+
+    probs = rng.random((2, 3, 40, 50)).astype(np.float32)
+    path = write_ome_zarr(tmp_path / "cells_prob.zarr", probs, axes="CZYX", scale=(2.0, 0.5, 0.5), units="um")
+    mask = write_ome_zarr(tmp_path / "cells_mask.zarr", (probs[0] > 0.5).astype(np.uint8), axes="ZYX")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path) + "/", plugin="napari-unet")  # a file dialog may add the slash
+    assert [la.name for la in layers] == ["cells_prob [ch0]", "cells_prob [ch1]"]
+    assert isinstance(layers[0].data, da.Array) and tuple(layers[0].scale) == (2.0, 0.5, 0.5)
+    (labels,) = viewer.open(mask, plugin="napari-unet")
+    assert type(labels).__name__ == "Labels" and labels.data.shape == (3, 40, 50)
+
+
 def test_labels_file_opens_as_labels(make_napari_viewer, tmp_path):
     path = tmp_path / "cells_labels.tif"
     tifffile.imwrite(path, np.arange(16, dtype=np.uint16).reshape(4, 4))
