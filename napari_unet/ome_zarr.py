@@ -26,7 +26,7 @@ import numpy as np
 
 from napari_unet._units import _unit
 
-__all__ = ["ome_attributes", "read_ome_zarr", "write_ome_zarr"]
+__all__ = ["ome_attributes", "open_ome_zarr_array", "read_ome_zarr", "write_ome_zarr"]
 
 _TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
 #: NGFF axis order: time, then channel, then space
@@ -112,6 +112,42 @@ def write_ome_zarr(
         shutil.rmtree(path)
     partial.rename(path)
     return path
+
+
+def open_ome_zarr_array(
+    path: str | os.PathLike,
+    shape: tuple[int, ...],
+    dtype: Any,
+    *,
+    axes: str,
+    scale: tuple[float, ...] | None = None,
+    units: Any = None,
+    chunks: tuple[int, ...] | None = None,
+) -> Any:
+    """A writable OME-Zarr image on disk, filled later (e.g. plane by plane by the widget).
+
+    An existing store of the same shape and type is reopened, so what was written before
+    (a crash, a closed window) is still there; one that does not match is replaced.
+    Unwritten chunks read as 0 and take no disk space.
+    """
+    import zarr
+
+    path = Path(path)
+    shape = tuple(int(n) for n in shape)
+    if path.exists():
+        try:
+            arr = zarr.open_array(str(path), path="0", mode="r+")
+            if arr.shape == shape and arr.dtype == np.dtype(dtype):
+                return arr
+        except Exception:  # not a store we can reuse: start again
+            pass
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chunks = chunks or tuple(1 if i < len(shape) - 2 else min(n, 1024) for i, n in enumerate(shape))
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    group.attrs["ome"] = ome_attributes(axes, scale, units, path.name.removesuffix(".zarr"))
+    return group.create_array("0", shape=shape, dtype=dtype, chunks=chunks, fill_value=0,
+                              dimension_names=[a.lower() for a in axes.upper()])  # fmt: skip
 
 
 def read_ome_zarr(path: str | os.PathLike) -> Any:

@@ -99,14 +99,17 @@ class Session:
         The state file is written last, so a reader never sees a state that points at
         slices that were not written.
         """
-        labels = np.asarray(labels)
-        if labels.shape != self.shape:
-            raise ValueError(f"labels have shape {labels.shape} but this session is for {self.shape}")
+        if tuple(labels.shape) != self.shape:
+            raise ValueError(f"labels have shape {tuple(labels.shape)} but this session is for {self.shape}")
         self.folder.mkdir(parents=True, exist_ok=True)
-        planes = labels.reshape(-1, *self.shape[-2:])
-        targets = range(len(planes)) if dirty is None else sorted({int(z) for z in dirty})
+        stack = self.shape[:-2]
+
+        def plane(z: int) -> np.ndarray:  # one slice at a time: labels may be a zarr array on disk
+            return np.asarray(labels[tuple(np.unravel_index(z, stack))] if stack else labels)
+
+        targets = range(self._n_slices()) if dirty is None else sorted({int(z) for z in dirty})
         for z in targets:
-            _atomic_write(self._slice_path(z), lambda tmp, z=z: _save_npy(tmp, planes[z]))
+            _atomic_write(self._slice_path(z), lambda tmp, z=z: _save_npy(tmp, plane(z)))
         if region is not None:
             _atomic_write(self.folder / "region.npy", lambda tmp: _save_npy(tmp, np.asarray(region, bool)))
         state = {

@@ -124,7 +124,7 @@ class CorrectWidget(Container):
             return False
         dirty = None if force or not self.session.exists() else set(self._dirty)
         try:
-            self.session.save(np.asarray(layer.data), checked=self.checked_slices(), region=self._region(), dirty=dirty)
+            self.session.save(layer.data, checked=self.checked_slices(), region=self._region(), dirty=dirty)
         except (OSError, ValueError) as exc:
             notify_error(f"Autosave failed: {exc}. Your corrections are still in the window; save the labels by hand.")
             return False

@@ -52,6 +52,7 @@ class PredictWidget(Container):
         self.device = ComboBox(label="device", choices=available_devices(), value="auto")
         self.threshold = FloatSpinBox(label="threshold", value=0.5, min=0.05, max=0.95, step=0.05)
         self.scope = RadioButtons(label="predict", choices=["slice in view", "whole stack"], value="whole stack")
+        self.follow = CheckBox(label="predict each slice I scroll to", value=False)
         self.advanced = CheckBox(label="advanced", value=False)
         self.tile = SpinBox(label="tile", value=256, min=32, max=2048, step=32, visible=False)
         self.overlap = FloatSpinBox(label="overlap", value=0.25, min=0.0, max=0.9, step=0.05, visible=False)
@@ -59,7 +60,7 @@ class PredictWidget(Container):
         self.run_button = PushButton(text="Predict")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
-        super().__init__(widgets=[self.image, self.model, self.device, self.threshold, self.scope, self.advanced,
+        super().__init__(widgets=[self.image, self.model, self.device, self.threshold, self.scope, self.follow, self.advanced,
                                   self.tile, self.overlap, self.batch, self.run_button, self.cancel_button, self.status])  # fmt: skip
         self.advanced.changed.connect(self._toggle_advanced)
         self.model.changed.connect(self._show_card)
@@ -67,8 +68,49 @@ class PredictWidget(Container):
         self.cancel_button.changed.connect(self.cancel)
         self.worker: Any = None
         self.protected: set[int] = set()  # slices the user checked: never overwritten
+        self.predicted: dict[str, set[int]] = {}  # image layer name -> slices with results
+        self._wanted: int | None = None  # the slice in view, waiting for the running job
         self._show_card()
         follow_layers(self, viewer)
+        from qtpy.QtCore import QTimer
+
+        self._scroll_timer = QTimer()  # scrolling fires many steps: predict where the user stops
+        self._scroll_timer.setSingleShot(True)
+        self._scroll_timer.setInterval(self.SCROLL_DELAY_MS)
+        self._scroll_timer.timeout.connect(self.predict_slice_in_view)
+        viewer.dims.events.current_step.connect(self._on_scroll)
+        self.follow.changed.connect(self._on_scroll)
+
+    #: pause after the last scroll step before the slice in view is predicted
+    SCROLL_DELAY_MS = 300
+
+    def _on_scroll(self, *_: Any) -> None:
+        if self.follow.value:
+            self._scroll_timer.start()
+
+    def predict_slice_in_view(self) -> Any:
+        """Predict the slice in view unless it has a result or is checked ("follow" mode).
+
+        While a job runs, the newest slice in view waits and is predicted after it: a
+        lazily opened stack of any length is predicted only where the user looks.
+        """
+        layer = self.image.value
+        if layer is None or not self.follow.value:
+            return None
+        try:
+            spatial = tuple(layer.data.shape[:-1] if layer.rgb else layer.data.shape)
+        except RuntimeError:  # the layer went away
+            return None
+        if len(spatial) < 3:
+            return None
+        p = flat_slice(spatial, current_plane_index(self._viewer, layer))
+        if p in self.protected or p in self.predicted.get(layer.name, set()):
+            return None
+        if self.worker is not None:
+            self._wanted = p
+            return None
+        self._wanted = None
+        return self.run(slices=[p])
 
     def _toggle_advanced(self, on: bool) -> None:
         for w in (self.tile, self.overlap, self.batch):
@@ -108,6 +150,7 @@ class PredictWidget(Container):
         if self.worker is not None:
             notify_error("Predict: a prediction is already running; wait for it or press Cancel.")
             return None
+        model_name = None if model is not None else self.model.value
         try:
             axes = image_axes(layer)
             model = model if model is not None else load_model(self.model.value)
@@ -117,18 +160,22 @@ class PredictWidget(Container):
         data = layer.data
         spatial = tuple(data.shape[:-1] if layer.rgb else data.shape)
         n_planes = int(np.prod(spatial[:-2])) if len(spatial) > 2 else 1
-        if self.scope.value == "slice in view" and len(spatial) > 2:
+        if slices is not None:
+            planes = sorted(slices)
+        elif self.scope.value == "slice in view" and len(spatial) > 2:
             index = current_plane_index(self._viewer, layer)
             planes = [flat_slice(spatial, index)]
-        elif slices is not None:
-            planes = sorted(slices)
         else:
             planes = list(range(n_planes))
         planes = [p for p in planes if p not in self.protected]
         if not planes:
             notify_error("Predict: every chosen slice is checked; unmark a slice to predict it again.")
             return None
-        gen = self._job(model, data, axes, spatial, planes)
+        lazy = not isinstance(data, np.ndarray)
+        if lazy and len(planes) > 1 and axes in ("ZYX", "TYX") and model_name is not None:
+            gen = self._engine_job(model, model_name, data, axes, spatial, planes)
+        else:
+            gen = self._job(model, data, axes, spatial, planes)
         self.run_button.enabled, self.cancel_button.enabled = False, True
         self.status.value = f"predicting {len(planes)} slice(s)..."
         # finished planes go from the worker into _partial; the GUI thread moves them into
@@ -148,6 +195,35 @@ class PredictWidget(Container):
         # prediction competes for the CPU; the worker starts once they exist
         self._schedule_flush()
         return self.worker
+
+    def _engine_job(
+        self, model: Any, name: str, data: Any, axes: str, spatial: tuple[int, ...], planes: list[int]
+    ) -> Any:
+        """A whole lazily opened stack through the out-of-core engine (``scale.predict_lazy``).
+
+        The same dask computation the CLI runs for images larger than memory: blocks of a
+        plane are predicted in parallel threads, each plane only when its turn comes, so
+        memory holds about one plane whatever the stack's length. Stops between planes.
+        """
+        import dask
+
+        from napari_unet.count import labels_from_probabilities
+        from napari_unet.scale import predict_lazy
+        from napari_unet.tiling import Progress
+
+        threshold = float(self.threshold.value)
+        device = "cpu" if self.device.value == "auto" else self.device.value
+        flat = data.reshape((-1, *spatial[-2:])) if len(spatial) > 3 else data
+        probs = predict_lazy(flat, name, axes="ZYX", tile=int(self.tile.value), overlap=float(self.overlap.value),
+                             device=device)  # fmt: skip
+        for k, p in enumerate(planes):
+            yield Progress(k, len(planes), {"plane": p, "engine": "dask"})
+            with dask.config.set(scheduler="threads"):
+                prob = np.asarray(probs[:, p].compute())
+            labels = labels_from_probabilities(prob, model.card, threshold=threshold)
+            self._partial[p] = (prob, labels)
+            yield Progress(k + 1, len(planes), {"plane": p, "planes_done": k + 1, "engine": "dask"})
+        return len(planes)
 
     def _job(self, model: Any, data: Any, axes: str, spatial: tuple[int, ...], planes: list[int]) -> Any:
         """Predict plane by plane, yielding progress and each finished plane's result."""
@@ -217,14 +293,16 @@ class PredictWidget(Container):
             prob_name, lab_name = f"{layer.name} probability", f"{layer.name} labels"
             scale = layer.scale[-len(spatial) :]
             if lab_name not in self._viewer.layers:
-                self._viewer.add_labels(np.zeros(spatial, np.int32), name=lab_name, scale=scale,
-                                        metadata={"source": layer.name, "checked": []})  # fmt: skip
+                self._viewer.add_labels(self._result_array(layer, "labels", spatial, np.int32), name=lab_name,
+                                        scale=scale, metadata={"source": layer.name, "checked": []})  # fmt: skip
                 self._schedule_flush(self.AFTER_NEW_LAYER_MS)
                 return
             if prob_name not in self._viewer.layers:
-                self._viewer.add_image(np.zeros(spatial, np.float32), name=prob_name, visible=False, scale=scale,
-                                       colormap="magma", contrast_limits=(0, 1),
-                                       metadata={"probabilities": np.zeros((out["k"], *spatial), np.float32)})  # fmt: skip
+                lazy = not isinstance(layer.data, np.ndarray)
+                meta = {} if lazy else {"probabilities": np.zeros((out["k"], *spatial), np.float32)}
+                self._viewer.add_image(self._result_array(layer, "probability", spatial, np.float32), name=prob_name,
+                                       visible=False, scale=scale, colormap="magma", contrast_limits=(0, 1),
+                                       metadata=meta)  # fmt: skip
                 self._schedule_flush(self.AFTER_NEW_LAYER_MS)
                 return
             prob_layer, labels_layer = self._viewer.layers[prob_name], self._viewer.layers[lab_name]
@@ -235,9 +313,9 @@ class PredictWidget(Container):
                 else:
                     self.worker.start()
             if out["next_id"] is None:
-                out["next_id"] = int(labels_layer.data.max()) + 1
+                out["next_id"] = _max_label(labels_layer.data) + 1
             full = prob_layer.metadata.get("probabilities")
-            if full is None or full.shape != (out["k"], *spatial):
+            if full is not None and full.shape != (out["k"], *spatial):
                 full = prob_layer.metadata["probabilities"] = np.zeros((out["k"], *spatial), np.float32)
             start, wrote = time.perf_counter(), False
             while self._partial and time.perf_counter() - start < self.FLUSH_BUDGET:
@@ -245,10 +323,12 @@ class PredictWidget(Container):
                 prob, labels = self._partial.pop(p)
                 index = tuple(np.unravel_index(p, spatial[:-2])) if len(spatial) > 2 else ()
                 prob_layer.data[index] = prob[0]
-                full[(slice(None), *index)] = prob
+                if full is not None:
+                    full[(slice(None), *index)] = prob
                 labels_layer.data[index] = np.where(labels > 0, labels + (out["next_id"] - 1), 0)
                 out["next_id"] += int(labels.max())
                 out["written"] += 1
+                self.predicted.setdefault(layer.name, set()).add(p)
                 wrote = True
             if wrote:
                 prob_layer.refresh()
@@ -270,6 +350,34 @@ class PredictWidget(Container):
                 self.status.value = f"stopped by an error: kept {n} slice(s)"
             self._reset()
 
+    def _result_array(self, layer: Any, what: str, spatial: tuple[int, ...], dtype: Any) -> Any:
+        """Storage for a result layer: in memory, or for a lazily opened image an OME-Zarr
+        store in the image's session folder (only predicted slices take space; reopening
+        the image finds them again)."""
+        if isinstance(layer.data, np.ndarray):
+            return np.zeros(spatial, dtype)
+        from napari_unet.ome_zarr import open_ome_zarr_array
+        from napari_unet.session import Session
+
+        source = layer.source.path if getattr(layer, "source", None) is not None else None
+        folder = Session.for_image(source, name=layer.name, shape=spatial).folder
+        scale = tuple(float(v) for v in layer.scale[-len(spatial) :])
+        axes = {2: "YX", 3: "ZYX", 4: "TZYX"}[len(spatial)]
+        return open_ome_zarr_array(folder / f"{what}.zarr", spatial, dtype, axes=axes, scale=scale)
+
     def _reset(self) -> None:
         self.worker = None
         self.run_button.enabled, self.cancel_button.enabled = True, False
+        if self._wanted is not None and self.follow.value:
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(0, self.predict_slice_in_view)
+
+
+def _max_label(data: Any) -> int:
+    """Largest id in a labels array; block by block for zarr-backed (huge) labels."""
+    if isinstance(data, np.ndarray):
+        return int(data.max()) if data.size else 0
+    import dask.array as da
+
+    return int(da.from_zarr(data).max().compute()) if hasattr(data, "chunks") else int(np.max(data))

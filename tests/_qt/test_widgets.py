@@ -284,3 +284,57 @@ def test_closing_the_viewer_during_a_job(make_napari_viewer, registry, stack, qt
         widget.run(config=FAST)
     viewer.layers.clear()
     wait_for(qtbot, widget, 120_000)  # the job ends cleanly with its layers gone
+
+
+def lazy_stack(stack, n=6):
+    """A lazily opened stack (dask, as the reader gives for big files) of n slices."""
+    import dask.array as da
+
+    return da.from_array(np.concatenate([stack[0]] * (n // len(stack[0]) + 1))[:n], chunks=(1, 48, 48))
+
+
+def test_follow_mode_predicts_only_the_slices_the_user_looks_at(make_napari_viewer, registry, stack, qtbot, tmp_path):
+    import zarr
+
+    viewer = make_napari_viewer()
+    viewer.add_image(lazy_stack(stack), name="huge")
+    widget = PredictWidget(viewer)
+    widget.model.value, widget.device.value, widget.threshold.value = "tiny", "cpu", 0.05
+    widget.follow.value = True
+    viewer.dims.set_point(0, 1)
+    viewer.dims.set_point(0, 4)  # scrolling on: only where the user stops is predicted
+    qtbot.waitUntil(lambda: widget.predicted.get("huge") == {4}, timeout=60_000)
+    wait_for(qtbot, widget)
+    viewer.dims.set_point(0, 2)
+    qtbot.waitUntil(lambda: widget.predicted.get("huge") == {2, 4}, timeout=60_000)
+    wait_for(qtbot, widget)
+    prob = viewer.layers["huge probability"].data
+    labels = viewer.layers["huge labels"].data
+    # results live on disk (OME-Zarr in the session folder), not as a stack-sized array in memory
+    assert isinstance(labels, zarr.Array) and isinstance(prob, zarr.Array)
+    assert (tmp_path / "sessions").exists() and any((tmp_path / "sessions").rglob("labels.zarr"))
+    done = [z for z in range(labels.shape[0]) if np.asarray(prob[z]).any()]
+    assert done == [2, 4] and np.asarray(labels[4]).max() > 0
+    widget.follow.value = False
+    viewer.dims.set_point(0, 5)
+    qtbot.wait(2 * widget.SCROLL_DELAY_MS)
+    assert widget.worker is None and widget.predicted["huge"] == {2, 4}  # off: scrolling predicts nothing
+
+
+def test_whole_lazy_stack_goes_to_the_out_of_core_engine(make_napari_viewer, registry, stack, qtbot):
+    from napari_unet.model import load_model
+    from napari_unet.predict import predict
+
+    viewer = make_napari_viewer()
+    data = lazy_stack(stack, 4)
+    viewer.add_image(data, name="huge")
+    widget = PredictWidget(viewer)
+    widget.model.value, widget.device.value = "tiny", "cpu"
+    events = []
+    worker = widget.run()
+    worker.yielded.connect(lambda e: events.append(e.info.get("engine")))
+    wait_for(qtbot, widget)
+    assert "dask" in events and widget.status.value == "done: 4 slice(s)"
+    ref = predict(load_model("tiny"), np.asarray(data), device="cpu")
+    prob = np.asarray(viewer.layers["huge probability"].data[:])
+    assert np.abs(prob - ref[0]).max() < 2e-2  # the same network and tiling, in dask blocks (bf16 here)
