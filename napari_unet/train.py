@@ -50,6 +50,9 @@ class TrainConfig:
     warmup_steps: int = 10
     patience: int = 6
     val_fraction: float = 0.25
+    #: weights are scored and kept as an exponential moving average over steps (0 = off):
+    #: a minute of small noisy batches leaves the raw weights jumping from step to step
+    ema: float = 0.9
     foreground_bias: float = 0.6
     augment: bool = True
     device: str = "auto"
@@ -63,6 +66,8 @@ class TrainConfig:
             raise ValueError(f"crop must be at least 16 pixels, got {self.crop}")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ValueError(f"max_seconds must be positive, got {self.max_seconds}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 
@@ -271,12 +276,16 @@ class Trainer:
             net = net.to(memory_format=torch.channels_last)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         total_steps = cfg.epochs * cfg.steps_per_epoch
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt,
-            lambda s: (
-                min(1.0, (s + 1) / max(1, cfg.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps)))
-            ),
-        )
+
+        def lr_factor(s: int) -> float:
+            # warm-up, then cosine decay over the run: its steps, or its time budget when that
+            # ends it first (a 60 s run with room for 10,000 epochs must still decay in 60 s)
+            done = s / total_steps
+            if cfg.max_seconds:
+                done = max(done, (time.perf_counter() - self._t0) / cfg.max_seconds)
+            return min(1.0, (s + 1) / max(1, cfg.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -284,6 +293,7 @@ class Trainer:
         if self.parent is not None:
             self._best_score = -1.0
         step, bad_epochs = 0, 0
+        ema = {k: v.detach().clone() for k, v in net.state_dict().items()} if cfg.ema else None
         for epoch in range(cfg.epochs):
             net.train()
             losses = []
@@ -304,14 +314,23 @@ class Trainer:
                 scaler.update()
                 sched.step()
                 step += 1
+                if ema is not None:
+                    with torch.no_grad():
+                        for k, v in net.state_dict().items():
+                            if v.dtype.is_floating_point:
+                                ema[k].lerp_(v, 1 - cfg.ema)
+                            else:
+                                ema[k].copy_(v)
                 losses.append(loss.item())
-                yield Progress(
-                    step, total_steps, {"epoch": epoch, "loss": losses[-1], "elapsed": time.perf_counter() - self._t0}
-                )
+                yield Progress(step, total_steps, {"epoch": epoch, "loss": losses[-1], "lr": opt.param_groups[0]["lr"],
+                                                   "elapsed": time.perf_counter() - self._t0})  # fmt: skip
             if not losses:
                 self._stopped = True
                 break
             net.eval()
+            if ema is not None:  # score (and keep) the averaged weights
+                raw = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                net.load_state_dict(ema)
             scores = self.evaluate(net)
             record = {
                 "epoch": epoch,
@@ -332,6 +351,8 @@ class Trainer:
                     self.on_best(self._best_state, record)
             else:
                 bad_epochs += 1
+            if ema is not None:
+                net.load_state_dict(raw)  # training goes on from the raw weights
             yield Progress(step, total_steps, {**record, "best_epoch": self._best_epoch, "kind": "epoch"})
             if (
                 bad_epochs >= cfg.patience

@@ -249,3 +249,35 @@ def test_unwritable_target_folder(tmp_path, parent, monkeypatch):
     with pytest.raises(PermissionError, match="no permission to write the model"):
         save_model(parent, locked / "m")
     locked.chmod(0o700)
+
+
+def test_learning_rate_decays_within_a_time_budget(data):
+    import dataclasses
+
+    cfg = dataclasses.replace(FAST, epochs=10_000, steps_per_epoch=5, max_seconds=3.0, patience=10_000)
+    _, events = run(Trainer([TrainingItem(*data[0], name="a")], card=TINY, config=cfg))
+    lrs = [e.info["lr"] for e in events if "lr" in e.info]
+    assert len(lrs) >= 5  # enough steps to see the schedule
+    # down toward 0 as the 3 s budget runs out; a schedule over the 50,000 steps the epochs
+    # allow would still be at the full rate
+    assert lrs[-1] < 0.15 * cfg.lr < max(lrs)
+
+
+def test_kept_weights_are_the_moving_average(data, parent):
+    import dataclasses
+
+    w0 = {k: v.clone() for k, v in parent.state_dict().items()}
+    item = [TrainingItem(*data[0], name="a")]
+    averaged = Trainer(item, base=parent, config=dataclasses.replace(FAST, epochs=1, ema=0.9))
+    run(averaged)
+    raw = averaged.net.state_dict()
+    kept = averaged._best_state
+    key = next(k for k, v in w0.items() if v.dtype.is_floating_point and v.ndim == 4)
+    moved_raw = (raw[key].cpu() - w0[key]).norm()
+    moved_kept = (kept[key] - w0[key]).norm()
+    assert 0 < moved_kept < moved_raw  # the average trails the raw weights, it does not equal them
+    plain = Trainer(item, base=parent, config=dataclasses.replace(FAST, epochs=1, ema=0.0))
+    run(plain)
+    assert torch.equal(plain._best_state[key], plain.net.state_dict()[key].cpu())
+    with pytest.raises(ValueError, match="ema must be in"):
+        TrainConfig(ema=1.0)
