@@ -33,3 +33,13 @@ def atomic_write(path: Path, write: Any) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_output_folder(path: Path) -> Path:
+    """The folder ``path`` will be written into; a clear error when it is missing or read-only."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: the output folder does not exist; create it first.")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"{folder}: no permission to write here; choose another folder.")
+    return folder

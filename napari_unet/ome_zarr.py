@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet._atomic import check_output_folder
 from napari_unet._units import _unit
 
 __all__ = ["ome_attributes", "open_ome_zarr_array", "read_ome_zarr", "write_ome_zarr"]
@@ -82,11 +83,7 @@ def write_ome_zarr(
     import zarr
 
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: the output folder does not exist; create it first.")
-    if not os.access(folder, os.W_OK):
-        raise PermissionError(f"{folder}: no permission to write here; choose another folder.")
+    check_output_folder(path)
     attrs = ome_attributes(axes, scale, units, name or path.name.removesuffix(".zarr"))
     arr = data if isinstance(data, da.Array) else da.from_array(np.asarray(data), chunks=chunks or "auto")
     if chunks is not None:

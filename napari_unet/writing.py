@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet._atomic import atomic_write
+from napari_unet._atomic import atomic_write, check_output_folder
 from napari_unet._units import _CANONICAL, _IMAGEJ_ORDER, _SHORT_UNITS, _unit
 
 __all__ = ["write_tiff"]
@@ -47,11 +47,7 @@ def write_tiff(
     import tifffile
 
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: the output folder does not exist; create it first.")
-    if not os.access(folder, os.W_OK):
-        raise PermissionError(f"{folder}: no permission to write here; choose another folder.")
+    check_output_folder(path)
     array = np.asarray(data.compute() if hasattr(data, "compute") else data)
     if axes is None:
         axes = {2: "YX", 3: "ZYX", 4: "TZYX"}.get(array.ndim)
