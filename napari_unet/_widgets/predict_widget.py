@@ -292,17 +292,17 @@ class PredictWidget(Container):
             layer, spatial = out["image"], out["spatial"]
             prob_name, lab_name = f"{layer.name} probability", f"{layer.name} labels"
             scale = layer.scale[-len(spatial) :]
-            if lab_name not in self._viewer.layers:
-                self._viewer.add_labels(self._result_array(layer, "labels", spatial, np.int32), name=lab_name,
-                                        scale=scale, metadata={"source": layer.name, "checked": []})  # fmt: skip
-                self._schedule_flush(self.AFTER_NEW_LAYER_MS)
-                return
             if prob_name not in self._viewer.layers:
                 lazy = not isinstance(layer.data, np.ndarray)
                 meta = {} if lazy else {"probabilities": np.zeros((out["k"], *spatial), np.float32)}
                 self._viewer.add_image(self._result_array(layer, "probability", spatial, np.float32), name=prob_name,
                                        visible=False, scale=scale, colormap="magma", contrast_limits=(0, 1),
                                        metadata=meta)  # fmt: skip
+                self._schedule_flush(self.AFTER_NEW_LAYER_MS)
+                return
+            if lab_name not in self._viewer.layers:
+                self._viewer.add_labels(self._result_array(layer, "labels", spatial, np.int32), name=lab_name,
+                                        scale=scale, metadata={"source": layer.name, "checked": []})  # fmt: skip
                 self._schedule_flush(self.AFTER_NEW_LAYER_MS)
                 return
             prob_layer, labels_layer = self._viewer.layers[prob_name], self._viewer.layers[lab_name]
