@@ -292,6 +292,11 @@ class PredictWidget(Container):
             layer, spatial = out["image"], out["spatial"]
             prob_name, lab_name = f"{layer.name} probability", f"{layer.name} labels"
             scale = layer.scale[-len(spatial) :]
+            if lab_name not in self._viewer.layers:
+                self._viewer.add_labels(self._result_array(layer, "labels", spatial, np.int32), name=lab_name,
+                                        scale=scale, metadata={"source": layer.name, "checked": []})  # fmt: skip
+                self._schedule_flush(self.AFTER_NEW_LAYER_MS)
+                return
             if prob_name not in self._viewer.layers:
                 lazy = not isinstance(layer.data, np.ndarray)
                 meta = {} if lazy else {"probabilities": np.zeros((out["k"], *spatial), np.float32)}
@@ -300,12 +305,15 @@ class PredictWidget(Container):
                                        metadata=meta)  # fmt: skip
                 self._schedule_flush(self.AFTER_NEW_LAYER_MS)
                 return
-            if lab_name not in self._viewer.layers:
-                self._viewer.add_labels(self._result_array(layer, "labels", spatial, np.int32), name=lab_name,
-                                        scale=scale, metadata={"source": layer.name, "checked": []})  # fmt: skip
+            prob_layer, labels_layer = self._viewer.layers[prob_name], self._viewer.layers[lab_name]
+            if not out.get("arranged"):  # labels on top and selected, ready to correct (a turn of its own)
+                out["arranged"] = True
+                layers = self._viewer.layers
+                if layers.index(labels_layer) < layers.index(prob_layer):
+                    layers.move(layers.index(labels_layer), layers.index(prob_layer) + 1)
+                layers.selection.active = labels_layer
                 self._schedule_flush(self.AFTER_NEW_LAYER_MS)
                 return
-            prob_layer, labels_layer = self._viewer.layers[prob_name], self._viewer.layers[lab_name]
             if self.worker is not None and not out.get("started"):
                 out["started"] = True
                 if out["cancelled"]:

@@ -36,6 +36,8 @@ def test_predict_a_stack(make_napari_viewer, registry, stack, qtbot):
     assert prob.metadata["probabilities"].shape == (2, *stack[0].shape)
     assert labels.data.shape == stack[0].shape and tuple(labels.scale) == (2, 0.5, 0.5)
     assert "done: 4 slice(s)" in widget.status.value
+    # ready to correct: the labels on top of the probabilities, and the selected layer
+    assert viewer.layers.index(labels) > viewer.layers.index(prob) and viewer.layers.selection.active is labels
 
 
 def test_predict_only_the_slice_in_view(make_napari_viewer, registry, stack, qtbot, errors):
