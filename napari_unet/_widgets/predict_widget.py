@@ -193,7 +193,7 @@ class PredictWidget(Container):
         )
         # the result layers first (napari builds each on this thread, ~0.1-0.2 s), while no
         # prediction competes for the CPU; the worker starts once they exist
-        self._schedule_flush()
+        self._schedule_flush(self.AFTER_NEW_LAYER_MS)  # not in the same turn as the click
         return self.worker
 
     def _engine_job(
