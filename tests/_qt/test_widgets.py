@@ -340,3 +340,29 @@ def test_whole_lazy_stack_goes_to_the_out_of_core_engine(make_napari_viewer, reg
     ref = predict(load_model("tiny"), np.asarray(data), device="cpu")
     prob = np.asarray(viewer.layers["huge probability"].data[:])
     assert np.abs(prob - ref[0]).max() < 2e-2  # the same network and tiling, in dask blocks (bf16 here)
+
+
+def test_memory_of_a_removed_layer_is_returned_despite_the_frozen_start_up_objects(
+    make_napari_viewer, registry, qtbot, monkeypatch
+):
+    import gc
+    import weakref
+
+    from napari_unet._widgets import _common
+
+    class Holder:  # data caught in a reference cycle: only the cycle collector frees it
+        pass
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.zeros((64, 64), np.float32), name="cells")
+    holder = Holder()
+    holder.me, holder.data = holder, layer.data
+    alive = weakref.ref(holder)
+    monkeypatch.setattr(_common, "_FROZEN", False)  # as in a fresh napari process
+    PredictWidget(viewer)  # freezes the start-up objects (once per process)
+    assert _common._FROZEN and gc.get_freeze_count() > 0
+    del holder
+    gc.collect()
+    assert alive() is not None  # frozen: the collector does not see the cycle
+    viewer.layers.remove(layer)
+    qtbot.waitUntil(lambda: alive() is None, timeout=5_000)
