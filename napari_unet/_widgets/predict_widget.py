@@ -213,8 +213,7 @@ class PredictWidget(Container):
 
         threshold = float(self.threshold.value)
         device = "cpu" if self.device.value == "auto" else self.device.value
-        flat = data.reshape((-1, *spatial[-2:])) if len(spatial) > 3 else data
-        probs = predict_lazy(flat, name, axes="ZYX", tile=int(self.tile.value), overlap=float(self.overlap.value),
+        probs = predict_lazy(data, name, axes="ZYX", tile=int(self.tile.value), overlap=float(self.overlap.value),
                              device=device)  # fmt: skip
         for k, p in enumerate(planes):
             yield Progress(k, len(planes), {"plane": p, "engine": "dask"})
