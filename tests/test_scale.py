@@ -172,7 +172,7 @@ def test_a_file_that_kills_every_worker_is_reported_and_the_others_finish():
     assert "failed on the cluster" in results[1].message and "KilledWorker" in results[1].message
 
 
-def test_huge_inputs_become_calibrated_ome_zarr_that_count_reads(tmp_path, tiny_path):
+def test_huge_inputs_become_calibrated_ome_zarr_that_count_reads(tmp_path, tiny_path, capsys):
     from ome_zarr_models import open_ome_zarr
 
     from napari_unet.io import read_image
@@ -196,6 +196,9 @@ def test_huge_inputs_become_calibrated_ome_zarr_that_count_reads(tmp_path, tiny_
     # the store is an input like any file: count it
     assert run_cli("count", out / "stack_prob.zarr", "--out", tmp_path / "counts", "--model", tiny_path) == 0
     assert (tmp_path / "counts" / "stack_prob_objects.csv").exists()
+    capsys.readouterr()
+    assert run_cli("count", out / "stack_mask.zarr", "--out", tmp_path / "counts") == 0
+    assert "counting it as mask (its name ends in _mask" in capsys.readouterr().out
 
 
 def test_an_interrupted_zarr_write_leaves_the_old_result_and_no_finished_looking_store(tmp_path):

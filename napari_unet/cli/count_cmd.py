@@ -36,6 +36,8 @@ def guess_input_kind(img: Any) -> tuple[str, str]:
     name = img.name.lower()
     if name.endswith("_prob"):
         return "probability", "its name ends in _prob"
+    if name.endswith("_mask") and img.data.dtype.kind in "bu" and img.lazy:
+        return "mask", "its name ends in _mask (too large to look at every value)"
     if img.is_labels:
         sample = np.asarray(img.data[tuple(slice(0, 512) for _ in img.shape)])
         values = np.unique(sample)
