@@ -45,6 +45,27 @@ def test_importing_the_package_stays_light():
     assert out.strip() == "[]"
 
 
+def test_core_never_loads_the_gui():
+    """Every module outside _widgets (CLI included) imports, and the core runs, without napari/Qt."""
+    code = """
+import importlib, pkgutil, sys, tempfile, numpy as np
+import napari_unet
+names = [m.name for m in pkgutil.walk_packages(napari_unet.__path__, "napari_unet.") if "_widgets" not in m.name and not m.name.endswith("__main__")]
+for name in names:
+    importlib.import_module(name)
+from napari_unet.count import contours, measure, split_mask
+from napari_unet.ome_zarr import write_ome_zarr
+labels = split_mask(np.pad(np.ones((20, 30), bool), 5))
+measure(labels), contours(labels)
+write_ome_zarr(tempfile.mkdtemp() + "/x.zarr", labels, axes="YX")
+print(len(names), sorted(m for m in ("napari", "qtpy", "magicgui", "PyQt6", "vispy") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(
+        maxsplit=1
+    )
+    assert int(out[0]) > 20 and out[1].strip() == "[]"
+
+
 # --------------------------------------------------------------------------- predict, count, evaluate, train
 
 import numpy as np  # noqa: E402
