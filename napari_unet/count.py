@@ -20,12 +20,12 @@ object ids stay unique across the whole stack.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Generator
 from typing import Any
 
 import numpy as np
 
+from napari_unet.geometry import outlines, plane_properties
 from napari_unet.instances import (  # noqa: F401 - splitting lives there; re-exported for callers
     _check_area,
     _planes,
@@ -80,7 +80,7 @@ def contours(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
     labels = _as_labels(labels)
     out = []
     for z, plane in enumerate(_planes(labels)):
-        for i, poly in sorted(_outlines(plane).items()):
+        for i, poly in sorted(outlines(plane).items()):
             if labels.ndim > 2:
                 poly = np.column_stack([np.full(len(poly), z, float), poly])
             out.append((i, poly))
@@ -88,98 +88,6 @@ def contours(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
 
 
 # pixel sides, walked clockwise on screen (rows down): (neighbour offset, start corner, end corner)
-_SIDES = (
-    ((-1, 0), (0, 0), (0, 1)),  # top: left to right
-    ((0, 1), (0, 1), (1, 1)),  # right: down
-    ((1, 0), (1, 1), (1, 0)),  # bottom: right to left
-    ((0, -1), (1, 0), (0, 0)),  # left: up
-)
-
-
-def _outlines(plane):
-    """Longest outline of every object of one 2D label plane: ``{id: (N, 2) polygon}``.
-
-    Every pixel side between an object and anything else is a directed edge (clockwise
-    around the object); following each edge to the next one at its end corner traces
-    each outline, for all objects at once. The polygon goes through the midpoints of
-    those sides, which is where marching squares puts the 0.5 level of the object's
-    mask; midpoints inside a straight run are dropped. Where two pixels of an object meet
-    only at a corner, the outline goes on to the other pixel (one outline per
-    8-connected object).
-    """
-    h, w = plane.shape
-    ids_in = None
-    if int(plane.max()) > 2**31 - 1:  # keep owner * corners inside int64
-        ids_in, plane = np.unique(plane, return_inverse=True)
-        plane = plane.reshape(h, w)
-    pad = np.pad(plane, 1)
-    wc = w + 3  # corners per row of the padded grid
-    starts, ends, owners, dirs = [], [], [], []
-    flat = pad.ravel()
-    fg = np.flatnonzero(flat)
-    ids = flat[fg]
-    for d, ((dy, dx), (sy, sx), (ey, ex)) in enumerate(_SIDES):
-        sel = flat[fg + dy * (w + 2) + dx] != ids
-        r, c = np.divmod(fg[sel], w + 2)  # padded coordinates
-        starts.append((r + sy) * wc + c + sx)
-        ends.append((r + ey) * wc + c + ex)
-        owners.append(ids[sel].astype(np.int64))
-        dirs.append(np.full(len(r), d, np.int8))
-    start, end, owner, direction = (np.concatenate(a) for a in (starts, ends, owners, dirs))
-    n = len(start)
-    if n == 0:
-        return {}
-    nv = (h + 3) * wc
-    skey = owner * nv + start
-    order = np.argsort(skey, kind="stable")
-    skey_sorted = skey[order]
-    want = owner * nv + end
-    pos = np.searchsorted(skey_sorted, want)
-    first = order[pos]
-    # a corner where two pixels of the object touch diagonally has two ways on:
-    # take the left turn (on to the other pixel)
-    two = (pos + 1 < n) & (skey_sorted[np.minimum(pos + 1, n - 1)] == want)
-    second = order[np.minimum(pos + 1, n - 1)]
-    vec = np.array([(0, 1), (1, 0), (0, -1), (-1, 0)])  # heading of each side, (dy, dx)
-    heading = vec[direction]
-    turn1 = heading[:, 0] * vec[direction[first], 1] - heading[:, 1] * vec[direction[first], 0]
-    nxt = np.where(two & (turn1 <= 0), second, first)
-    # cycles: each edge learns its cycle's smallest edge index by pointer doubling
-    rep = np.minimum(np.arange(n), nxt)
-    jump = nxt.copy()
-    for _ in range(int(np.ceil(np.log2(n))) + 1):
-        rep = np.minimum(rep, rep[jump])
-        jump = jump[jump]
-        if (rep == rep[nxt]).all() and (rep[jump] == rep).all():
-            break
-    # position along the cycle: steps to the edge just before the representative
-    tail = nxt == rep
-    rank = np.where(tail, 0, 1)
-    jump = np.where(tail, np.arange(n), nxt)
-    while not tail[jump].all():
-        rank = rank + rank[jump]
-        jump = jump[jump]
-    rank = rank + rank[jump]  # jump is a tail now (rank 0): no change, kept for clarity
-    prev = np.empty(n, np.int64)
-    prev[nxt] = np.arange(n)
-    keep = (direction != direction[prev]) | (direction != direction[nxt])
-    length = np.bincount(rep, minlength=n)
-    # the longest outline of each object (ties: the first found)
-    cyc = np.flatnonzero(rep == np.arange(n))
-    best = {}
-    for r in cyc[np.lexsort((-length[cyc], owner[cyc]))]:
-        best.setdefault(int(owner[r]), r)
-    chosen = np.zeros(n, bool)
-    chosen[list(best.values())] = True
-    sel = np.flatnonzero(chosen[rep] & keep)
-    sel = sel[np.lexsort((-rank[sel], rep[sel]))]
-    mid = (np.divmod(start[sel], wc) + np.array(np.divmod(end[sel], wc))) / 2.0 - 1.5
-    pts = np.column_stack(mid)
-    bounds = np.flatnonzero(np.r_[True, rep[sel][1:] != rep[sel][:-1], True])
-    name = (lambda i: int(ids_in[i])) if ids_in is not None else int
-    return {name(owner[sel[a]]): pts[a:b] for a, b in itertools.pairwise(bounds)}
-
-
 def measure(
     labels: np.ndarray,
     intensity: np.ndarray | None = None,
@@ -232,7 +140,7 @@ def measure(
     for z, plane in enumerate(_planes(labels)):
         if not plane.any():
             continue
-        t = _plane_props(plane, _planes(intensity)[z] if intensity is not None else None)
+        t = plane_properties(plane, _planes(intensity)[z] if intensity is not None else None)
         n = len(t["label"])
         nan = np.full(n, np.nan)
         frames.append(
@@ -284,133 +192,6 @@ def _as_labels(labels: Any) -> np.ndarray:
     if labels.dtype.kind == "u" and labels.dtype.itemsize >= 8:
         labels = labels.astype(np.int64)  # uint64 ids mix badly with int64 arithmetic
     return labels
-
-
-_PERIMETER_WEIGHTS = np.zeros(50)
-_PERIMETER_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1.0
-_PERIMETER_WEIGHTS[[21, 33]] = np.sqrt(2)
-_PERIMETER_WEIGHTS[[13, 23]] = (1 + np.sqrt(2)) / 2
-
-
-def _plane_props(lab, inten=None):
-    """Vectorised region properties of one 2D label plane (ids >= 1), in pixels.
-
-    The same definitions as scikit-image's ``regionprops`` (centroid, second moments,
-    4-connected perimeter estimate, bbox), computed for all objects in a few passes over
-    the plane instead of one Python loop per object. Solidity is area over the pixels
-    whose centres lie inside the convex hull of the object's pixel centres (1.0 for any
-    digitally convex object).
-    """
-    h, w = lab.shape
-    flat = lab.ravel()
-    nz = np.flatnonzero(flat)
-    ids_px = flat[nz]
-    order = np.argsort(ids_px, kind="stable")  # pixels grouped by id, scan order inside
-    nz, ids_px = nz[order], ids_px[order]
-    ids, starts, area = np.unique(ids_px, return_index=True, return_counts=True)
-    k = np.repeat(np.arange(len(ids)), area)  # compact object index per pixel
-    rows, cols = np.divmod(nz, w)
-    r0, c0 = rows[starts], np.minimum.reduceat(cols, starts)
-    r1, c1 = rows[starts + area - 1], np.maximum.reduceat(cols, starts)
-    # second moments in coordinates local to each object (no cancellation far from the origin)
-    lr, lc = (rows - r0[k]).astype(np.float64), (cols - c0[k]).astype(np.float64)
-    mr, mc = np.bincount(k, lr) / area, np.bincount(k, lc) / area
-    vrr = np.bincount(k, lr * lr) / area - mr**2
-    vcc = np.bincount(k, lc * lc) / area - mc**2
-    vrc = np.bincount(k, lr * lc) / area - mr * mc
-    half = np.sqrt(((vrr - vcc) / 2) ** 2 + vrc**2)
-    l1 = np.maximum((vrr + vcc) / 2 + half, 0)
-    l2 = np.maximum((vrr + vcc) / 2 - half, 0)
-    out = {
-        "label": ids,
-        "area": area.astype(np.float64),
-        "centroid_row": r0 + mr,
-        "centroid_col": c0 + mc,
-        "major": 4 * np.sqrt(l1),
-        "minor": 4 * np.sqrt(l2),
-        "eccentricity": np.where(l1 > 0, np.sqrt(np.clip(1 - l2 / np.where(l1 > 0, l1, 1), 0, 1)), 0.0),
-        "bbox": (r0, c0, r1 + 1, c1 + 1),
-    }
-    # border pixels: a 4-neighbour (or the outside) holds another id
-    pad = np.pad(lab, 1)
-    pw = w + 2
-    pflat = pad.ravel()
-    pidx = (rows + 1) * pw + (cols + 1)
-    interior = np.ones(len(pidx), bool)
-    for off in (-pw, pw, -1, 1):
-        interior &= pflat[pidx + off] == ids_px
-    border = ~interior
-    bidx, bk, bid = pidx[border], k[border], ids_px[border]
-    is_border = np.zeros(pad.size, bool)
-    is_border[bidx] = True
-    code = np.ones(len(bidx), np.int64)
-    for off, weight in ((-pw, 2), (pw, 2), (-1, 2), (1, 2), (-pw - 1, 10), (-pw + 1, 10), (pw - 1, 10), (pw + 1, 10)):
-        code += weight * ((pflat[bidx + off] == bid) & is_border[bidx + off])
-    out["perimeter"] = np.bincount(bk, _PERIMETER_WEIGHTS[code], minlength=len(ids))
-    out["solidity"] = area / _hull_pixels(bk, rows[border], cols[border], h, len(ids))
-    if inten is not None:
-        vals = inten.ravel()[nz].astype(np.float64)
-        out["mean"] = np.bincount(k, vals) / area
-        out["max"] = np.maximum.reduceat(vals, starts)
-        out["min"] = np.minimum.reduceat(vals, starts)
-    return out
-
-
-def _hull_pixels(k, rows, cols, h, n):
-    """Pixels (lattice points) inside the convex hull of each object's points, exactly.
-
-    Each object's hull is bounded by a convex left chain and a concave right chain over
-    its rows; both are pruned from the per-row extremes all objects at once, then counted
-    row by row with integer arithmetic.
-    """
-    key = k.astype(np.int64) * (h + 1) + rows
-    order = np.lexsort((cols, key))
-    key, cols = key[order], cols[order]
-    first = np.r_[True, key[1:] != key[:-1]]
-    last = np.r_[key[1:] != key[:-1], True]
-    row_key = key[first]
-    left, right = cols[first].astype(np.int64), cols[last].astype(np.int64)
-    obj, row = np.divmod(row_key, h + 1)
-    # every row of each object's span (rows without pixels still lie inside the hull)
-    r_start = np.minimum.reduceat(row, np.r_[0, np.flatnonzero(obj[1:] != obj[:-1]) + 1])
-    obj_ids = obj[np.r_[True, obj[1:] != obj[:-1]]]
-    r_stop = np.maximum.reduceat(row, np.r_[0, np.flatnonzero(obj[1:] != obj[:-1]) + 1])
-    span = r_stop - r_start + 1
-    q_obj = np.repeat(obj_ids, span)
-    q_row = np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span) + np.repeat(r_start, span)
-    q_key = q_obj * (h + 1) + q_row
-    lo = _envelope(obj, row, left, q_key, row_key, h, convex=True, ceil=True)
-    hi = _envelope(obj, row, right, q_key, row_key, h, convex=False, ceil=False)
-    return np.bincount(q_obj, hi - lo + 1, minlength=n)
-
-
-def _envelope(obj, row, x, q_key, key, h, *, convex, ceil):
-    keep = np.ones(len(x), bool)
-    idx = np.arange(len(x))
-    while True:
-        i = idx[keep]
-        o, r, v = obj[i], row[i], x[i]
-        mid = np.zeros(len(i), bool)
-        if len(i) > 2:
-            inner = (o[:-2] == o[1:-1]) & (o[2:] == o[1:-1])
-            # v[mid] against the chord of its neighbours, scaled by the row gap (exact integers)
-            lhs = v[1:-1] * (r[2:] - r[:-2])
-            rhs = v[:-2] * (r[2:] - r[1:-1]) + v[2:] * (r[1:-1] - r[:-2])
-            bad = (lhs >= rhs) if convex else (lhs <= rhs)
-            mid[1:-1] = inner & bad
-        if not mid.any():
-            break
-        keep[i[mid]] = False
-    i = idx[keep]
-    vk, vr, vv = key[i], row[i], x[i]
-    a = np.searchsorted(vk, q_key, side="right") - 1
-    b = np.minimum(a + 1, len(i) - 1)
-    same = (b != a) & (vk[b] // (h + 1) == vk[a] // (h + 1))
-    b = np.where(same, b, a)
-    q_row = q_key % (h + 1)
-    den = np.where(b != a, vr[b] - vr[a], 1)
-    num = vv[a] * den + (vv[b] - vv[a]) * (q_row - vr[a])
-    return -((-num) // den) if ceil else num // den
 
 
 def count_per_slice(table: Any, n_slices: int = 1) -> Any:
