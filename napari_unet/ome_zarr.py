@@ -80,7 +80,6 @@ def write_ome_zarr(
     An existing store at ``path`` is replaced only once the new one is complete.
     """
     import dask.array as da
-    import zarr
 
     path = Path(path)
     check_output_folder(path)
@@ -91,15 +90,7 @@ def write_ome_zarr(
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        group = zarr.open_group(str(partial), mode="w", zarr_format=3)
-        group.attrs["ome"] = attrs
-        target = group.create_array(
-            "0",
-            shape=arr.shape,
-            dtype=arr.dtype,
-            chunks=arr.chunksize,
-            dimension_names=[a.lower() for a in axes.upper()],
-        )
+        target = _new_store(partial, arr.shape, arr.dtype, arr.chunksize, axes, attrs)
         arr = arr.rechunk(arr.chunksize)  # regular: every zarr chunk is written by exactly one task
         da.store(arr, target, lock=False)  # block by block: never the whole image in memory
     except BaseException:
@@ -141,8 +132,17 @@ def open_ome_zarr_array(
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     chunks = chunks or tuple(1 if i < len(shape) - 2 else min(n, 1024) for i, n in enumerate(shape))
+    return _new_store(
+        path, shape, dtype, chunks, axes, ome_attributes(axes, scale, units, path.name.removesuffix(".zarr"))
+    )
+
+
+def _new_store(path: Path, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...], axes: str, attrs: dict) -> Any:
+    """An empty OME-Zarr group at ``path`` with its image array at ``0`` (unwritten chunks read 0)."""
+    import zarr
+
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
-    group.attrs["ome"] = ome_attributes(axes, scale, units, path.name.removesuffix(".zarr"))
+    group.attrs["ome"] = attrs
     return group.create_array("0", shape=shape, dtype=dtype, chunks=chunks, fill_value=0,
                               dimension_names=[a.lower() for a in axes.upper()])  # fmt: skip
 
