@@ -338,6 +338,8 @@ class PredictWidget(Container):
                 self.predicted.setdefault(layer.name, set()).add(p)
                 wrote = True
             if wrote:
+                if getattr(labels_layer.data, "attrs", None) is not None:  # our zarr store: remember the ids used
+                    labels_layer.data.attrs["napari_unet_max_label"] = out["next_id"] - 1
                 prob_layer.refresh()
                 labels_layer.refresh()
             if self._partial:
@@ -382,9 +384,11 @@ class PredictWidget(Container):
 
 
 def _max_label(data: Any) -> int:
-    """Largest id in a labels array; block by block for zarr-backed (huge) labels."""
+    """Largest id in a labels array. A zarr store this widget fills records it in its
+    attributes: scanning a huge store on the GUI thread would freeze the window."""
     if isinstance(data, np.ndarray):
         return int(data.max()) if data.size else 0
-    import dask.array as da
-
-    return int(da.from_zarr(data).max().compute()) if hasattr(data, "chunks") else int(np.max(data))
+    attrs = getattr(data, "attrs", None)
+    if attrs is not None:
+        return int(attrs.get("napari_unet_max_label", 0))
+    return int(np.max(np.asarray(data)))

@@ -317,6 +317,10 @@ def test_follow_mode_predicts_only_the_slices_the_user_looks_at(make_napari_view
     assert (tmp_path / "sessions").exists() and any((tmp_path / "sessions").rglob("labels.zarr"))
     done = [z for z in range(labels.shape[0]) if np.asarray(prob[z]).any()]
     assert done == [2, 4] and np.asarray(labels[4]).max() > 0
+    # ids stay unique across slices; the store remembers the largest, so no scan is needed
+    ids2, ids4 = (set(np.unique(np.asarray(labels[z]))) - {0} for z in (2, 4))
+    assert ids2 and not ids2 & ids4
+    assert labels.attrs["napari_unet_max_label"] == int(np.asarray(labels[:]).max())
     widget.follow.value = False
     viewer.dims.set_point(0, 5)
     qtbot.wait(2 * widget.SCROLL_DELAY_MS)
