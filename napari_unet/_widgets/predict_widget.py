@@ -19,12 +19,14 @@ from magicgui.widgets import (
 
 from napari_unet._widgets._common import (
     current_plane_index,
+    defer_tool_overlays,
     flat_slice,
     follow_layers,
     image_axes,
     notify_error,
     preload_core,
     preload_layers,
+    restore_tool_overlay,
     start_job,
 )
 
@@ -191,7 +193,7 @@ class PredictWidget(Container):
             on_finally=self._ended,
             start=False,
         )
-        # the result layers first (napari builds each on this thread, ~0.1-0.2 s), while no
+        # the result layers first (napari builds each on this thread, ~0.1-0.15 s), while no
         # prediction competes for the CPU; the worker starts once they exist
         self._schedule_flush(self.AFTER_NEW_LAYER_MS)  # not in the same turn as the click
         return self.worker
@@ -279,8 +281,9 @@ class PredictWidget(Container):
     def _flush(self) -> None:
         """One short step of moving results into the layers; schedules the next one.
 
-        A step creates at most one layer (napari needs ~0.1-0.25 s for one here) or writes
-        finished planes for at most :attr:`FLUSH_BUDGET` seconds. Once the job has ended
+        A step creates at most one layer (napari needs ~0.1-0.15 s for one here, the Labels
+        layer's drawing-tool overlays deferred to steps of their own), or writes finished
+        planes for at most :attr:`FLUSH_BUDGET` seconds. Once the job has ended
         and every plane is written, it reports and re-enables the buttons.
         """
         import time
@@ -291,11 +294,8 @@ class PredictWidget(Container):
             layer, spatial = out["image"], out["spatial"]
             prob_name, lab_name = f"{layer.name} probability", f"{layer.name} labels"
             scale = layer.scale[-len(spatial) :]
-            if lab_name not in self._viewer.layers:
-                self._viewer.add_labels(self._result_array(layer, "labels", spatial, np.int32), name=lab_name,
-                                        scale=scale, metadata={"source": layer.name, "checked": []})  # fmt: skip
-                self._schedule_flush(self.AFTER_NEW_LAYER_MS)
-                return
+            # one step per event-loop turn: probability layer, labels layer (drawing-tool
+            # overlays deferred), each deferred overlay, then labels on top and selected
             if prob_name not in self._viewer.layers:
                 lazy = not isinstance(layer.data, np.ndarray)
                 meta = {} if lazy else {"probabilities": np.zeros((out["k"], *spatial), np.float32)}
@@ -304,15 +304,30 @@ class PredictWidget(Container):
                                        metadata=meta)  # fmt: skip
                 self._schedule_flush(self.AFTER_NEW_LAYER_MS)
                 return
+            if lab_name not in self._viewer.layers:
+                from napari.layers import Labels
+
+                labels_layer = Labels(self._result_array(layer, "labels", spatial, np.int32), name=lab_name,
+                                      scale=scale, metadata={"source": layer.name, "checked": []})  # fmt: skip
+                out["deferred"] = (labels_layer, defer_tool_overlays(labels_layer))
+                self._viewer.layers.append(labels_layer)
+                self._schedule_flush(self.AFTER_NEW_LAYER_MS)
+                return
             prob_layer, labels_layer = self._viewer.layers[prob_name], self._viewer.layers[lab_name]
-            if not out.get("arranged"):  # labels on top and selected, ready to correct (a turn of its own)
+            deferred_layer, deferred = out.get("deferred", (None, []))
+            if deferred:
+                restore_tool_overlay(deferred_layer, deferred.pop(0))
+                self._schedule_flush(self.AFTER_NEW_LAYER_MS)
+                return
+            if not out.get("arranged"):
                 out["arranged"] = True
                 layers = self._viewer.layers
                 if layers.index(labels_layer) < layers.index(prob_layer):
                     layers.move(layers.index(labels_layer), layers.index(prob_layer) + 1)
-                layers.selection.active = labels_layer
-                self._schedule_flush(self.AFTER_NEW_LAYER_MS)
-                return
+                if layers.selection.active is not labels_layer:
+                    layers.selection.active = labels_layer
+                    self._schedule_flush(self.AFTER_NEW_LAYER_MS)  # the controls switch: a turn of its own
+                    return
             if self.worker is not None and not out.get("started"):
                 out["started"] = True
                 if out["cancelled"]:

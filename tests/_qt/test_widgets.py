@@ -38,6 +38,20 @@ def test_predict_a_stack(make_napari_viewer, registry, stack, qtbot):
     assert "done: 4 slice(s)" in widget.status.value
     # ready to correct: the labels on top of the probabilities, and the selected layer
     assert viewer.layers.index(labels) > viewer.layers.index(prob) and viewer.layers.selection.active is labels
+    assert_drawing_tools_ready(viewer, labels)
+
+
+def assert_drawing_tools_ready(viewer, labels):
+    """The Labels layer's paint and polygon overlays, deferred while the layer was added,
+    are shown again and drawn by the canvas, so napari's paint and polygon tools work."""
+    from napari_unet._widgets._common import TOOL_OVERLAYS
+
+    drawn = viewer.window._qt_viewer.canvas._layer_overlay_to_visual[labels]
+    for name in TOOL_OVERLAYS:
+        overlay = labels._overlays[name]
+        assert overlay.visible and overlay in drawn, name
+    labels.mode = "polygon"
+    assert labels._overlays["polygon"].enabled
 
 
 def test_predict_only_the_slice_in_view(make_napari_viewer, registry, stack, qtbot, errors):
@@ -86,6 +100,7 @@ def test_cancel_before_the_prediction_starts(make_napari_viewer, registry, stack
     assert not worker.is_running and widget.status.value == "cancelled; nothing was finished"
     assert widget.run_button.enabled and not widget.cancel_button.enabled
     assert not viewer.layers["cells labels"].data.any()
+    assert_drawing_tools_ready(viewer, viewer.layers["cells labels"])
 
 
 def test_rgb_image_for_a_grayscale_model(make_napari_viewer, registry, errors, qtbot):
@@ -370,3 +385,4 @@ def test_memory_of_a_removed_layer_is_returned_despite_the_frozen_start_up_objec
     assert alive() is not None  # frozen: the collector does not see the cycle
     viewer.layers.remove(layer)
     qtbot.waitUntil(lambda: alive() is None, timeout=5_000)
+
