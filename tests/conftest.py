@@ -118,3 +118,19 @@ def synthetic_nuclei(rng: np.random.Generator, shape=(96, 96), n=12, radius=(5, 
 @pytest.fixture
 def nuclei(rng):
     return synthetic_nuclei(rng)
+
+
+_FIGURES: list[str] = []
+
+
+@pytest.fixture
+def report():
+    """Figures a test measured (never asserted): printed at the end of the run."""
+    return _FIGURES.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("napari-unet figures measured by the tests (reported, not asserted)")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -386,3 +388,48 @@ def test_memory_of_a_removed_layer_is_returned_despite_the_frozen_start_up_objec
     viewer.layers.remove(layer)
     qtbot.waitUntil(lambda: alive() is None, timeout=5_000)
 
+
+def test_the_window_keeps_running_while_predicting_and_training(make_napari_viewer, registry, qtbot, report):
+    """The GUI thread's event loop ticks all through a real prediction and a real fine-tune:
+    the work runs in napari's thread workers. The longest gaps are reported, not asserted
+    (benchmarks/bench_responsiveness.py measures them on the sample image)."""
+    from napari_unet._widgets._ticks import TickGaps
+    from tests.conftest import synthetic_nuclei
+
+    rng = np.random.default_rng(5)
+    pairs = [synthetic_nuclei(rng, (256, 256), 40) for _ in range(8)]
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([p[0] for p in pairs]), name="cells")
+    ticks = TickGaps()
+    predict = PredictWidget(viewer)
+    predict.model.value, predict.device.value = "tiny", "cpu"
+    train = TrainWidget(viewer)
+    train.base.value = "tiny"
+
+    def run(widget, start, timeout):
+        ticks.start()
+        worker = start()
+        span = {}
+        worker.started.connect(lambda: span.setdefault("start", time.perf_counter()))
+        worker.finished.connect(lambda: span.setdefault("end", time.perf_counter()))
+        wait_for(qtbot, widget, timeout)
+        gaps = ticks.stop()
+        return ticks.ticks_between(span["start"], span["end"]), gaps
+
+    for job, start, widget in (
+        ("predict 8x256x256, new layers", predict.run, predict),
+        ("predict 8x256x256, existing layers", predict.run, predict),
+    ):
+        during, gaps = run(widget, start, 60_000)
+        assert during >= 3, f"{job}: the event loop stopped while the job ran ({during} ticks)"
+        report(f"{job}: {during} ticks while running; max gap {gaps['max ms']:.0f} ms, p99 {gaps['p99 ms']:.0f} ms")
+    labels = viewer.layers["cells labels"]
+    labels.data = np.stack([p[1] for p in pairs])
+    labels.metadata["checked"] = [0, 1, 2]
+    train.image.value, train.labels_layer.value = viewer.layers["cells"], labels
+    config = TrainConfig(epochs=3, steps_per_epoch=6, batch_size=2, crop=96, device="cpu", precision="fp32")
+    during, gaps = run(train, lambda: train.run(config=config), 120_000)
+    assert during >= 3, f"fine-tune: the event loop stopped while training ran ({during} ticks)"
+    report(
+        f"fine-tune 18 steps: {during} ticks while running; max gap {gaps['max ms']:.0f} ms, p99 {gaps['p99 ms']:.0f} ms"
+    )
