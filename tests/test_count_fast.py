@@ -131,4 +131,18 @@ def test_contour_goes_round_pixels_that_meet_at_a_corner():
     labels = np.zeros((6, 6), int)
     labels[1, 1] = labels[2, 2] = 4  # one 8-connected object
     ((i, poly),) = contours(labels)
-    assert i == 4 and len(poly) == 8  # one outline round both pixels, not two
+    # one outline round both pixels, not two: through the midpoints of their 8 outer sides,
+    # the 4 that lie inside the straight diagonal runs dropped
+    assert i == 4
+    assert sorted(map(tuple, poly)) == [(0.5, 1.0), (1.0, 0.5), (2.0, 2.5), (2.5, 2.0)]
+
+
+def test_contours_drop_only_vertices_inside_straight_runs():
+    labels = np.zeros((40, 40), int)
+    rr, cc = np.mgrid[:40, :40]
+    labels[(rr - 20) ** 2 + (cc - 20) ** 2 < 15**2] = 1
+    labels[np.abs(rr - cc) < 4] = 2  # a diagonal band: long 45-degree staircases
+    for i, poly in contours(labels):
+        d_in, d_out = poly - np.roll(poly, 1, axis=0), np.roll(poly, -1, axis=0) - poly
+        turn = d_in[:, 0] * d_out[:, 1] - d_in[:, 1] * d_out[:, 0]
+        assert (turn != 0).all(), i  # every vertex left is a corner
