@@ -54,6 +54,7 @@ class CountWidget(Container):
         viewer.dims.events.current_step.connect(self._update_summary)
         self.result: Any = None  # (labels, table)
         self.worker: Any = None
+        self._showing: list | None = None  # the steps still to run to show a finished count
         follow_layers(self, viewer)
 
     def run(self, *_: Any) -> Any:
@@ -85,40 +86,84 @@ class CountWidget(Container):
                          max_area=max_area, exclude_border=bool(self.exclude_border.value))  # fmt: skip
         self.count_button.enabled = False
         self.worker = start_job(
-            self._with_contours(gen), desc=f"Count {layer.name}", on_done=self._show, on_finally=self._reset
+            self._with_contours(gen, layer), desc=f"Count {layer.name}", on_done=self._show, on_finally=self._ended
         )
         return self.worker
 
-    def _with_contours(self, gen: Any) -> Any:
+    def _with_contours(self, gen: Any, layer: Any) -> Any:
+        """The count, then the contours as a napari Shapes layer, built here in the worker:
+        napari triangulates every polygon when the layer is made (0.5-2 s for a few
+        thousand objects), which on the GUI thread would freeze the window."""
+        from napari.layers import Shapes
+
         from napari_unet.count import contours
 
         labels, table = yield from gen
-        return labels, table, contours(labels)
+        polys = contours(labels)
+        shapes = None
+        if polys:
+            shapes = Shapes([p for _, p in polys], shape_type="polygon", name=f"{layer.name} contours",
+                            edge_color="yellow", face_color="transparent", edge_width=1, scale=layer.scale,
+                            features=table.reset_index(drop=True))  # fmt: skip
+            shapes.editable = False
+        return labels, table, shapes
+
+    def _ended(self) -> None:
+        if not self._showing:  # failed or stopped: nothing to show
+            self._reset()
 
     def _reset(self) -> None:
         self.worker = None
+        self._showing = None
         self.count_button.enabled = True
 
     def _show(self, result: Any) -> None:
-        labels, table, polys = result
+        """Show a finished count, one step per event-loop turn (napari needs ~0.1-0.2 s to
+        remove or add a Shapes layer of a few thousand contours, and draws it next)."""
+        from qtpy.QtCore import QTimer
+
+        labels, table, shapes = result
         layer = self.labels_layer.value
         self.result = (labels, table)
         name = f"{layer.name} contours"
-        if name in self._viewer.layers:
-            self._viewer.layers.remove(name)
-        if polys:
-            shapes = self._viewer.add_shapes(
-                [p for _, p in polys], shape_type="polygon", name=name, edge_color="yellow", face_color="transparent",
-                edge_width=1, scale=layer.scale, features=table.reset_index(drop=True),
-            )  # fmt: skip
-            shapes.editable = False
-        if not len(table):
-            notify_info(
-                f"Count: no objects in {layer.name} (with min area {self.min_area.value:g}); the table is empty."
-            )
-        self._fill_table(table)
-        self._update_summary()
-        self.export_button.enabled = self.save_button.enabled = True
+        old = self._viewer.layers[name] if name in self._viewer.layers else None
+        # the new layer goes in before the old one goes out: with napari 0.9.2 under Mesa,
+        # removing the last Shapes layer of a stack and adding another a few turns later
+        # crashed in the next draw (reproduced with napari alone)
+        steps = []
+        if shapes is not None:
+            shapes.name = name if old is None else f"{name} (new)"
+            steps.append(lambda: self._viewer.layers.append(shapes))
+        if old is not None:
+            steps.append(lambda: self._viewer.layers.remove(old) if old in self._viewer.layers else None)
+        if shapes is not None and old is not None:
+            steps.append(lambda: setattr(shapes, "name", name))
+        steps.append(lambda: self._fill_table(table))
+
+        def finish() -> None:
+            self._reset()  # the count ends here: a new one may start
+            self._update_summary()
+            self.export_button.enabled = self.save_button.enabled = True
+            if not len(table):
+                notify_info(
+                    f"Count: no objects in {layer.name} (with min area {self.min_area.value:g}); the table is empty."
+                )
+
+        steps.append(finish)
+        self._showing = steps
+
+        def next_step() -> None:
+            if self._showing is not steps or not steps:  # the widget was reset meanwhile
+                return
+            try:
+                steps.pop(0)()
+            except RuntimeError:  # the viewer or its window went away
+                self._reset()
+                return
+            if steps:
+                QTimer.singleShot(20, next_step)
+
+        next_step()
 
     def _fill_table(self, table: Any) -> None:
         from qtpy.QtCore import Qt
