@@ -144,6 +144,7 @@ def follow_layers(widget: Any, viewer: napari.viewer.Viewer) -> None:
             pass
 
     viewer.layers.events.inserted.connect(refresh)
+    viewer.layers.events.inserted.connect(_note_young_layer)
     viewer.layers.events.removed.connect(refresh)
     viewer.layers.events.removed.connect(refreeze_soon)
 
@@ -194,27 +195,46 @@ def freeze_startup_objects() -> None:
 
 
 _REFREEZE_PENDING = False
+#: layers added since the last freeze: outside the frozen generation, so napari's own
+#: collection on removal reclaims them and no refreeze is needed
+_YOUNG: Any = None
 
 
-def refreeze_soon(*_: Any) -> None:
+def _note_young_layer(event: Any) -> None:
+    global _YOUNG
+    import weakref
+
+    if _FROZEN:
+        if _YOUNG is None:
+            _YOUNG = weakref.WeakSet()
+        _YOUNG.add(event.value)
+
+
+def refreeze_soon(event: Any = None) -> None:
     """After a layer is removed: give frozen objects back to the collector (a closed
     layer caught in a reference cycle would otherwise keep its memory), collect, freeze
-    what is still alive. Once per event-loop turn, however many widgets ask."""
+    what is still alive. Once per event-loop turn, however many widgets ask; not for a
+    layer added since the last freeze (a full collection takes ~0.2 s here, and napari
+    collects such a layer itself when it removes it)."""
     global _REFREEZE_PENDING
     if not _FROZEN or _REFREEZE_PENDING:
+        return
+    removed = getattr(event, "value", None)
+    if removed is not None and _YOUNG is not None and removed in _YOUNG:
         return
     from qtpy.QtCore import QTimer
 
     _REFREEZE_PENDING = True
 
     def run() -> None:
-        global _REFREEZE_PENDING
+        global _REFREEZE_PENDING, _YOUNG
         import gc
 
         _REFREEZE_PENDING = False
         gc.unfreeze()
         gc.collect()
         gc.freeze()
+        _YOUNG = None  # every layer alive is frozen now
 
     QTimer.singleShot(0, run)
 
