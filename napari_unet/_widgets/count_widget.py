@@ -133,7 +133,9 @@ class CountWidget(Container):
         steps = []
         if shapes is not None:
             shapes.name = name if old is None else f"{name} (new)"
+            shapes.visible = False  # napari builds the layer's visuals in one turn, draws them in the next
             steps.append(lambda: self._viewer.layers.append(shapes))
+            steps.append(lambda: setattr(shapes, "visible", True))
         if old is not None:
             steps.append(lambda: self._viewer.layers.remove(old) if old in self._viewer.layers else None)
         if shapes is not None and old is not None:

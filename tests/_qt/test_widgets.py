@@ -256,7 +256,7 @@ def test_count_table_export_and_click(make_napari_viewer, registry, stack, tmp_p
     n_true = sum(len(np.unique(s)) - 1 for s in stack[1])
     assert len(table) == n_true and widget.table.rowCount() == n_true
     contours = viewer.layers["cells labels contours"]
-    assert len(contours.data) == n_true and "area" in contours.features
+    assert len(contours.data) == n_true and "area" in contours.features and contours.visible
     assert "in the stack" in widget.summary.value
     out = widget.export_csv(tmp_path / "objects.csv")
     assert len(pd.read_csv(out)) == n_true
@@ -276,6 +276,7 @@ def test_count_table_export_and_click(make_napari_viewer, registry, stack, tmp_p
     n_now = sum(len(np.unique(s)) - 1 for s in labels.data)
     assert [la.name for la in viewer.layers].count("cells labels contours") == 1
     assert len(viewer.layers["cells labels contours"].data) == n_now == widget.table.rowCount() < n_true
+    assert viewer.layers["cells labels contours"].visible
     assert not any("(new)" in la.name for la in viewer.layers)
 
 
