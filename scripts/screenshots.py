@@ -37,6 +37,7 @@ def main() -> None:
     os.environ.setdefault("NAPARI_UNET_MODELS", tempfile.mkdtemp(prefix="napari-unet-models-"))
     os.environ.setdefault("NAPARI_UNET_SESSIONS", tempfile.mkdtemp(prefix="napari-unet-sessions-"))
     import napari
+    from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QApplication
 
     from napari_unet._widgets.dock import UNetDock
@@ -66,8 +67,9 @@ def main() -> None:
 
     dock.setCurrentIndex(1)
     dock.correct_step.labels_layer.value = labels
-    viewer.camera.zoom = 2.5
-    viewer.camera.center = (380, 430)
+    camera = getattr(viewer, "scene", viewer).camera  # viewer.scene from napari 0.9 on
+    camera.zoom = 2.5
+    camera.center = (380, 430)
     labels.selected_label = int(labels.data.max()) + 1
     yy, xx = np.mgrid[:768, :869]
     stroke = np.nonzero(((yy - 380) ** 2 + (xx - 430) ** 2) <= 12**2)
@@ -97,7 +99,7 @@ def main() -> None:
     dock.count_step.run()
     wait(app, dock.count_step)
     labels.visible = False
-    dock.count_step.table.sortItems(2)
+    dock.count_step.table.sortByColumn(2, Qt.SortOrder.AscendingOrder)
     shot(viewer, "count")
     viewer.close()
 

@@ -26,7 +26,9 @@ SHOWN = ["id", "slice", "area", "perimeter", "circularity", "mean_intensity", "e
 
 class CountWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from qtpy.QtWidgets import QTableWidget
+        from qtpy.QtWidgets import QTableView
+
+        from napari_unet._widgets._table import MeasurementModel
 
         preload_core()
         self._viewer = viewer
@@ -43,10 +45,12 @@ class CountWidget(Container):
         self.save_button = PushButton(text="Save labels as TIFF", enabled=False)
         super().__init__(widgets=[self.labels_layer, self.image, self.min_area, self.max_area, self.exclude_border,
                                   self.count_button, self.summary, self.export_button, self.save_button])  # fmt: skip
-        self.table = QTableWidget()
+        self.table_model = MeasurementModel(SHOWN, integer=("id", "slice"))
+        self.table = QTableView()
+        self.table.setModel(self.table_model)
         self.table.setSortingEnabled(True)
         self.table.setMinimumHeight(160)
-        self.table.cellClicked.connect(self._row_clicked)
+        self.table.clicked.connect(lambda index: self._row_clicked(index.row(), index.column()))
         self.native.layout().addWidget(self.table)
         self.count_button.changed.connect(self.run)
         self.export_button.changed.connect(lambda *_: self.export_csv())
@@ -168,28 +172,18 @@ class CountWidget(Container):
         next_step()
 
     def _fill_table(self, table: Any) -> None:
-        from qtpy.QtCore import Qt
-        from qtpy.QtWidgets import QTableWidgetItem
-
-        self.table.setSortingEnabled(False)
-        self.table.clear()
-        self.table.setColumnCount(len(SHOWN))
-        self.table.setHorizontalHeaderLabels(SHOWN)
-        self.table.setRowCount(len(table))
-        for r, row in enumerate(table[SHOWN].itertuples(index=False)):
-            for c, value in enumerate(row):
-                item = QTableWidgetItem()
-                item.setData(Qt.ItemDataRole.DisplayRole, float(value) if c > 1 else int(value))
-                self.table.setItem(r, c, item)
-        self.table.setSortingEnabled(True)
+        self.table_model.set_table(table)
+        header = self.table.horizontalHeader()
+        if header.sortIndicatorSection() < len(SHOWN):  # keep the user's sort order
+            self.table_model.sort(header.sortIndicatorSection(), header.sortIndicatorOrder())
 
     def _row_clicked(self, row: int, col: int = 0) -> None:
         """Centre the view on the object of a table row, and select it in the labels layer."""
         if self.result is None:
             return
         _, table = self.result
-        object_id = int(self.table.item(row, 0).data(0))
-        z = int(self.table.item(row, 1).data(0))
+        shown = self.table_model.row_values(row)
+        object_id, z = shown["id"], shown["slice"]
         rec = table[(table["id"] == object_id) & (table["slice"] == z)].iloc[0]
         layer = self.labels_layer.value
         sy, sx = (float(s) for s in layer.scale[-2:])
@@ -201,7 +195,8 @@ class CountWidget(Container):
             world = layer.data_to_world((*index, 0, 0))
             for axis, value in enumerate(world[:-2]):
                 self._viewer.dims.set_point(axis, value)
-        self._viewer.camera.center = (cy, cx)
+        camera = getattr(self._viewer, "scene", self._viewer).camera  # viewer.scene from napari 0.9 on
+        camera.center = (cy, cx)
         layer.selected_label = object_id
         self.selected = object_id
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from napari_unet._widgets.correct_widget import CorrectWidget
-from napari_unet._widgets.count_widget import CountWidget
+from napari_unet._widgets.count_widget import SHOWN, CountWidget
 from napari_unet._widgets.dock import UNetDock
 from napari_unet._widgets.predict_widget import PredictWidget
 from napari_unet._widgets.train_widget import TrainWidget
@@ -247,21 +247,30 @@ def test_count_table_export_and_click(make_napari_viewer, registry, stack, tmp_p
     widget.run()
     import time
 
-    from qtpy.QtCore import QCoreApplication
+    from qtpy.QtCore import QCoreApplication, Qt
 
     t0 = time.time()
     while widget.worker is not None and time.time() - t0 < 60:
         QCoreApplication.processEvents()
     _, table = widget.result
     n_true = sum(len(np.unique(s)) - 1 for s in stack[1])
-    assert len(table) == n_true and widget.table.rowCount() == n_true
+    assert len(table) == n_true and widget.table_model.rowCount() == n_true
     contours = viewer.layers["cells labels contours"]
     assert len(contours.data) == n_true and "area" in contours.features and contours.visible
     assert "in the stack" in widget.summary.value
     out = widget.export_csv(tmp_path / "objects.csv")
     assert len(pd.read_csv(out)) == n_true
     widget._row_clicked(0)
-    assert labels.selected_label == int(widget.table.item(0, 0).data(0))
+    assert labels.selected_label == widget.table_model.row_values(0)["id"]
+    # sorting by a column (a header click) sorts the rows; a click then goes to the row shown
+    widget.table.sortByColumn(SHOWN.index("area"), Qt.SortOrder.DescendingOrder)
+    areas = [widget.table_model.row_values(r)["area"] for r in range(n_true)]
+    assert areas == sorted(table["area"], reverse=True)
+    widget._row_clicked(0)
+    biggest = table.loc[table["area"].idxmax()]
+    assert labels.selected_label == biggest["id"] and viewer.dims.current_step[0] == biggest["slice"]
+    shown = widget.table_model.data(widget.table_model.index(0, SHOWN.index("area")))
+    assert shown == pytest.approx(biggest["area"], rel=1e-5)
     saved = widget.save_labels(tmp_path / "cells_labels.tif")
     from napari_unet.io import read_image
 
@@ -275,7 +284,7 @@ def test_count_table_export_and_click(make_napari_viewer, registry, stack, tmp_p
     assert widget.count_button.enabled and widget.export_button.enabled
     n_now = sum(len(np.unique(s)) - 1 for s in labels.data)
     assert [la.name for la in viewer.layers].count("cells labels contours") == 1
-    assert len(viewer.layers["cells labels contours"].data) == n_now == widget.table.rowCount() < n_true
+    assert len(viewer.layers["cells labels contours"].data) == n_now == widget.table_model.rowCount() < n_true
     assert viewer.layers["cells labels contours"].visible
     assert not any("(new)" in la.name for la in viewer.layers)
 
