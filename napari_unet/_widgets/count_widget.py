@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, Container, FloatSpinBox, Label, PushButton, create_widget
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, create_widget
 
 from napari_unet._widgets._common import (
     current_plane_index,
@@ -21,6 +21,21 @@ from napari_unet._widgets._common import (
 if TYPE_CHECKING:
     import napari
 
+
+def is_probability_layer(layer: Any) -> bool:
+    """An Image layer of probabilities: the Predict step's, or one float channel within 0..1."""
+    from napari.layers import Image
+
+    if not isinstance(layer, Image) or layer.rgb:
+        return False
+    if layer.metadata.get("probabilities") is not None or layer.metadata.get("card") is not None:
+        return True
+    if not np.issubdtype(np.dtype(layer.dtype), np.floating):
+        return False
+    lo, hi = layer.contrast_limits_range
+    return lo >= 0 and hi <= 1
+
+
 SHOWN = ["id", "slice", "area", "perimeter", "circularity", "mean_intensity", "equivalent_diameter", "solidity"]
 
 
@@ -32,7 +47,13 @@ class CountWidget(Container):
 
         preload_core()
         self._viewer = viewer
-        self.labels_layer = create_widget(annotation="napari.layers.Labels", label="labels")
+        # what to count: a Labels layer, or a probability layer (the Predict step's, or a
+        # probability map opened from a file); Labels layers first
+        self.labels_layer = ComboBox(label="objects from", choices=self._sources)
+        self.labels_layer.tooltip = (
+            "A labels layer is counted as it is; a probability layer is split into objects first "
+            "(with the model's boundary channel when it comes from Predict)."
+        )
         self.image = create_widget(
             annotation="napari.layers.Image", label="intensity image", options={"nullable": True}
         )
@@ -57,16 +78,25 @@ class CountWidget(Container):
         self.save_button.changed.connect(lambda *_: self.save_labels())
         viewer.dims.events.current_step.connect(self._update_summary)
         self.result: Any = None  # (labels, table)
+        self.counted: Any = None  # the Labels layer holding the counted objects
         self.worker: Any = None
         self._showing: list | None = None  # the steps still to run to show a finished count
         follow_layers(self, viewer)
 
+    def _sources(self, *_: Any) -> list[tuple[str, Any]]:
+        from napari.layers import Labels
+
+        layers = list(self._viewer.layers)
+        return [(la.name, la) for la in layers if isinstance(la, Labels)] + [
+            (la.name, la) for la in layers if is_probability_layer(la)
+        ]
+
     def run(self, *_: Any) -> Any:
-        from napari_unet.count import count_iter
+        from napari.layers import Labels
 
         layer = self.labels_layer.value
         if layer is None:
-            notify_error("Count: choose a labels layer (predict first, or open a mask).")
+            notify_error("Count: choose a labels or probability layer (predict first, or open a mask).")
             return None
         if self.worker is not None:
             notify_error("Count: counting is already running.")
@@ -77,40 +107,69 @@ class CountWidget(Container):
                 f"Count: min area ({self.min_area.value:g}) is larger than max area ({max_area:g}); lower one of them."
             )
             return None
-        data = np.asarray(layer.data)
+        card = layer.metadata.get("card")
+        if isinstance(layer, Labels):
+            kind, data = "labels", np.asarray(layer.data)
+        elif layer.metadata.get("probabilities") is not None and card is not None:
+            kind, data = "probability", layer.metadata["probabilities"]  # every class, from Predict
+        else:
+            kind, data = "map", np.asarray(layer.data)  # one foreground probability per pixel
+        spatial = tuple(data.shape[1:] if kind == "probability" else data.shape)
         intensity = None
         image = self.image.value
-        if image is not None and not image.rgb and tuple(image.data.shape) == data.shape:
+        if image is not None and image is not layer and not image.rgb and tuple(image.data.shape) == spatial:
             intensity = np.asarray(image.data)
         units = [str(u) for u in getattr(layer, "units", ())]
         physical = bool(units) and units[-1] not in ("pixel", "")
         unit = {"micrometer": "um"}.get(units[-1], units[-1]) if physical else "px"
         scale = tuple(layer.scale) if physical else None
-        gen = count_iter(data, kind="labels", intensity=intensity, scale=scale, unit=unit, min_area=float(self.min_area.value),
-                         max_area=max_area, exclude_border=bool(self.exclude_border.value))  # fmt: skip
+        options = {"intensity": intensity, "scale": scale, "unit": unit, "min_area": float(self.min_area.value),
+                   "max_area": max_area, "exclude_border": bool(self.exclude_border.value)}  # fmt: skip
         self.count_button.enabled = False
         self.worker = start_job(
-            self._with_contours(gen, layer), desc=f"Count {layer.name}", on_done=self._show, on_finally=self._ended
+            self._count_job(kind, data, card, layer, options),
+            desc=f"Count {layer.name}",
+            on_done=self._show,
+            on_finally=self._ended,
         )
         return self.worker
 
-    def _with_contours(self, gen: Any, layer: Any) -> Any:
-        """The count, then the contours as a napari Shapes layer, built here in the worker:
-        napari triangulates every polygon when the layer is made (0.5-2 s for a few
-        thousand objects), which on the GUI thread would freeze the window."""
+    def _count_job(self, kind: str, data: Any, card: Any, layer: Any, options: dict) -> Any:
+        """The count, then the layers that show it, built here in the worker: napari
+        triangulates every contour when a Shapes layer is made (0.5-2 s for a few thousand
+        objects), which on the GUI thread would freeze the window."""
+        from napari.layers import Labels
+
+        from napari_unet.count import count_iter
+
+        if kind == "map":
+            lo, hi = (float(v) for v in (np.nanmin(data), np.nanmax(data))) if data.size else (0.0, 0.0)
+            if lo < 0 or hi > 1:
+                raise ValueError(
+                    f"{layer.name} holds values from {lo:g} to {hi:g}, not probabilities (0 to 1): "
+                    "choose a labels layer or a probability layer."
+                )
+            data, kind = data >= (card.threshold if card is not None else 0.5), "mask"
+        labels, table = yield from count_iter(data, kind=kind, card=card, **options)
+        counted = None
+        if not isinstance(layer, Labels):  # the objects found in the probabilities: a layer to correct
+            counted = Labels(labels, name=f"{layer.name} objects", scale=layer.scale)
+        name = f"{layer.name if counted is None else counted.name} contours"
+        return labels, table, counted, self._contours_layer(labels, table, name, layer.scale)
+
+    @staticmethod
+    def _contours_layer(labels: np.ndarray, table: Any, name: str, scale: Any) -> Any:
         from napari.layers import Shapes
 
         from napari_unet.count import contours
 
-        labels, table = yield from gen
         polys = contours(labels)
-        shapes = None
-        if polys:
-            shapes = Shapes([p for _, p in polys], shape_type="polygon", name=f"{layer.name} contours",
-                            edge_color="yellow", face_color="transparent", edge_width=1, scale=layer.scale,
-                            features=table.reset_index(drop=True))  # fmt: skip
-            shapes.editable = False
-        return labels, table, shapes
+        if not polys:
+            return None
+        shapes = Shapes([p for _, p in polys], shape_type="polygon", name=name, edge_color="yellow",
+                        face_color="transparent", edge_width=1, scale=scale, features=table.reset_index(drop=True))  # fmt: skip
+        shapes.editable = False
+        return shapes
 
     def _ended(self) -> None:
         if not self._showing:  # failed or stopped: nothing to show
@@ -123,27 +182,21 @@ class CountWidget(Container):
 
     def _show(self, result: Any) -> None:
         """Show a finished count, one step per event-loop turn (napari needs ~0.1-0.2 s to
-        remove or add a Shapes layer of a few thousand contours, and draws it next)."""
+        add or remove a layer of a few thousand contours, and draws it next)."""
         from qtpy.QtCore import QTimer
 
-        labels, table, shapes = result
-        layer = self.labels_layer.value
+        labels, table, counted, shapes = result
+        source = self.labels_layer.value
         self.result = (labels, table)
-        name = f"{layer.name} contours"
-        old = self._viewer.layers[name] if name in self._viewer.layers else None
-        # the new layer goes in before the old one goes out: with napari 0.9.2 under Mesa,
-        # removing the last Shapes layer of a stack and adding another a few turns later
-        # crashed in the next draw (reproduced with napari alone)
-        steps = []
+        steps: list = []
+        if counted is not None:
+            counted = self._replace_layer(counted, steps)
+        self.counted = counted if counted is not None else source
         if shapes is not None:
-            shapes.name = name if old is None else f"{name} (new)"
-            shapes.visible = False  # napari builds the layer's visuals in one turn, draws them in the next
-            steps.append(lambda: self._viewer.layers.append(shapes))
-            steps.append(lambda: setattr(shapes, "visible", True))
-        if old is not None:
+            self._replace_layer(shapes, steps)
+        elif f"{self.counted.name} contours" in self._viewer.layers:  # nothing to outline any more
+            old = self._viewer.layers[f"{self.counted.name} contours"]
             steps.append(lambda: self._viewer.layers.remove(old) if old in self._viewer.layers else None)
-        if shapes is not None and old is not None:
-            steps.append(lambda: setattr(shapes, "name", name))
         steps.append(lambda: self._fill_table(table))
 
         def finish() -> None:
@@ -152,7 +205,7 @@ class CountWidget(Container):
             self.export_button.enabled = self.save_button.enabled = True
             if not len(table):
                 notify_info(
-                    f"Count: no objects in {layer.name} (with min area {self.min_area.value:g}); the table is empty."
+                    f"Count: no objects in {source.name} (with min area {self.min_area.value:g}); the table is empty."
                 )
 
         steps.append(finish)
@@ -171,6 +224,25 @@ class CountWidget(Container):
 
         next_step()
 
+    def _replace_layer(self, new: Any, steps: list) -> Any:
+        """Steps that put ``new`` in the viewer in place of the layer of the same name.
+
+        The new layer goes in hidden (napari builds its visuals in one turn and draws them
+        in the next) and before the old one goes out: with napari 0.9.2 under Mesa,
+        removing the last Shapes layer and adding another a few turns later crashed in the
+        next draw (reproduced with napari alone). Returns ``new``.
+        """
+        name = new.name
+        old = self._viewer.layers[name] if name in self._viewer.layers else None
+        new.name = name if old is None else f"{name} (new)"
+        new.visible = False
+        steps.append(lambda: self._viewer.layers.append(new))
+        steps.append(lambda: setattr(new, "visible", True))
+        if old is not None:
+            steps.append(lambda: self._viewer.layers.remove(old) if old in self._viewer.layers else None)
+            steps.append(lambda: setattr(new, "name", name))
+        return new
+
     def _fill_table(self, table: Any) -> None:
         self.table_model.set_table(table)
         header = self.table.horizontalHeader()
@@ -185,7 +257,7 @@ class CountWidget(Container):
         shown = self.table_model.row_values(row)
         object_id, z = shown["id"], shown["slice"]
         rec = table[(table["id"] == object_id) & (table["slice"] == z)].iloc[0]
-        layer = self.labels_layer.value
+        layer = self.counted
         sy, sx = (float(s) for s in layer.scale[-2:])
         physical = rec["unit"] != "px"
         cy = rec["centroid_row"] if physical else rec["centroid_row"] * sy
@@ -204,7 +276,7 @@ class CountWidget(Container):
         if self.result is None:
             return
         _labels, table = self.result
-        layer = self.labels_layer.value
+        layer = self.counted
         total = len(table)
         if layer is not None and layer.ndim > 2:
             z = flat_slice(layer.data.shape, current_plane_index(self._viewer, layer))
@@ -220,7 +292,7 @@ class CountWidget(Container):
             from qtpy.QtWidgets import QFileDialog
 
             path, _ = QFileDialog.getSaveFileName(
-                None, "Export measurements", f"{self.labels_layer.value.name}_objects.csv", "CSV (*.csv)"
+                None, "Export measurements", f"{self.counted.name}_objects.csv", "CSV (*.csv)"
             )
             if not path:
                 return None
@@ -236,7 +308,7 @@ class CountWidget(Container):
     def save_labels(self, path: str | Path | None = None) -> Path | None:
         from napari_unet.io import write_tiff
 
-        layer = self.labels_layer.value
+        layer = self.counted  # the counted objects, with any correction made since
         if layer is None:
             return None
         if path is None:

@@ -183,7 +183,7 @@ class PredictWidget(Container):
         # finished planes go from the worker into _partial; the GUI thread moves them into
         # the layers a few at a time, so no single event-loop turn holds the window long
         self._partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._out = {"image": layer, "spatial": spatial, "k": len(model.card.classes), "written": 0,
+        self._out = {"image": layer, "spatial": spatial, "k": len(model.card.classes), "card": model.card, "written": 0,
                      "next_id": None, "ended": False, "result": None, "cancelled": False}  # fmt: skip
         self.worker = start_job(
             gen,
@@ -330,6 +330,7 @@ class PredictWidget(Container):
                     return
             if self.worker is not None and not out.get("started"):
                 out["started"] = True
+                prob_layer.metadata["card"] = out["card"]  # how to split these probabilities (Count)
                 if out["cancelled"]:
                     out["ended"] = True
                 else:

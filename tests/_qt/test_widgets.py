@@ -289,6 +289,87 @@ def test_count_table_export_and_click(make_napari_viewer, registry, stack, tmp_p
     assert not any("(new)" in la.name for la in viewer.layers)
 
 
+def test_count_from_a_probability_map(make_napari_viewer, registry, tmp_path, errors, qtbot):
+    """A probability map opened from a file: thresholded, split into objects, which become a
+    Labels layer to correct; contours, table, row clicks and Save labels use that layer."""
+    from tests.conftest import synthetic_nuclei
+
+    rng = np.random.default_rng(3)
+    pairs = [synthetic_nuclei(rng, (96, 96), 8, radius=(5, 7)) for _ in range(2)]
+    truth = np.stack([p[1] for p in pairs])
+    separate = np.stack([ndi_erode(t) for t in truth])  # objects that do not touch: one each
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([p[0] for p in pairs]), name="cells")
+    prob = viewer.add_image(np.where(separate > 0, 0.9, 0.05).astype(np.float32), name="cells_prob")
+    viewer.add_labels(np.zeros_like(truth), name="other labels")
+    widget = CountWidget(viewer)
+    choices = [c for c in widget.labels_layer.choices]
+    assert choices == [viewer.layers["other labels"], prob]  # labels first; raw images are not offered
+    widget.labels_layer.value, widget.image.value, widget.min_area.value = prob, viewer.layers["cells"], 5
+    widget.run()
+    wait_for(qtbot, widget)
+    assert not errors, errors
+    counted = viewer.layers["cells_prob objects"]
+    n = sum(len(np.unique(s)) - 1 for s in separate)
+    _, table = widget.result
+    assert widget.counted is counted and len(table) == n == sum(len(np.unique(c)) - 1 for c in counted.data)
+    for z in range(2):  # every object found where it is
+        assert set(np.unique(counted.data[z][separate[z] > 0])) - {0} and not counted.data[z][separate[z] == 0].any()
+    assert len(viewer.layers["cells_prob objects contours"].data) == n
+    assert table["mean_intensity"].min() > 300  # measured on the image, not on the probabilities
+    widget._row_clicked(0)
+    assert counted.selected_label == widget.table_model.row_values(0)["id"]
+    from napari_unet.io import read_image
+
+    np.testing.assert_array_equal(read_image(widget.save_labels(tmp_path / "objects.tif")).data, counted.data)
+
+    # counted again: the objects layer is replaced, not duplicated
+    widget.run()
+    wait_for(qtbot, widget)
+    assert [la.name for la in viewer.layers].count("cells_prob objects") == 1
+
+    # values that are not probabilities (edited after opening): a sentence, no layers touched
+    prob.data[0, 0, 0] = 7.0
+    widget.run()
+    wait_for(qtbot, widget)
+    assert "not probabilities (0 to 1)" in errors[-1] and "choose a labels layer" in errors[-1]
+    assert [la.name for la in viewer.layers].count("cells_prob objects") == 1
+
+
+def ndi_erode(labels, iterations=2):
+    from scipy import ndimage as ndi
+
+    out = labels.copy()
+    for i in np.unique(labels)[1:]:
+        out[(labels == i) & ~ndi.binary_erosion(labels == i, iterations=iterations)] = 0
+    return out
+
+
+def test_count_from_the_predicted_probabilities_uses_the_model_card(make_napari_viewer, registry, stack, qtbot):
+    from napari_unet.count import count_iter
+
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="cells")
+    predict = PredictWidget(viewer)
+    predict.model.value, predict.device.value, predict.threshold.value = "tiny", "cpu", 0.5
+    predict.run()
+    wait_for(qtbot, predict)
+    prob = viewer.layers["cells probability"]
+    assert prob.metadata["card"].name == "tiny"
+    widget = CountWidget(viewer)
+    assert prob in list(widget.labels_layer.choices)
+    widget.labels_layer.value = prob
+    widget.run()
+    wait_for(qtbot, widget)
+    gen = count_iter(prob.metadata["probabilities"], kind="probability", card=prob.metadata["card"], min_area=10.0)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        expected, _ = stop.value
+    np.testing.assert_array_equal(viewer.layers["cells probability objects"].data, expected)
+
+
 def test_count_empty_mask_and_bad_areas(make_napari_viewer, registry, errors, qtbot):
     viewer = make_napari_viewer()
     labels = viewer.add_labels(np.zeros((40, 40), np.int32), name="empty")
