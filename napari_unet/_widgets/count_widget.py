@@ -155,7 +155,7 @@ class CountWidget(Container):
         if not isinstance(layer, Labels):  # the objects found in the probabilities: a layer to correct
             counted = Labels(labels, name=f"{layer.name} objects", scale=layer.scale)
         name = f"{layer.name if counted is None else counted.name} contours"
-        return labels, table, counted, self._contours_layer(labels, table, name, layer.scale)
+        return labels, table, counted, self._contours_layer(labels, table, name, layer.scale), layer
 
     @staticmethod
     def _contours_layer(labels: np.ndarray, table: Any, name: str, scale: Any) -> Any:
@@ -185,8 +185,11 @@ class CountWidget(Container):
         add or remove a layer of a few thousand contours, and draws it next)."""
         from qtpy.QtCore import QTimer
 
-        labels, table, counted, shapes = result
-        source = self.labels_layer.value
+        labels, table, counted, shapes, source = result
+        if source not in self._viewer.layers:  # closed while it was being counted
+            self.summary.value = f"{source.name} was closed during the count; nothing to show."
+            self._reset()
+            return
         self.result = (labels, table)
         steps: list = []
         if counted is not None:

@@ -390,7 +390,7 @@ def test_the_dock_holds_the_four_steps(make_napari_viewer, registry):
     assert [dock.tabText(i) for i in range(dock.count())] == ["Predict", "Correct", "Fine-tune", "Count"]
 
 
-@pytest.mark.parametrize("job", ["predict", "train"])
+@pytest.mark.parametrize("job", ["predict", "train", "count"])
 def test_closing_the_viewer_during_a_job(make_napari_viewer, registry, stack, qtbot, job):
     viewer = make_napari_viewer()
     viewer.add_image(stack[0], name="cells")
@@ -399,12 +399,20 @@ def test_closing_the_viewer_during_a_job(make_napari_viewer, registry, stack, qt
         widget = PredictWidget(viewer)
         widget.model.value, widget.device.value = "tiny", "cpu"
         widget.run()
-    else:
+    elif job == "train":
         widget = TrainWidget(viewer)
         widget.base.value = "tiny"
         widget.run(config=FAST)
+    else:
+        widget = CountWidget(viewer)
+        widget.labels_layer.value = viewer.layers["cells labels"]
+        widget.run()
     viewer.layers.clear()
     wait_for(qtbot, widget, 120_000)  # the job ends cleanly with its layers gone
+    if job == "count":
+        qtbot.wait(200)
+        assert not len(viewer.layers) and "was closed during the count" in widget.summary.value
+        assert widget.count_button.enabled
 
 
 def lazy_stack(stack, n=6):
