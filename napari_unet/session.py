@@ -1,8 +1,9 @@
 """One image's working state on disk, so that a crash never loses a user's corrections.
 
 A session folder holds the corrected labels (one ``.npy`` file per slice, so an autosave
-rewrites only the slices that changed), the list of checked slices or the painted checked
-region, and a small ``state.json``. Every file is written to a temporary name and renamed
+rewrites only the slices that changed; labels painted straight into a zarr store on disk,
+as for a lazily opened stack, are not copied: the state records the store), the list of
+checked slices or the painted checked region, and a small ``state.json``. Every file is written to a temporary name and renamed
 into place, so a crash mid-save leaves the previous save intact.
 
 The folder is ``<image folder>/<stem>.napari-unet/`` when that is writable, else under the
@@ -107,7 +108,11 @@ class Session:
         def plane(z: int) -> np.ndarray:  # one slice at a time: labels may be a zarr array on disk
             return np.asarray(labels[tuple(np.unravel_index(z, stack))] if stack else labels)
 
-        targets = range(self._n_slices()) if dirty is None else sorted({int(z) for z in dirty})
+        on_disk = _zarr_location(labels)
+        if on_disk is not None:  # painted straight into a store on disk: nothing to copy
+            targets: Iterable[int] = ()
+        else:
+            targets = range(self._n_slices()) if dirty is None else sorted({int(z) for z in dirty})
         for z in targets:
             _atomic_write(self._slice_path(z), lambda tmp, z=z: _save_npy(tmp, plane(z)))
         if region is not None:
@@ -118,6 +123,7 @@ class Session:
             "checked": sorted({int(z) for z in checked}),
             "has_region": region is not None or (self.folder / "region.npy").exists(),
             "saved_at": time.time(),
+            **({"labels_zarr": on_disk} if on_disk is not None else {}),
             **(extra or {}),
         }
         _atomic_write(self.state_path, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=1)))
@@ -133,17 +139,43 @@ class Session:
                 f"{self.folder}: the saved corrections are for shape {tuple(state['shape'])}, not {self.shape}; "
                 "they belong to another version of this image"
             )
+        region = np.load(self.folder / "region.npy") if (self.folder / "region.npy").exists() else None
+        on_disk = state.get("labels_zarr")
+        if on_disk is not None:  # labels kept in a zarr store: opened lazily, as they were
+            import zarr
+
+            try:
+                labels = zarr.open_array(on_disk["store"], path=on_disk["path"], mode="r+")
+            except Exception as exc:
+                raise ValueError(
+                    f"{self.folder}: the corrections were painted into {on_disk['store']}, which cannot be opened "
+                    f"({exc}); was it moved or deleted?"
+                ) from exc
+            if tuple(labels.shape) != self.shape:
+                raise ValueError(f"{on_disk['store']} holds shape {tuple(labels.shape)}, not {self.shape}")
+            return labels, list(state.get("checked", [])), region
         labels = np.zeros(self.shape, np.dtype(state.get("dtype", "int32")))
         planes = labels.reshape(-1, *self.shape[-2:])
         for z in range(self._n_slices()):
             p = self._slice_path(z)
             if p.exists():
                 planes[z] = np.load(p)
-        region = np.load(self.folder / "region.npy") if (self.folder / "region.npy").exists() else None
         return labels, list(state.get("checked", [])), region
 
     def state(self) -> dict[str, Any]:
         return json.loads(self.state_path.read_text()) if self.exists() else {}
+
+
+def _zarr_location(labels: Any) -> dict | None:
+    """Where a zarr array on a local disk keeps its data, or None for anything else.
+
+    Painting into such an array writes its chunks to disk as it goes (zarr writes each
+    chunk file atomically), so a session only records where they are.
+    """
+    root = getattr(getattr(labels, "store", None), "root", None)
+    if root is None or not isinstance(getattr(labels, "path", None), str):
+        return None
+    return {"store": str(root), "path": labels.path}
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:

@@ -70,3 +70,24 @@ def test_session_beside_the_image_file(tmp_path):
     s = Session.for_image(image, shape=(8, 8))
     assert s.folder == tmp_path / "cells.napari-unet"
     assert Session.for_image(None, name="a", shape=(8, 8), root=tmp_path).load() is None
+
+
+def test_labels_in_a_zarr_store_are_not_copied(session, tmp_path):
+    """A lazily opened stack's labels live in a zarr store that painting writes through;
+    saving records the store instead of copying every slice (gigabytes, on the GUI thread)."""
+    from napari_unet.ome_zarr import open_ome_zarr_array
+
+    labels = open_ome_zarr_array(tmp_path / "labels.zarr", (4, 16, 16), np.int32, axes="ZYX")
+    labels[2, 3:6, 3:6] = 7  # a brush stroke
+    session.save(labels, checked=[2])
+    assert not list(session.folder.glob("labels_*.npy"))
+    assert session.state()["labels_zarr"]["store"] == str(tmp_path / "labels.zarr")
+    back, checked, _ = session.load()
+    assert not isinstance(back, np.ndarray) and checked == [2]
+    assert int(back[2].max()) == 7 and int(np.asarray(back).sum()) == 7 * 9
+
+    import shutil
+
+    shutil.rmtree(tmp_path / "labels.zarr")  # the store moved or deleted: said, not a traceback
+    with pytest.raises(ValueError, match=r"cannot be opened.*moved or deleted"):
+        session.load()

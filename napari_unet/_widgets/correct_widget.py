@@ -140,7 +140,12 @@ class CorrectWidget(Container):
         if loaded is None:
             return False
         labels, checked, region = loaded
-        layer.data = labels.astype(layer.data.dtype, copy=False)
+        if isinstance(labels, np.ndarray):
+            layer.data = labels.astype(layer.data.dtype, copy=False)
+        elif _same_store(labels, layer.data):  # painted into this very store: already shown
+            layer.refresh()
+        else:
+            layer.data = labels
         layer.metadata["checked"] = list(checked)
         if region is not None:
             self.add_region_layer()
@@ -255,3 +260,10 @@ class CorrectWidget(Container):
         if answer == QMessageBox.StandardButton.Save:
             return self.autosave(force=True)
         return answer == QMessageBox.StandardButton.Discard
+
+
+def _same_store(a: Any, b: Any) -> bool:
+    """Whether two zarr arrays are the same array on disk."""
+    where = [(str(getattr(getattr(x, "store", None), "root", "")), getattr(x, "path", None)) for x in (a, b)]
+    return where[0] == where[1] and where[0][0] != ""
+

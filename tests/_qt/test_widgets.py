@@ -473,6 +473,29 @@ def test_whole_lazy_stack_goes_to_the_out_of_core_engine(make_napari_viewer, reg
     assert np.abs(prob - ref[0]).max() < 2e-2  # the same network and tiling, in dask blocks (bf16 here)
 
 
+def test_corrections_of_a_lazy_stack_are_saved_in_its_store(make_napari_viewer, registry, stack, qtbot):
+    """On a lazily opened stack the labels are a zarr store that painting writes through:
+    marking a slice checked saves the session without copying any slice, and restoring
+    gives the same store back."""
+    viewer = make_napari_viewer()
+    viewer.add_image(lazy_stack(stack, 4), name="huge")
+    predict = PredictWidget(viewer)
+    predict.model.value, predict.device.value = "tiny", "cpu"
+    predict.run()
+    wait_for(qtbot, predict)
+    labels = viewer.layers["huge labels"]
+    assert not isinstance(labels.data, np.ndarray)
+    correct = CorrectWidget(viewer)
+    correct.labels_layer.value = labels
+    viewer.dims.set_point(0, 1)
+    labels.data[1, 10:20, 10:20] = 99  # a correction, written to the store
+    correct.mark_checked()
+    folder = correct.session.folder
+    assert correct.session.state()["checked"] == [1] and not list(folder.glob("labels_*.npy"))
+    assert correct.restore() and labels.metadata["checked"] == [1]
+    assert (np.asarray(labels.data[1, 10:20, 10:20]) == 99).all()
+
+
 def test_memory_of_a_removed_layer_is_returned_despite_the_frozen_start_up_objects(
     make_napari_viewer, registry, qtbot, monkeypatch
 ):
