@@ -266,4 +266,3 @@ def _same_store(a: Any, b: Any) -> bool:
     """Whether two zarr arrays are the same array on disk."""
     where = [(str(getattr(getattr(x, "store", None), "root", "")), getattr(x, "path", None)) for x in (a, b)]
     return where[0] == where[1] and where[0][0] != ""
-
