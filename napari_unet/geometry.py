@@ -30,9 +30,9 @@ def outlines(plane):
     around the object); following each edge to the next one at its end corner traces
     each outline, for all objects at once. The polygon goes through the midpoints of
     those sides, which is where marching squares puts the 0.5 level of the object's
-    mask; midpoints inside a straight run (along an axis or a diagonal) are dropped. Where two pixels of an object meet
-    only at a corner, the outline goes on to the other pixel (one outline per
-    8-connected object).
+    mask; midpoints inside a straight run (along an axis or a diagonal) are dropped.
+    Where two pixels of an object meet only at a corner, the outline goes on to the other
+    pixel (one outline per 8-connected object).
     """
     h, w = plane.shape
     ids_in = None
@@ -87,9 +87,6 @@ def outlines(plane):
         rank = rank + rank[jump]
         jump = jump[jump]
     rank = rank + rank[jump]  # jump is a tail now (rank 0): no change, kept for clarity
-    prev = np.empty(n, np.int64)
-    prev[nxt] = np.arange(n)
-    keep = (direction != direction[prev]) | (direction != direction[nxt])
     length = np.bincount(rep, minlength=n)
     # the longest outline of each object (ties: the first found)
     cyc = np.flatnonzero(rep == np.arange(n))
@@ -98,7 +95,7 @@ def outlines(plane):
         best.setdefault(int(owner[r]), r)
     chosen = np.zeros(n, bool)
     chosen[list(best.values())] = True
-    sel = np.flatnonzero(chosen[rep] & keep)
+    sel = np.flatnonzero(chosen[rep])
     sel = sel[np.lexsort((-rank[sel], rep[sel]))]
     mid = (np.divmod(start[sel], wc) + np.array(np.divmod(end[sel], wc))) / 2.0 - 1.5
     pts = np.column_stack(mid)
