@@ -108,7 +108,7 @@ class Session:
         def plane(z: int) -> np.ndarray:  # one slice at a time: labels may be a zarr array on disk
             return np.asarray(labels[tuple(np.unravel_index(z, stack))] if stack else labels)
 
-        on_disk = _zarr_location(labels)
+        on_disk = zarr_location(labels)
         if on_disk is not None:  # painted straight into a store on disk: nothing to copy
             targets: Iterable[int] = ()
         else:
@@ -166,7 +166,7 @@ class Session:
         return json.loads(self.state_path.read_text()) if self.exists() else {}
 
 
-def _zarr_location(labels: Any) -> dict | None:
+def zarr_location(labels: Any) -> dict | None:
     """Where a zarr array on a local disk keeps its data, or None for anything else.
 
     Painting into such an array writes its chunks to disk as it goes (zarr writes each

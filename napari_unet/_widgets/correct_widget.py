@@ -133,6 +133,8 @@ class CorrectWidget(Container):
         return True
 
     def restore(self, *_: Any) -> bool:
+        from napari_unet.session import zarr_location
+
         layer = self.labels_layer.value
         if layer is None or self.session is None:
             return False
@@ -142,7 +144,7 @@ class CorrectWidget(Container):
         labels, checked, region = loaded
         if isinstance(labels, np.ndarray):
             layer.data = labels.astype(layer.data.dtype, copy=False)
-        elif _same_store(labels, layer.data):  # painted into this very store: already shown
+        elif zarr_location(labels) == zarr_location(layer.data):  # painted into this very store: already shown
             layer.refresh()
         else:
             layer.data = labels
@@ -260,9 +262,3 @@ class CorrectWidget(Container):
         if answer == QMessageBox.StandardButton.Save:
             return self.autosave(force=True)
         return answer == QMessageBox.StandardButton.Discard
-
-
-def _same_store(a: Any, b: Any) -> bool:
-    """Whether two zarr arrays are the same array on disk."""
-    where = [(str(getattr(getattr(x, "store", None), "root", "")), getattr(x, "path", None)) for x in (a, b)]
-    return where[0] == where[1] and where[0][0] != ""
