@@ -19,16 +19,15 @@ from magicgui.widgets import (
 
 from napari_unet._widgets._common import (
     current_plane_index,
-    defer_tool_overlays,
     flat_slice,
     follow_layers,
     image_axes,
     notify_error,
     preload_core,
     preload_layers,
-    restore_tool_overlay,
     start_job,
 )
+from napari_unet._widgets._result_layers import ResultLayers
 
 if TYPE_CHECKING:
     import napari
@@ -183,8 +182,8 @@ class PredictWidget(Container):
         # finished planes go from the worker into _partial; the GUI thread moves them into
         # the layers a few at a time, so no single event-loop turn holds the window long
         self._partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._out = {"image": layer, "spatial": spatial, "k": len(model.card.classes), "card": model.card, "written": 0,
-                     "next_id": None, "ended": False, "result": None, "cancelled": False}  # fmt: skip
+        self._out = {"image": layer, "written": 0, "ended": False, "result": None, "cancelled": False}
+        self._results = ResultLayers(self._viewer, layer, spatial, model.card)
         self.worker = start_job(
             gen,
             desc=f"Predict {layer.name}",
@@ -281,83 +280,26 @@ class PredictWidget(Container):
     def _flush(self) -> None:
         """One short step of moving results into the layers; schedules the next one.
 
-        A step creates at most one layer (napari needs ~0.1-0.15 s for one here, the Labels
-        layer's drawing-tool overlays deferred to steps of their own), or writes finished
-        planes for at most :attr:`FLUSH_BUDGET` seconds. Once the job has ended
-        and every plane is written, it reports and re-enables the buttons.
+        A step builds one piece of the result layers (:meth:`ResultLayers.build_step`), or
+        writes finished planes for at most :attr:`FLUSH_BUDGET` seconds. The worker starts
+        once the layers exist. Once the job has ended and every plane is written, it
+        reports and re-enables the buttons.
         """
-        import time
-
         self._flush_queued = False
         out = self._out
         try:
-            layer, spatial = out["image"], out["spatial"]
-            prob_name, lab_name = f"{layer.name} probability", f"{layer.name} labels"
-            scale = layer.scale[-len(spatial) :]
-            # one step per event-loop turn: probability layer, labels layer (drawing-tool
-            # overlays deferred), each deferred overlay, then labels on top and selected
-            if prob_name not in self._viewer.layers:
-                lazy = not isinstance(layer.data, np.ndarray)
-                meta = {} if lazy else {"probabilities": np.zeros((out["k"], *spatial), np.float32)}
-                self._viewer.add_image(self._result_array(layer, "probability", spatial, np.float32), name=prob_name,
-                                       visible=False, scale=scale, colormap="magma", contrast_limits=(0, 1),
-                                       metadata=meta)  # fmt: skip
+            if self._results.build_step():
                 self._schedule_flush(self.AFTER_NEW_LAYER_MS)
                 return
-            if lab_name not in self._viewer.layers:
-                from napari.layers import Labels
-
-                labels_layer = Labels(self._result_array(layer, "labels", spatial, np.int32), name=lab_name,
-                                      scale=scale, metadata={"source": layer.name, "checked": []})  # fmt: skip
-                out["deferred"] = (labels_layer, defer_tool_overlays(labels_layer))
-                self._viewer.layers.append(labels_layer)
-                self._schedule_flush(self.AFTER_NEW_LAYER_MS)
-                return
-            prob_layer, labels_layer = self._viewer.layers[prob_name], self._viewer.layers[lab_name]
-            deferred_layer, deferred = out.get("deferred", (None, []))
-            if deferred:
-                restore_tool_overlay(deferred_layer, deferred.pop(0))
-                self._schedule_flush(self.AFTER_NEW_LAYER_MS)
-                return
-            if not out.get("arranged"):
-                out["arranged"] = True
-                layers = self._viewer.layers
-                if layers.index(labels_layer) < layers.index(prob_layer):
-                    layers.move(layers.index(labels_layer), layers.index(prob_layer) + 1)
-                if layers.selection.active is not labels_layer:
-                    layers.selection.active = labels_layer
-                    self._schedule_flush(self.AFTER_NEW_LAYER_MS)  # the controls switch: a turn of its own
-                    return
             if self.worker is not None and not out.get("started"):
                 out["started"] = True
-                prob_layer.metadata["card"] = out["card"]  # how to split these probabilities (Count)
                 if out["cancelled"]:
                     out["ended"] = True
                 else:
                     self.worker.start()
-            if out["next_id"] is None:
-                out["next_id"] = _max_label(labels_layer.data) + 1
-            full = prob_layer.metadata.get("probabilities")
-            if full is not None and full.shape != (out["k"], *spatial):
-                full = prob_layer.metadata["probabilities"] = np.zeros((out["k"], *spatial), np.float32)
-            start, wrote = time.perf_counter(), False
-            while self._partial and time.perf_counter() - start < self.FLUSH_BUDGET:
-                p = min(self._partial)
-                prob, labels = self._partial.pop(p)
-                index = tuple(np.unravel_index(p, spatial[:-2])) if len(spatial) > 2 else ()
-                prob_layer.data[index] = prob[0]
-                if full is not None:
-                    full[(slice(None), *index)] = prob
-                labels_layer.data[index] = np.where(labels > 0, labels + (out["next_id"] - 1), 0)
-                out["next_id"] += int(labels.max())
-                out["written"] += 1
-                self.predicted.setdefault(layer.name, set()).add(p)
-                wrote = True
-            if wrote:
-                if getattr(labels_layer.data, "attrs", None) is not None:  # our zarr store: remember the ids used
-                    labels_layer.data.attrs["napari_unet_max_label"] = out["next_id"] - 1
-                prob_layer.refresh()
-                labels_layer.refresh()
+            written = self._results.write(self._partial, self.FLUSH_BUDGET)
+            out["written"] += len(written)
+            self.predicted.setdefault(out["image"].name, set()).update(written)
             if self._partial:
                 self._schedule_flush()
                 return
@@ -375,21 +317,6 @@ class PredictWidget(Container):
                 self.status.value = f"stopped by an error: kept {n} slice(s)"
             self._reset()
 
-    def _result_array(self, layer: Any, what: str, spatial: tuple[int, ...], dtype: Any) -> Any:
-        """Storage for a result layer: in memory, or for a lazily opened image an OME-Zarr
-        store in the image's session folder (only predicted slices take space; reopening
-        the image finds them again)."""
-        if isinstance(layer.data, np.ndarray):
-            return np.zeros(spatial, dtype)
-        from napari_unet.ome_zarr import open_ome_zarr_array
-        from napari_unet.session import Session
-
-        source = layer.source.path if getattr(layer, "source", None) is not None else None
-        folder = Session.for_image(source, name=layer.name, shape=spatial).folder
-        scale = tuple(float(v) for v in layer.scale[-len(spatial) :])
-        axes = {2: "YX", 3: "ZYX", 4: "TZYX"}[len(spatial)]
-        return open_ome_zarr_array(folder / f"{what}.zarr", spatial, dtype, axes=axes, scale=scale)
-
     def _reset(self) -> None:
         self.worker = None
         self.run_button.enabled, self.cancel_button.enabled = True, False
@@ -397,14 +324,3 @@ class PredictWidget(Container):
             from qtpy.QtCore import QTimer
 
             QTimer.singleShot(0, self.predict_slice_in_view)
-
-
-def _max_label(data: Any) -> int:
-    """Largest id in a labels array. A zarr store this widget fills records it in its
-    attributes: scanning a huge store on the GUI thread would freeze the window."""
-    if isinstance(data, np.ndarray):
-        return int(data.max()) if data.size else 0
-    attrs = getattr(data, "attrs", None)
-    if attrs is not None:
-        return int(attrs.get("napari_unet_max_label", 0))
-    return int(np.max(np.asarray(data)))
