@@ -17,10 +17,10 @@ from mnfinder import iter_split
 
 from napari_unet._sample_data import SAMPLES, sample_paths
 from napari_unet.count import labels_from_probabilities
+from napari_unet.inference import predict
 from napari_unet.io import read_image
 from napari_unet.metrics import object_scores
 from napari_unet.model import load_model
-from napari_unet.predict import predict
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ from _common import emit_json, machine, table
 from mnfinder import iter_split
 
 from napari_unet.count import contours, labels_from_probabilities, measure, split_mask
+from napari_unet.inference import predict
 from napari_unet.metrics import count_error, match_objects
 from napari_unet.model import load_model
-from napari_unet.predict import predict
 
 
 def pooled_f1(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:

@@ -21,9 +21,9 @@ from _common import emit_json, machine, table
 from mnfinder import iter_split
 
 from napari_unet.count import labels_from_probabilities
+from napari_unet.inference import predict
 from napari_unet.metrics import match_objects, pixel_scores
 from napari_unet.model import build_model, load_model
-from napari_unet.predict import predict
 from napari_unet.train import TrainConfig, Trainer, TrainingItem
 
 

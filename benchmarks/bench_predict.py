@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from _common import emit_json, machine, table
 
+from napari_unet.inference import normalise_plane, predict
 from napari_unet.io import read_image
 from napari_unet.metrics import pixel_scores
 from napari_unet.model import load_model
-from napari_unet.predict import normalise_plane, predict
 
 
 class PeakRSS:

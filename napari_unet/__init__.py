@@ -1,7 +1,8 @@
 """napari-unet: U-Net segmentation, correction, fine-tuning and counting for microscopy.
 
-Importing this package is cheap: it pulls in neither torch nor Qt. ``load_model`` and
-``predict`` are resolved on first use.
+Importing this package is cheap: it pulls in neither torch nor Qt. ``load_model``,
+``segment`` (the one pipeline from an image to objects), ``Settings`` and ``predict`` are
+resolved on first use.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_model": ("napari_unet.model", "load_model"),
-    "predict": ("napari_unet.predict", "predict"),
+    "predict": ("napari_unet.inference", "predict"),
+    "segment": ("napari_unet.pipeline", "segment"),
+    "segment_iter": ("napari_unet.pipeline", "segment_iter"),
+    "Segmentation": ("napari_unet.pipeline", "Segmentation"),
+    "Settings": ("napari_unet.pipeline", "Settings"),
     "read_image": ("napari_unet.io", "read_image"),
     "write_tiff": ("napari_unet.io", "write_tiff"),
 }

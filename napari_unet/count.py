@@ -214,6 +214,7 @@ def count_iter(
     *,
     kind: str = "mask",
     card: Any = None,
+    settings: Any = None,
     intensity: np.ndarray | None = None,
     scale: tuple[float, ...] | None = None,
     unit: str = "px",
@@ -224,41 +225,30 @@ def count_iter(
     """Count slice by slice, yielding progress; returns ``(labels, table)``.
 
     ``kind`` is ``mask`` (binary, split by watershed), ``probability`` (model output
-    ``(K, ...)``, split with the card's boundary channel) or ``labels`` (already instances).
+    ``(K, ...)``, made into objects by :func:`napari_unet.pipeline.labels_iter` with
+    ``settings``, or the card's settings with the area options on top) or ``labels``
+    (already instances).
     """
-    from napari_unet.tiling import Progress
-
-    plain_min_area = 10.0 if min_area is None else min_area  # masks and labels have no model to ask
+    from napari_unet.jobs import Progress
 
     if kind == "probability":
-        spatial = source.shape[1:]
-    else:
-        spatial = source.shape
+        from napari_unet.pipeline import Settings, labels_iter
+
+        if settings is None:
+            settings = Settings.for_model(card, min_area=min_area, max_area=max_area, exclude_border=exclude_border)
+        labels = yield from labels_iter(source, card, settings)
+        return labels, measure(labels, intensity, scale=scale, unit=unit)
+    if kind not in ("mask", "labels"):
+        raise ValueError(f"kind must be 'mask', 'probability' or 'labels', got {kind!r}")
+    plain_min_area = 10.0 if min_area is None else min_area  # masks and labels have no model to ask
+    spatial = source.shape
     n = int(np.prod(spatial[:-2])) if len(spatial) > 2 else 1
     labels = np.zeros(spatial, np.int32)
     offset = 0
     for z in range(n):
-        if kind == "probability":
-            plane = np.asarray(source).reshape(source.shape[0], n, *spatial[-2:])[:, z]
-            lab = labels_from_probabilities(
-                plane, card, min_area=min_area, max_area=max_area, exclude_border=exclude_border
-            )
-        elif kind == "mask":
-            lab = split_mask(
-                _planes(np.asarray(source))[z],
-                min_area=plain_min_area,
-                max_area=max_area,
-                exclude_border=exclude_border,
-            )
-        elif kind == "labels":
-            lab = filter_objects(
-                _planes(np.asarray(source))[z],
-                min_area=plain_min_area,
-                max_area=max_area,
-                exclude_border=exclude_border,
-            )
-        else:
-            raise ValueError(f"kind must be 'mask', 'probability' or 'labels', got {kind!r}")
+        plane = _planes(np.asarray(source))[z]
+        options = {"min_area": plain_min_area, "max_area": max_area, "exclude_border": exclude_border}
+        lab = split_mask(plane, **options) if kind == "mask" else filter_objects(plane, **options)
         _planes(labels)[z] = np.where(lab > 0, lab + offset, 0)
         offset += int(lab.max())
         yield Progress(z + 1, n, {"objects": offset})

@@ -4,7 +4,8 @@ Larger than memory
     :func:`predict_lazy` turns a (lazily read) image into a dask array of probabilities.
     Each block of a plane gets a margin of one tile (``map_overlap``) and runs exactly the
     tiles of the *global* tile grid that touch it, blended with the same Gaussian weights
-    as :func:`napari_unet.predict.tiled_predict_iter`. Every output pixel therefore sums
+    as :func:`napari_unet.tiling.tiled_predict_iter`: both use one
+    :class:`~napari_unet.tiling.Grid`. Every output pixel therefore sums
     the very same tile predictions as the in-memory engine: there are no block seams, and
     the two agree to float rounding. Per-plane normalisation limits are computed first
     from the same strided sample. :func:`predict_to_zarr` streams the result to an
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.tiling import _round_up, gaussian_weight, plane_limits, tile_starts
+from napari_unet.tiling import Grid, apply_limits, plane_limits
 
 __all__ = ["FileResult", "load_model_cached", "predict_lazy", "predict_to_zarr", "run_files"]
 
@@ -39,20 +40,21 @@ _LOCK = threading.Lock()
 
 
 def load_model_cached(name_or_path: str | None) -> Any:
-    """The model, loaded once per process (so once per dask worker, not once per file)."""
-    from napari_unet.model import load_model
+    """The model, loaded once per process (so once per dask worker, not once per file).
 
-    key = str(name_or_path)
+    Keyed by the resolved file and its modification time, so a model saved again under
+    the same name is loaded afresh; only the last few models are kept.
+    """
+    from napari_unet.model import load_model, resolve_model_path
+
+    path = resolve_model_path(name_or_path or "nuclei")
+    key = f"{path}:{path.stat().st_mtime_ns}"
     with _LOCK:
         if key not in _MODELS:
-            _MODELS[key] = load_model(name_or_path)
+            while len(_MODELS) >= 4:
+                _MODELS.pop(next(iter(_MODELS)))
+            _MODELS[key] = load_model(path)
         return _MODELS[key]
-
-
-def _grid(size: int, tile: int, divisor: int, overlap: float) -> tuple[int, int, list[int]]:
-    t = min(_round_up(tile, divisor), _round_up(size, divisor))
-    padded = max(size, t)
-    return t, padded, tile_starts(padded, t, overlap)
 
 
 def _chunks(n: int, block: int, depth: int) -> tuple[int, ...]:
@@ -67,63 +69,48 @@ def _chunks(n: int, block: int, depth: int) -> tuple[int, ...]:
 def _block_predict(
     block: np.ndarray,
     *,
+    predictor: Any,
+    grid: Grid,
     limits: np.ndarray,
     starts: tuple[list[int], list[int]],
-    model: str | None,
-    shape: tuple[int, int],
-    tile: int,
-    overlap: float,
-    device: str,
-    precision: str,
+    out_channels: int,
+    batch_size: int,
     depth: int,
     block_id: tuple[int, ...] = (0, 0, 0, 0),
 ) -> np.ndarray:
     """Predict one block of one plane from its window (block plus a margin of ``depth``
-    where a neighbour exists): ``(C, 1, ., .)`` -> ``(K, 1, h, w)``."""
-    from napari_unet.predict import pick_device, resolve_precision, torch_predictor
-    from napari_unet.tiling import apply_limits
-
-    net = load_model_cached(model)
-    card = net.card
-    dev = pick_device(device)
-    predictor = torch_predictor(net, dev, resolve_precision(precision, dev), card.activation)
+    where a neighbour exists): ``(C, 1, ., .)`` -> ``(K, 1, h, w)``. It runs the tiles of
+    the plane's :class:`~napari_unet.tiling.Grid` that touch the block, blended as the
+    in-memory engine blends them."""
     _, z, i, j = block_id
-    H, W = shape
-    by0, by1 = starts[0][i], starts[0][i + 1]
-    bx0, bx1 = starts[1][j], starts[1][j + 1]
-    y0 = by0 - (depth if i > 0 else 0)  # where the window starts in plane coordinates
-    x0 = bx0 - (depth if j > 0 else 0)
-    divisor = getattr(net, "size_divisor", 16)
-    th, ph, ys = _grid(H, tile, divisor, overlap)
-    tw, pw, xs = _grid(W, tile, divisor, overlap)
+    lo = (starts[0][i], starts[1][j])
+    hi = (starts[0][i + 1], starts[1][j + 1])
+    origin = (lo[0] - (depth if i > 0 else 0), lo[1] - (depth if j > 0 else 0))  # the window in plane coordinates
     data = apply_limits(block[:, 0].astype(np.float32), [tuple(v) for v in limits[z]])
-    if (ph, pw) != (H, W):  # image smaller than a tile: the engine pads the whole plane
-        data = np.pad(data, ((0, 0), (0, ph - H), (0, pw - W)), mode="reflect" if min(H, W) > 1 else "edge")
-    weight = gaussian_weight((th, tw))
-    k = card.out_channels
-    acc = np.zeros((k, by1 - by0, bx1 - bx0), np.float32)
-    wsum = np.zeros((by1 - by0, bx1 - bx0), np.float32)
-    tiles = [(ty, tx) for ty in ys if ty < by1 and ty + th > by0 for tx in xs if tx < bx1 and tx + tw > bx0]
-    for first in range(0, len(tiles), 4):
-        batch = tiles[first : first + 4]
-        x = np.stack([data[:, ty - y0 : ty - y0 + th, tx - x0 : tx - x0 + tw] for ty, tx in batch])
-        for (ty, tx), r in zip(batch, predictor(x)):
-            sy0, sy1 = max(ty, by0), min(ty + th, by1)
-            sx0, sx1 = max(tx, bx0), min(tx + tw, bx1)
-            w = weight[sy0 - ty : sy1 - ty, sx0 - tx : sx1 - tx]
-            acc[:, sy0 - by0 : sy1 - by0, sx0 - bx0 : sx1 - bx0] += r[:, sy0 - ty : sy1 - ty, sx0 - tx : sx1 - tx] * w
-            wsum[sy0 - by0 : sy1 - by0, sx0 - bx0 : sx1 - bx0] += w
-    return (acc / wsum)[:, None]
+    data = grid.pad(data)  # only an image smaller than a tile is padded: the window is the whole plane then
+    acc = np.zeros((out_channels, hi[0] - lo[0], hi[1] - lo[1]), np.float32)
+    wsum = np.zeros(acc.shape[1:], np.float32)
+    tiles = grid.tiles_touching(lo, hi)
+    th, tw = grid.tile
+    for first in range(0, len(tiles), batch_size):
+        batch = tiles[first : first + batch_size]
+        x = np.stack(
+            [data[:, ty - origin[0] : ty - origin[0] + th, tx - origin[1] : tx - origin[1] + tw] for ty, tx in batch]
+        )
+        for start, r in zip(batch, predictor(x)):
+            grid.blend(acc, wsum, start, r, lo)
+    return np.divide(acc, wsum, dtype=np.float32)[:, None]
 
 
 def predict_lazy(
     image: Any,
-    model: str | None = None,
+    model: Any = None,
     *,
     axes: str | None = None,
     block: int = 2048,
     tile: int | None = None,
     overlap: float | None = None,
+    batch_size: int | None = None,
     device: str = "cpu",
     precision: str = "auto",
 ) -> Any:
@@ -133,33 +120,50 @@ def predict_lazy(
     ----------
     image : array-like
         A dask (or numpy/zarr) array shaped ``(Y, X)`` or ``(Z, Y, X)``, grayscale.
-    model : str, optional
-        Registered name or path (loaded once per worker; default: the shipped model).
+    model : torch.nn.Module or str, optional
+        A loaded model (e.g. one just fine-tuned), or a registered name or path (loaded
+        once per process); default: the shipped model.
     block : int
         Side of the blocks each task predicts (it reads one tile more on each side).
+    tile, overlap, batch_size : optional
+        As for :func:`napari_unet.predict`; defaults from the model card and the device.
 
     Returns
     -------
     dask.array.Array
         float32 ``(classes, *spatial)``, chunked ``(classes, 1, block, block)``.
     """
+    import uuid
+
     import dask
     import dask.array as da
 
+    from napari_unet.inference import pick_device, resolve_precision, torch_predictor
     from napari_unet.tiling import percentile_sample, plane_layout
 
-    card = load_model_cached(model).card
+    if block < 1:
+        raise ValueError(f"block must be a positive number of pixels, got {block}")
+    net = model if model is not None and not isinstance(model, str | os.PathLike) else load_model_cached(model)
+    card = net.card
     axes = (axes or ("YX" if image.ndim == 2 else "ZYX")).upper()
     if axes not in ("YX", "ZYX", "TYX"):
         raise ValueError(f"the out-of-core engine takes grayscale YX or ZYX images, got axes {axes!r}")
     plane_layout(tuple(image.shape), axes, card.in_channels)
     tile = int(tile or card.tile)
     overlap = float(card.overlap if overlap is None else overlap)
+    if tile < 1:
+        raise ValueError(f"tile must be a positive number of pixels, got {tile}")
+    dev = pick_device(device)
+    batch_size = int(batch_size or (8 if dev.type == "cuda" else 4))
+    if batch_size < 1:
+        raise ValueError(f"batch must be at least 1, got {batch_size}")
+    predictor = torch_predictor(net, dev, resolve_precision(precision, dev), card.activation)
     arr = image if isinstance(image, da.Array) else da.from_array(image, chunks=(1, block, block)[-image.ndim :])
     if arr.ndim == 2:
         arr = arr[None]
     n, h, w = arr.shape
-    depth = _round_up(tile, 16)
+    grid = Grid.for_shape((h, w), tile=tile, overlap=overlap, divisor=getattr(net, "size_divisor", 16))
+    depth = max(grid.tile)
     cy, cx = _chunks(h, block, min(depth, h)), _chunks(w, block, min(depth, w))
     arr = arr.rechunk(((1,) * n, cy, cx))[None]  # (C=1, Z, Y, X): the same block grid as the output
     # per-plane normalisation limits, from the same strided sample as the in-memory engine
@@ -174,14 +178,13 @@ def predict_lazy(
         windows,
         dtype=np.float32,
         chunks=((card.out_channels,), (1,) * n, cy, cx),
+        name=f"napari-unet-predict-{uuid.uuid4().hex}",  # the model is not hashed to name the tasks
+        predictor=predictor,
+        grid=grid,
         limits=limits,
         starts=starts,
-        model=model,
-        shape=(h, w),
-        tile=tile,
-        overlap=overlap,
-        device=device,
-        precision=precision,
+        out_channels=card.out_channels,
+        batch_size=batch_size,
         depth=depth,
         meta=np.empty((0, 0, 0, 0), np.float32),
     )

@@ -1,46 +1,44 @@
-"""The tiling engine: planes -> overlapping tiles -> any predictor -> blended output.
+"""The tile engine: planes -> overlapping tiles -> any predictor -> blended output.
 
-Pure numpy, no torch. A stack is a sequence of 2D planes ``(C, H, W)``, read one at a time
-(so a memory-mapped or dask stack is never loaded whole), cut into overlapping tiles;
-tiles from several planes share a batch; outputs are blended with a Gaussian weight so
-seams do not show; each finished plane is written to the output and forgotten.
-:func:`tiled_predict_iter` is exact for pointwise predictors (tested with ``2 * x``).
+Pure numpy, no torch. One :class:`Grid` (tile shape, padding, tile starts, Gaussian
+blending weight), written over N spatial dimensions, serves both engines: the in-memory
+one here and the out-of-core one in :mod:`napari_unet.scale`, which runs the same tiles of
+the same grid block by block. A stack is a sequence of planes ``(C, *spatial)``, read one
+at a time (so a memory-mapped or dask stack is never loaded whole), cut into overlapping
+tiles; tiles from several planes share a batch; each finished plane is written to the
+output and forgotten. :func:`tiled_predict_iter` is exact for pointwise predictors
+(tested with ``2 * x`` on odd 2D and 3D shapes).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import itertools
 import math
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from napari_unet.jobs import Progress
+
 __all__ = [
+    "Grid",
     "PlaneLayout",
-    "Progress",
     "apply_limits",
     "gaussian_weight",
     "normalise_plane",
     "percentile_sample",
     "plane_layout",
     "plane_limits",
-    "run_to_end",
     "tile_starts",
     "tiled_predict_iter",
 ]
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 MIN_SIDE = 4
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One step of a long job: ``done`` of ``total`` units, plus figures (e.g. loss)."""
-
-    done: int
-    total: int
-    info: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -65,20 +63,103 @@ def tile_starts(size: int, tile: int, overlap: float) -> list[int]:
     return starts
 
 
-def gaussian_weight(shape: tuple[int, int], sigma_scale: float = 0.125) -> np.ndarray:
-    """A 2D Gaussian blending weight, highest in the centre, never zero at the border."""
+# --------------------------------------------------------------------------- the grid
+
+
+def _round_up(n: int, k: int) -> int:
+    return int(math.ceil(n / k) * k)
+
+
+def gaussian_weight(shape: tuple[int, ...], sigma_scale: float = 0.125) -> np.ndarray:
+    """An N-D Gaussian blending weight, highest in the centre, never zero at the border."""
     axes = []
     for n in shape:
         x = np.arange(n, dtype=np.float64) - (n - 1) / 2
         sigma = max(n * sigma_scale, 1e-3)
         axes.append(np.exp(-0.5 * (x / sigma) ** 2))
-    w = np.outer(axes[0], axes[1])
+    w = functools.reduce(np.multiply.outer, axes)
     w /= w.max()
     return np.maximum(w, 1e-3).astype(np.float32)
 
 
-def _round_up(n: int, k: int) -> int:
-    return int(math.ceil(n / k) * k)
+@dataclass(frozen=True)
+class Grid:
+    """The tiles covering one plane (or volume) of any number of spatial dimensions.
+
+    Both engines use it: the in-memory one runs every tile of a plane, the out-of-core
+    one (:mod:`napari_unet.scale`) the tiles that touch its block. Tiles are multiples of
+    the network's size divisor; a plane smaller than a tile is padded up to it.
+
+    >>> g = Grid.for_shape((10, 7), tile=4, overlap=0.5, divisor=2)
+    >>> g.tile, g.padded, g.starts
+    ((4, 4), (10, 7), ((0, 2, 4, 6), (0, 2, 3)))
+    >>> len(g.tiles())
+    12
+    """
+
+    shape: tuple[int, ...]
+    tile: tuple[int, ...]
+    padded: tuple[int, ...]
+    starts: tuple[tuple[int, ...], ...]
+    sigma_scale: float = 0.125
+
+    @classmethod
+    def for_shape(
+        cls, shape: tuple[int, ...], *, tile: int | tuple[int, ...], overlap: float, divisor: int = 1
+    ) -> Grid:
+        shape = tuple(int(n) for n in shape)
+        tiles = (tile,) * len(shape) if isinstance(tile, int | np.integer) else tuple(tile)
+        if len(tiles) != len(shape):
+            raise ValueError(f"tile {tile} does not fit a {len(shape)}D plane")
+        if min(tiles) < 1:
+            raise ValueError(f"tile must be positive, got {tile}")
+        if divisor < 1:
+            raise ValueError(f"the size divisor must be positive, got {divisor}")
+        t = tuple(min(_round_up(int(k), divisor), _round_up(n, divisor)) for k, n in zip(tiles, shape))
+        padded = tuple(max(n, k) for n, k in zip(shape, t))
+        starts = tuple(tuple(tile_starts(p, k, overlap)) for p, k in zip(padded, t))
+        return cls(shape, t, padded, starts)
+
+    def tiles(self) -> list[tuple[int, ...]]:
+        """Start of every tile, in C order (the order both engines blend them in)."""
+        return list(itertools.product(*self.starts))
+
+    def tiles_touching(self, lo: tuple[int, ...], hi: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """Start of every tile that overlaps the box ``[lo, hi)``, in the same C order."""
+        near = [tuple(s for s in st if s < b and s + k > a) for st, k, a, b in zip(self.starts, self.tile, lo, hi)]
+        return list(itertools.product(*near))
+
+    @functools.cached_property
+    def weight(self) -> np.ndarray:
+        return gaussian_weight(self.tile, self.sigma_scale)
+
+    @property
+    def computed_pixels(self) -> int:
+        """Pixels the network computes for one plane: tiles x tile size (overlap included)."""
+        return int(np.prod([len(s) for s in self.starts])) * int(np.prod(self.tile))
+
+    def pad(self, plane: np.ndarray) -> np.ndarray:
+        """Pad a ``(C, *shape)`` plane to ``(C, *padded)`` (reflected; edge for 1-px sides)."""
+        if self.padded == self.shape:
+            return plane
+        widths = [(0, 0)] + [(0, p - n) for p, n in zip(self.padded, self.shape)]
+        return np.pad(plane, widths, mode="reflect" if min(self.shape) > 1 else "edge")
+
+    def blend(
+        self, acc: np.ndarray, wsum: np.ndarray, start: tuple[int, ...], result: np.ndarray, lo: tuple[int, ...]
+    ) -> None:
+        """Add the part of one tile's ``result`` ``(K, *tile)`` that falls inside the box
+        ``acc`` covers (``(K, *box)``, starting at ``lo``), weighted; ``wsum`` gets the weights."""
+        hi = tuple(a + n for a, n in zip(lo, acc.shape[1:]))
+        src, dst = [], []
+        for s, k, a, b in zip(start, self.tile, lo, hi):
+            s0, s1 = max(s, a), min(s + k, b)
+            src.append(slice(s0 - s, s1 - s))
+            dst.append(slice(s0 - a, s1 - a))
+        src_t, dst_t = tuple(src), tuple(dst)
+        w = self.weight[src_t]
+        acc[(slice(None), *dst_t)] += result[(slice(None), *src_t)] * w
+        wsum[dst_t] += w
 
 
 # --------------------------------------------------------------------------- input layout
@@ -86,7 +167,7 @@ def _round_up(n: int, k: int) -> int:
 
 @dataclass(frozen=True)
 class PlaneLayout:
-    """How an image of given axes splits into 2D planes for the network."""
+    """How an image of given axes splits into the planes (or volumes) the network sees."""
 
     axes: str
     spatial_shape: tuple[int, ...]  # the output's spatial shape (no C/S)
@@ -115,8 +196,11 @@ def infer_axes(shape: tuple[int, ...], in_channels: int = 1) -> str:
     )
 
 
-def plane_layout(shape: tuple[int, ...], axes: str | None, in_channels: int = 1) -> PlaneLayout:
-    """Check an image's shape against a model's input channels and list its 2D planes."""
+def plane_layout(
+    shape: tuple[int, ...], axes: str | None, in_channels: int = 1, *, spatial_dims: int = 2
+) -> PlaneLayout:
+    """Check an image's shape against a model's input channels and list its planes
+    (2D ``YX`` planes, or ``ZYX`` volumes with ``spatial_dims=3``)."""
     shape = tuple(int(n) for n in shape)
     axes = (axes or infer_axes(shape, in_channels)).upper()
     if len(axes) != len(shape) or len(set(axes)) != len(axes) or any(a not in "CTZYXS" for a in axes):
@@ -142,7 +226,11 @@ def plane_layout(shape: tuple[int, ...], axes: str | None, in_channels: int = 1)
     h, w = shape[axes.index("Y")], shape[axes.index("X")]
     if h < MIN_SIDE or w < MIN_SIDE:
         raise ValueError(f"the image is {h}x{w} pixels; a U-Net needs at least {MIN_SIDE}x{MIN_SIDE}")
-    stack_axes = [a for a in axes if a in "TZ"]
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    if spatial_dims == 3 and "Z" not in axes:
+        raise ValueError(f"a 3D network needs a Z axis; the image has axes {axes!r}")
+    stack_axes = [a for a in axes if a in ("TZ" if spatial_dims == 2 else "T")]
     spatial = tuple(shape[axes.index(a)] for a in axes if a not in "CS")
     indices = []
     for flat in np.ndindex(*[shape[axes.index(a)] for a in stack_axes]) if stack_axes else [()]:
@@ -152,7 +240,7 @@ def plane_layout(shape: tuple[int, ...], axes: str | None, in_channels: int = 1)
 
 
 def _read_plane(image: Any, layout: PlaneLayout, index: int, in_channels: int) -> np.ndarray:
-    """Plane ``index`` as float32 ``(C, H, W)``; checks for NaN/inf."""
+    """Plane ``index`` as float32 ``(C, *spatial)``; checks for NaN/inf."""
     idx = layout.plane_index[index]
     plane = image[idx]
     plane = np.asarray(plane.compute() if hasattr(plane, "compute") else plane)
@@ -236,6 +324,7 @@ def tiled_predict_iter(
     normalisation: dict | None = None,
     out: Any = None,
     sigma_scale: float = 0.125,
+    spatial_dims: int = 2,
 ) -> Generator[Progress, None, Any]:
     """Predict every plane of ``image`` tile by tile; yields :class:`Progress` per batch.
 
@@ -244,7 +333,7 @@ def tiled_predict_iter(
     image : array-like
         numpy, memmap or dask array; planes are read one at a time.
     predictor : callable
-        ``(B, C, h, w) float32 -> (B, out_channels, h, w)``.
+        ``(B, C, *tile) float32 -> (B, out_channels, *tile)``.
     tile : int
         Tile side; shrunk (to a multiple of ``size_divisor``) for images smaller than it.
     overlap : float
@@ -255,52 +344,53 @@ def tiled_predict_iter(
         Passed to :func:`normalise_plane`; ``None`` feeds raw float32 values.
     out : array-like, optional
         Where to write ``(out_channels, *spatial)`` float32 results (memmap, zarr...).
+    spatial_dims : int
+        Dimensions the network sees at once: 2 (planes ``YX``; ``Z`` and ``T`` are stacks
+        of planes) or 3 (volumes ``ZYX``; only ``T`` is a stack).
 
     Returns
     -------
-    The output array (via ``StopIteration.value``; :func:`predict` returns it directly).
+    The output array (via ``StopIteration.value``; :func:`napari_unet.predict` returns it directly).
     """
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     if tile < 1 or batch_size < 1:
         raise ValueError(f"tile and batch_size must be positive, got tile={tile}, batch_size={batch_size}")
-    layout = plane_layout(tuple(image.shape), axes, in_channels)
-    h, w = layout.spatial_shape[-2:]
-    th = min(_round_up(tile, size_divisor), _round_up(h, size_divisor))
-    tw = min(_round_up(tile, size_divisor), _round_up(w, size_divisor))
-    ph, pw = max(h, th), max(w, tw)
-    ys, xs = tile_starts(ph, th, overlap), tile_starts(pw, tw, overlap)
-    tiles_per_plane = len(ys) * len(xs)
+    layout = plane_layout(tuple(image.shape), axes, in_channels, spatial_dims=spatial_dims)
+    plane_shape = layout.spatial_shape[-spatial_dims:]
+    grid = Grid.for_shape(plane_shape, tile=tile, overlap=overlap, divisor=size_divisor)
+    grid = dataclasses.replace(grid, sigma_scale=sigma_scale)
+    starts = grid.tiles()
+    tiles_per_plane = len(starts)
     total = tiles_per_plane * layout.n_planes
-    weight = gaussian_weight((th, tw), sigma_scale)
     expected = (out_channels, *layout.spatial_shape)
     if out is None:
         out = np.empty(expected, np.float32)
     elif tuple(out.shape) != expected:
         raise ValueError(f"out has shape {tuple(out.shape)}, expected {expected}")
-    out_planes = out.reshape(out_channels, layout.n_planes, h, w) if isinstance(out, np.ndarray) else None
+    stack_shape = layout.spatial_shape[:-spatial_dims]
+    out_planes = out.reshape(out_channels, layout.n_planes, *plane_shape) if isinstance(out, np.ndarray) else None
 
     def write(index: int, result: np.ndarray) -> None:
         if out_planes is not None:
             out_planes[:, index] = result
         else:
-            stack = np.unravel_index(index, layout.spatial_shape[:-2]) if layout.spatial_shape[:-2] else ()
+            stack = np.unravel_index(index, stack_shape) if stack_shape else ()
             out[(slice(None), *stack)] = result
 
-    def tiles() -> Iterator[tuple[int, int, int, np.ndarray]]:
+    def tiles() -> Iterator[tuple[int, tuple[int, ...], np.ndarray]]:
         for p in range(layout.n_planes):
             plane = _read_plane(image, layout, p, in_channels)
             if normalisation is not None:
                 plane = normalise_plane(plane, normalisation)
-            if (ph, pw) != (h, w):
-                plane = np.pad(plane, ((0, 0), (0, ph - h), (0, pw - w)), mode="reflect" if min(h, w) > 1 else "edge")
-            for y in ys:
-                for x in xs:
-                    yield p, y, x, plane[:, y : y + th, x : x + tw]
+            plane = grid.pad(plane)
+            for start in starts:
+                yield p, start, plane[(slice(None), *(slice(s, s + k) for s, k in zip(start, grid.tile)))]
 
+    origin = (0,) * spatial_dims
     acc: dict[int, list] = {}  # plane -> [sum, weight sum, tiles left]
     done = finished = 0
-    batch: list[tuple[int, int, int, np.ndarray]] = []
+    batch: list[tuple[int, tuple[int, ...], np.ndarray]] = []
     source = tiles()
     while True:
         item = next(source, None)
@@ -310,18 +400,24 @@ def tiled_predict_iter(
                 continue
         if not batch:
             break
-        result = np.asarray(predictor(np.stack([b[3] for b in batch])), dtype=np.float32)
-        if result.shape != (len(batch), out_channels, th, tw):
-            raise ValueError(f"predictor returned shape {result.shape}, expected {(len(batch), out_channels, th, tw)}")
-        for (p, y, x, _), r in zip(batch, result):
+        result = np.asarray(predictor(np.stack([b[2] for b in batch])), dtype=np.float32)
+        if result.shape != (len(batch), out_channels, *grid.tile):
+            raise ValueError(
+                f"predictor returned shape {result.shape}, expected {(len(batch), out_channels, *grid.tile)}"
+            )
+        for (p, start, _), r in zip(batch, result):
             if p not in acc:
-                acc[p] = [np.zeros((out_channels, ph, pw), np.float32), np.zeros((ph, pw), np.float32), tiles_per_plane]
+                acc[p] = [
+                    np.zeros((out_channels, *grid.padded), np.float32),
+                    np.zeros(grid.padded, np.float32),
+                    tiles_per_plane,
+                ]
             total_sum, wsum, left = acc[p]
-            total_sum[:, y : y + th, x : x + tw] += r * weight
-            wsum[y : y + th, x : x + tw] += weight
+            grid.blend(total_sum, wsum, start, r, origin)
             acc[p][2] = left - 1
             if left == 1:
-                write(p, (total_sum[:, :h, :w] / wsum[:h, :w]).astype(np.float32))
+                crop = tuple(slice(0, n) for n in plane_shape)
+                write(p, np.divide(total_sum[(slice(None), *crop)], wsum[crop], dtype=np.float32))
                 del acc[p]
                 finished += 1
         done += len(batch)
@@ -330,12 +426,3 @@ def tiled_predict_iter(
         if item is None:
             break
     return out
-
-
-def run_to_end(gen: Generator) -> Any:
-    """Exhaust a progress generator and return its result (``StopIteration.value``)."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value

@@ -4,7 +4,7 @@ A person checks the labels of some slices of a stack, or paints the checked part
 large image: that is the *annotated region*. The loss is computed only inside it, so the
 rest of the image, however wrong its labels, teaches the model nothing.
 
-:class:`Trainer` runs as a generator of :class:`~napari_unet.predict.Progress` events
+:class:`Trainer` runs as a generator of :class:`~napari_unet.jobs.Progress` events
 (one per step, with loss; one per epoch, with validation figures), can be stopped at any
 step from another thread (:meth:`Trainer.stop`), and always has a result: the best
 checkpoint so far, scored against its parent on held-out annotated data (the quality gate).
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_unet.augment import augment
-from napari_unet.predict import cpu_has_fast_bf16, pick_device
-from napari_unet.tiling import Progress, run_to_end
+from napari_unet.inference import cpu_has_fast_bf16, pick_device
+from napari_unet.jobs import Progress, run_to_end
 from napari_unet.train_data import TrainingItem, _item_planes, _Sampler, _split_validation, make_targets
 
 if TYPE_CHECKING:
@@ -222,46 +222,45 @@ class Trainer:
     def _snapshot(self) -> dict:
         return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.net.state_dict().items()}
 
-    def evaluate(self, model: Any) -> dict:
-        """Dice and object F1@0.5 of ``model`` on the held-out annotated region."""
-        from napari_unet.count import labels_from_probabilities
-        from napari_unet.metrics import match_objects, pixel_scores
-        from napari_unet.predict import torch_predictor
-        from napari_unet.tiling import tiled_predict_iter
+    def validation_settings(self, card: Any) -> Any:
+        """The settings validation segments with: the card's, on the training device
+        (fp32 on the CPU, where bf16 would only blur a small score difference)."""
+        from napari_unet.pipeline import Settings
+
+        precision = "fp32" if self.device.type != "cuda" else self.precision
+        return Settings.for_model(card, device=str(self.device), precision=precision)
+
+    def validation_results(self, model: Any) -> list[Any]:
+        """``model``'s :class:`~napari_unet.pipeline.Segmentation` of each held-out plane,
+        made by :func:`napari_unet.segment` as every other caller makes it."""
+        from napari_unet.pipeline import segment
 
         model.eval()
         model.__dict__.pop("_napari_unet_prepared", None)
+        settings = self.validation_settings(model.card)
+        try:
+            return [
+                segment(model, plane.image, axes="CYX", settings=settings, normalise=False) for plane in self.val_planes
+            ]
+        finally:
+            model.__dict__.pop("_napari_unet_prepared", None)
+
+    def evaluate(self, model: Any) -> dict:
+        """Dice and object F1@0.5 of ``model`` on the held-out annotated region."""
+        from napari_unet.metrics import match_objects, pixel_scores
+
         card = model.card
-        predictor = torch_predictor(
-            model, self.device, "fp32" if self.device.type != "cuda" else self.precision, card.activation
-        )
         dices, tp, fp, fn = [], 0, 0, 0
-        for plane in self.val_planes:
-            gen = tiled_predict_iter(
-                plane.image,
-                predictor,
-                axes="CYX",
-                in_channels=plane.image.shape[0],
-                out_channels=card.out_channels,
-                tile=card.tile,
-                overlap=card.overlap,
-                size_divisor=getattr(model, "size_divisor", 16),
-            )
-            prob = run_to_end(gen)
-            region = plane.region
+        for plane, result in zip(self.val_planes, self.validation_results(model)):
+            region, pred = plane.region, result.labels
+            dices.append(pixel_scores(result.mask[region] > 0, plane.labels[region] > 0)["dice"])
             if card.activation == "softmax":
-                pred_cls = prob.argmax(0)
-                dices.append(pixel_scores(pred_cls[region] > 0, plane.labels[region] > 0)["dice"])
                 continue
-            dices.append(pixel_scores(prob[0][region] > card.threshold, plane.labels[region] > 0)["dice"])
-            pred = labels_from_probabilities(prob, card)
             # objects count where most of their true pixels lie inside the region
             truth = np.where(region, plane.labels, 0)
-            pred = np.where(region, pred, 0)
-            m = match_objects(pred, truth, threshold=0.5)
+            m = match_objects(np.where(region, pred, 0), truth, threshold=0.5)
             tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
         f1 = 2 * tp / max(1, 2 * tp + fp + fn) if (tp + fp + fn) else float("nan")
-        model.__dict__.pop("_napari_unet_prepared", None)
         return {"dice": float(np.mean(dices)), "f1": float(f1)}
 
     def steps(self) -> Generator[Progress, None, TrainResult]:
@@ -270,7 +269,7 @@ class Trainer:
         cfg = self.config
         net = self.net.to(self.device)
         if self.device.type == "cpu":
-            from napari_unet.predict import tune_cpu_allocator
+            from napari_unet.inference import tune_cpu_allocator
 
             tune_cpu_allocator()
             net = net.to(memory_format=torch.channels_last)

@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from mnfinder import VERSION, iter_split  # noqa: E402
 
 from napari_unet.count import labels_from_probabilities  # noqa: E402
+from napari_unet.inference import predict  # noqa: E402
 from napari_unet.metrics import match_objects, pixel_scores  # noqa: E402
 from napari_unet.model import ModelCard, save_model  # noqa: E402
-from napari_unet.predict import predict  # noqa: E402
 from napari_unet.train import TrainConfig, Trainer, TrainingItem  # noqa: E402
 
 AUGMENTATION = [

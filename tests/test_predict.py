@@ -4,17 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from napari_unet.inference import pick_device, predict, predict_iter
+from napari_unet.jobs import Progress
 from napari_unet.model import ModelCard, build_model
-from napari_unet.predict import (
-    Progress,
-    gaussian_weight,
-    pick_device,
-    predict,
-    predict_iter,
-    probabilities_to_mask,
-    tile_starts,
-    tiled_predict_iter,
-)
+from napari_unet.pipeline import Settings, foreground_mask
+from napari_unet.tiling import gaussian_weight, normalise_plane, tile_starts, tiled_predict_iter
 
 
 def run(gen):
@@ -108,13 +102,11 @@ def test_model_predicts_a_synthetic_stack_end_to_end(tiny_model, rng):
     # fp32 engine == the plain network on the same normalised input (one tile covers the image)
     img2 = image[0, :32, :32]
     direct = predict(tiny_model, img2, device="cpu", precision="fp32")
-    from napari_unet.predict import normalise_plane
-
     x = torch.from_numpy(normalise_plane(img2[None].astype(np.float32), tiny_model.card.normalisation))[None]
     with torch.inference_mode():
         ref = torch.sigmoid(tiny_model(x))[0].numpy()
     np.testing.assert_allclose(direct, ref, atol=1e-4)
-    mask = probabilities_to_mask(prob, tiny_model.card)
+    mask = foreground_mask(prob, tiny_model.card, Settings.for_model(tiny_model.card))
     assert mask.shape == (2, 50, 70) and set(np.unique(mask)) <= {0, 1}
 
 
@@ -187,7 +179,7 @@ def test_public_api_in_any_import_order(tiny_model, rng):
     import sys
 
     import napari_unet
-    import napari_unet.predict as module
+    import napari_unet.inference as module
 
     image = rng.random((40, 40)).astype(np.float32)
     assert napari_unet.predict(tiny_model, image, device="cpu").shape == (2, 40, 40)
@@ -207,3 +199,34 @@ def test_compile_is_used_and_matches_eager(tiny_model, rng):
     compiled = predict(tiny_model, image, device="cpu", precision="fp32", batch_size=4, compile=True)
     assert torch._dynamo.utils.counters["frames"]["ok"] >= 1, "the network was really compiled"
     np.testing.assert_allclose(compiled, eager, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(9, 21, 17), (2, 7, 33, 12)])
+def test_the_grid_stitches_volumes_exactly_for_a_3d_network(shape):
+    """One engine over N spatial dimensions: a 3D predictor (here 2 * x) needs no second engine."""
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    axes = "ZYX" if len(shape) == 3 else "TZYX"
+    out, events = run(
+        tiled_predict_iter(
+            image, lambda x: 2 * x, out_channels=1, axes=axes, tile=8, overlap=0.5, spatial_dims=3, size_divisor=4
+        )
+    )
+    np.testing.assert_allclose(out[0], 2 * image, rtol=1e-6, atol=1e-6)
+    assert events[-1].info["planes"] == (1 if len(shape) == 3 else shape[0])
+
+
+def test_a_3d_network_needs_a_z_axis():
+    with pytest.raises(ValueError, match="a 3D network needs a Z axis"):
+        run(tiled_predict_iter(np.zeros((8, 8), np.float32), lambda x: x, out_channels=1, spatial_dims=3))
+
+
+def test_the_grid_gives_the_same_tiles_and_weights_as_before_in_2d():
+    from napari_unet.tiling import Grid
+
+    g = Grid.for_shape((300, 130), tile=256, overlap=0.25, divisor=16)
+    assert g.tile == (256, 144) and g.padded == (300, 144)
+    assert g.starts == (tuple(tile_starts(300, 256, 0.25)), (0,))
+    w = np.outer(*[np.exp(-0.5 * ((np.arange(n) - (n - 1) / 2) / (n * 0.125)) ** 2) for n in g.tile])
+    np.testing.assert_array_equal(g.weight, np.maximum(w / w.max(), 1e-3).astype(np.float32))
+    assert g.tiles_touching((0, 0), (10, 10)) == [(0, 0)]
+    assert len(g.tiles_touching((0, 0), (300, 144))) == len(g.tiles())

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from napari_unet.cli import main
+from napari_unet.inference import predict
 from napari_unet.io import read_image, write_tiff
 from napari_unet.model import ModelCard, build_model, load_model, save_model
-from napari_unet.predict import predict
 from napari_unet.scale import predict_lazy, predict_to_zarr, run_files
 from tests.conftest import synthetic_nuclei
 
@@ -39,6 +39,66 @@ def test_out_of_core_equals_in_memory(tiny_path, shape, block):
         out = lazy.compute()
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() <= 1e-4
+
+
+def test_out_of_core_takes_a_model_object_that_is_in_no_file(tiny_path):
+    """A freshly fine-tuned model lives only in memory: the lazy path takes it as it is."""
+    import dask
+    import dask.array as da
+
+    model = load_model(tiny_path)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.5)  # now differs from the file
+    image = (np.random.default_rng(3).random((1, 150, 170)) * 3000).astype(np.uint16)
+    ref = predict(model, image, device="cpu", precision="fp32")
+    with dask.config.set(scheduler="threads"):
+        out = predict_lazy(da.from_array(image, chunks=(1, 64, 64)), model, block=64, precision="fp32").compute()
+    assert np.abs(out - ref).max() <= 1e-4
+    from_file = predict(load_model(tiny_path), image, device="cpu", precision="fp32")
+    assert np.abs(from_file - ref).max() > 1e-3  # the comparison can tell the two models apart
+
+
+@pytest.mark.parametrize(
+    ("shape", "block", "tile", "overlap"), [((1, 101, 77), 40, 32, 0.25), ((2, 67, 130), 48, 16, 0.6)]
+)
+def test_both_engines_stitch_a_pointwise_predictor_exactly(shape, block, tile, overlap):
+    """The in-memory and the block engine share one grid: 2 * x comes back exactly, odd shapes too."""
+    from napari_unet.scale import _block_predict
+    from napari_unet.tiling import Grid
+
+    image = np.random.default_rng(5).random(shape).astype(np.float32)
+    mem = tiled_predict_iter_result(image, tile, overlap)
+    np.testing.assert_allclose(mem[0], 2 * image, rtol=1e-6, atol=1e-6)
+    h, w = shape[-2:]
+    grid = Grid.for_shape((h, w), tile=tile, overlap=overlap, divisor=8)
+    depth = max(grid.tile)
+    cy = [block] * (h // block) + ([h % block] if h % block else [])
+    cx = [block] * (w // block) + ([w % block] if w % block else [])
+    starts = (list(np.cumsum((0, *cy))), list(np.cumsum((0, *cx))))
+    limits = np.array([[[0.0, 1.0]]] * shape[0])
+    out = np.zeros((1, *shape), np.float32)
+    for z in range(shape[0]):
+        for i in range(len(cy)):
+            for j in range(len(cx)):
+                y0, x0 = max(0, starts[0][i] - depth), max(0, starts[1][j] - depth)
+                y1, x1 = min(h, starts[0][i + 1] + depth), min(w, starts[1][j + 1] + depth)
+                window = image[z, y0:y1, x0:x1][None, None]
+                block_out = _block_predict(window, predictor=lambda x: 2 * x, grid=grid, limits=limits, starts=starts,
+                                           out_channels=1, batch_size=3, depth=depth, block_id=(0, z, i, j))  # fmt: skip
+                out[:, z, starts[0][i] : starts[0][i + 1], starts[1][j] : starts[1][j + 1]] = block_out[:, 0]
+    np.testing.assert_allclose(out[0], 2 * image, rtol=1e-6, atol=1e-6)
+
+
+def tiled_predict_iter_result(image, tile, overlap):
+    from napari_unet.jobs import run_to_end
+    from napari_unet.tiling import tiled_predict_iter
+
+    return run_to_end(
+        tiled_predict_iter(
+            image, lambda x: 2 * x, out_channels=1, axes="ZYX", tile=tile, overlap=overlap, size_divisor=8, batch_size=3
+        )  # fmt: skip
+    )
 
 
 def test_lazy_tiff_to_zarr(tiny_path, tmp_path):

@@ -23,6 +23,35 @@ def notify_info(message: str) -> None:
     show_info(message)
 
 
+class JobFailed(Exception):
+    """An exception raised inside a job, carried out of the worker thread.
+
+    superqt's generator worker *returns* a ``RuntimeError`` raised by the job instead of
+    raising it, and then emits neither ``errored`` nor ``finished`` (it takes it for a
+    deleted Qt object). Every torch error, ``torch.OutOfMemoryError`` included, is a
+    ``RuntimeError``: the step would wait for ever. Wrapped in this (not a
+    ``RuntimeError``), every exception reaches ``errored``.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def describe_error(exc: BaseException) -> str:
+    """One sentence for the user about an exception from a job."""
+    exc = exc.error if isinstance(exc, JobFailed) else exc
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
+        return (
+            "ran out of memory; try a smaller tile or batch (advanced), fewer slices at once, "
+            f"or the CPU ({type(exc).__name__}: {text[:200]})"
+        )
+    if isinstance(exc, ValueError | OSError):
+        return text
+    return f"failed unexpectedly ({type(exc).__name__}: {text[:300]})"
+
+
 def start_job(
     gen: Generator,
     *,
@@ -30,21 +59,26 @@ def start_job(
     on_yield: Callable[[Any], None] | None = None,
     on_done: Callable[[Any], None] | None = None,
     on_abort: Callable[[], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
     on_finally: Callable[[], None] | None = None,
     start: bool = True,
 ) -> Any:
     """Run a core generator in napari's thread worker with a progress bar.
 
-    Errors from the core (``ValueError``/``OSError``) become a notification with the
-    core's own sentence; anything else is reported as an unexpected error. With
-    ``start=False`` the caller starts the returned worker itself (``worker.start()``).
+    Any exception the job raises becomes one error notification, ``"<desc>: <sentence>"``
+    (:func:`describe_error`), and ``on_error(sentence)``; ``on_finally`` runs after
+    every ending, errors included. With ``start=False`` the caller starts the returned
+    worker itself (``worker.start()``).
     """
     from napari.qt.threading import create_worker
     from napari.utils import progress
 
     def job() -> Generator:
         lower_thread_priority()
-        return (yield from gen)
+        try:
+            return (yield from gen)
+        except Exception as exc:  # carried to errored, RuntimeError included (see JobFailed)
+            raise JobFailed(exc) from exc
 
     worker = create_worker(job, _ignore_errors=True)  # errors go to our handler, not re-raised
     bar: dict[str, Any] = {}
@@ -60,10 +94,10 @@ def start_job(
             on_yield(event)
 
     def errored(exc: Exception) -> None:
-        if isinstance(exc, (ValueError, OSError)):
-            notify_error(f"{desc}: {exc}")
-        else:
-            notify_error(f"{desc} failed unexpectedly: {type(exc).__name__}: {exc}")
+        sentence = describe_error(exc)
+        notify_error(f"{desc}: {sentence}")
+        if on_error is not None:
+            on_error(sentence)
 
     def finished() -> None:
         if "bar" in bar:
@@ -165,8 +199,9 @@ def preload_core() -> None:
     import torch  # noqa: F401
 
     import napari_unet.count
+    import napari_unet.inference
     import napari_unet.metrics
-    import napari_unet.predict
+    import napari_unet.pipeline
     import napari_unet.train  # noqa: F401
 
     freeze_startup_objects()
@@ -291,7 +326,9 @@ def defer_tool_overlays(layer: Any) -> list[str]:
     one long one. napari keeps these overlays in the private ``_overlays``; where a napari
     version keeps them elsewhere nothing is hidden and the layer is added whole.
     """
-    overlays = getattr(layer, "_overlays", None)
+    from napari_unet._widgets._napari_compat import layer_overlays
+
+    overlays = layer_overlays(layer)
     if overlays is None:
         return []
     names = [n for n in TOOL_OVERLAYS if n in overlays and getattr(overlays[n], "visible", False)]
@@ -302,6 +339,8 @@ def defer_tool_overlays(layer: Any) -> list[str]:
 
 def restore_tool_overlay(layer: Any, name: str) -> None:
     """Show again an overlay that :func:`defer_tool_overlays` hid."""
-    overlays = getattr(layer, "_overlays", None)
+    from napari_unet._widgets._napari_compat import layer_overlays
+
+    overlays = layer_overlays(layer)
     if overlays is not None and name in overlays:
         overlays[name].visible = True

@@ -17,41 +17,56 @@ from napari_unet._widgets._common import defer_tool_overlays, restore_tool_overl
 
 
 class ResultLayers:
-    """The probability and Labels layers of one image's prediction, in a viewer."""
+    """The probability and Labels layers of one image's prediction, in a viewer.
 
-    def __init__(self, viewer: Any, image: Any, spatial: tuple[int, ...], card: Any) -> None:
-        self._viewer, self.image, self.spatial, self.card = viewer, image, spatial, card
-        self.prob_name, self.labels_name = f"{image.name} probability", f"{image.name} labels"
+    The layers are the handles of the image's :class:`~napari_unet.workflow.Work`
+    (``probability`` and ``labels``): found through it, never by name, and rebuilt when
+    the user closed them. Every plane is written through :meth:`Work.merge`, so a checked
+    slice or region is never overwritten.
+    """
+
+    def __init__(self, viewer: Any, workflow: Any, work: Any, image: Any, card: Any) -> None:
+        self._viewer, self.workflow, self.work, self.image, self.card = viewer, workflow, work, image, card
+        self.spatial = work.shape
         self._deferred: tuple[Any, list[str]] = (None, [])
         self._ready = False
         self._next_id: int | None = None
 
+    def _layer(self, role: str) -> Any:
+        layer = self.work.handles.get(role)
+        return layer if layer is not None and layer in self._viewer.layers else None
+
     @property
     def prob(self) -> Any:
-        return self._viewer.layers[self.prob_name]
+        return self._layer("probability")
 
     @property
     def labels(self) -> Any:
-        return self._viewer.layers[self.labels_name]
+        return self._layer("labels")
 
     def build_step(self) -> bool:
         """Do the next building step, if one is left: probability layer, Labels layer
         (drawing-tool overlays deferred), each deferred overlay, labels on top and
         selected. True when a step was done (the caller gives it a turn of its own)."""
-        layers, image, spatial = self._viewer.layers, self.image, self.spatial
+        layers, image, spatial, work = self._viewer.layers, self.image, self.spatial, self.work
         scale = image.scale[-len(spatial) :]
-        if self.prob_name not in layers:
-            lazy = not isinstance(image.data, np.ndarray)
-            meta = {} if lazy else {"probabilities": np.zeros((len(self.card.classes), *spatial), np.float32)}
-            self._viewer.add_image(self._array("probability", np.float32), name=self.prob_name, visible=False,
-                                   scale=scale, colormap="magma", contrast_limits=(0, 1), metadata=meta)  # fmt: skip
+        k = len(self.card.classes)
+        if self.prob is None:
+            layer = self._viewer.add_image(self._array("probability", np.float32), name=f"{image.name} probability",
+                                           visible=False, scale=scale, colormap="magma", contrast_limits=(0, 1))  # fmt: skip
+            self.workflow.attach(work, layer, "probability")
             return True
-        if self.labels_name not in layers:
+        if work.probabilities is None or tuple(work.probabilities.shape) != (k, *spatial):
+            # every class of the prediction, for Count (in memory; not for a lazily opened image)
+            lazy = not isinstance(image.data, np.ndarray)
+            work.probabilities = None if lazy else np.zeros((k, *spatial), np.float32)
+        if self.labels is None:
             from napari.layers import Labels
 
-            labels = Labels(self._array("labels", np.int32), name=self.labels_name, scale=scale,
-                            metadata={"source": image.name, "checked": []})  # fmt: skip
+            labels = Labels(self._array("labels", np.int32), name=f"{image.name} labels", scale=scale)
             self._deferred = (labels, defer_tool_overlays(labels))
+            self.workflow.attach(work, labels, "labels")
+            work.labels = labels.data
             layers.append(labels)
             return True
         layer, deferred = self._deferred
@@ -61,7 +76,7 @@ class ResultLayers:
         if not self._ready:
             self._ready = True
             prob, labels = self.prob, self.labels
-            prob.metadata["card"] = self.card  # how to split these probabilities (Count)
+            work.labels = labels.data
             if layers.index(labels) < layers.index(prob):
                 layers.move(layers.index(labels), layers.index(prob) + 1)
             if layers.selection.active is not labels:
@@ -69,34 +84,42 @@ class ResultLayers:
                 return True
         return False
 
-    def write(self, partial: dict[int, tuple[np.ndarray, np.ndarray]], budget: float) -> list[int]:
+    def write(
+        self, partial: dict[int, tuple[np.ndarray, np.ndarray]], budget: float, *, overwrite_checked: bool = False
+    ) -> tuple[list[int], list[int]]:
         """Move finished planes (``{plane: (probabilities, labels)}``) into the layers, lowest
-        first, for at most ``budget`` seconds; returns the planes written. Object ids
-        continue from the largest already in the Labels layer."""
-        prob_layer, labels_layer, spatial = self.prob, self.labels, self.spatial
+        first, for at most ``budget`` seconds; returns ``(planes written, checked planes
+        kept)``. Object ids continue from the largest already in the Labels layer."""
+        prob_layer, labels_layer, spatial, work = self.prob, self.labels, self.spatial, self.work
+        if prob_layer is None or labels_layer is None:
+            raise KeyError("a result layer was closed")
         if self._next_id is None:
             self._next_id = _max_label(labels_layer.data) + 1
-        full = prob_layer.metadata.get("probabilities")
-        k = len(self.card.classes)
-        if full is not None and full.shape != (k, *spatial):
-            full = prob_layer.metadata["probabilities"] = np.zeros((k, *spatial), np.float32)
-        start, written = time.perf_counter(), []
+        full = work.probabilities
+        work.labels = labels_layer.data  # (the user may have given the layer new data)
+        start, written, kept = time.perf_counter(), [], []
         while partial and time.perf_counter() - start < budget:
             p = min(partial)
             prob, labels = partial.pop(p)
             index = tuple(np.unravel_index(p, spatial[:-2])) if len(spatial) > 2 else ()
+            shifted = np.where(labels > 0, labels + (self._next_id - 1), 0) if self._next_id > 1 else labels
+            merged = work.merge(p, shifted, overwrite_checked=overwrite_checked)
+            if merged is None:  # checked (perhaps while the job ran): neither labels nor probabilities change
+                kept.append(p)
+                continue
             prob_layer.data[index] = prob[0]
             if full is not None:
                 full[(slice(None), *index)] = prob
-            labels_layer.data[index] = np.where(labels > 0, labels + (self._next_id - 1), 0)
+            labels_layer.data[index] = merged
             self._next_id += int(labels.max())
             written.append(p)
         if written:
+            work.predicted.update(written)
             if getattr(labels_layer.data, "attrs", None) is not None:  # our zarr store: remember the ids used
                 labels_layer.data.attrs["napari_unet_max_label"] = self._next_id - 1
             prob_layer.refresh()
             labels_layer.refresh()
-        return written
+        return written, kept
 
     def _array(self, what: str, dtype: Any) -> Any:
         """Storage for a result layer: in memory, or for a lazily opened image an OME-Zarr
@@ -106,10 +129,8 @@ class ResultLayers:
         if isinstance(image.data, np.ndarray):
             return np.zeros(spatial, dtype)
         from napari_unet.ome_zarr import open_ome_zarr_array
-        from napari_unet.session import Session
 
-        source = image.source.path if getattr(image, "source", None) is not None else None
-        folder = Session.for_image(source, name=image.name, shape=spatial).folder
+        folder = self.work.session.folder
         scale = tuple(float(v) for v in image.scale[-len(spatial) :])
         axes = {2: "YX", 3: "ZYX", 4: "TZYX"}[len(spatial)]
         return open_ome_zarr_array(folder / f"{what}.zarr", spatial, dtype, axes=axes, scale=scale)

@@ -9,6 +9,8 @@ import numpy as np
 from magicgui.widgets import Container, Label, PushButton, Select, SpinBox, create_widget
 
 from napari_unet._widgets._common import current_plane_index, flat_slice, follow_layers, notify_error, notify_info
+from napari_unet._widgets._napari_compat import qt_window
+from napari_unet._widgets._step import labels_work, listen, workflow_for
 
 if TYPE_CHECKING:
     import napari
@@ -21,6 +23,8 @@ class CorrectWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer, autosave_seconds: float = 3.0) -> None:
         self._viewer = viewer
+        self.workflow = workflow_for(viewer)
+        self.work: Any = None
         self.labels_layer = create_widget(annotation="napari.layers.Labels", label="labels")
         self.mark_button = PushButton(text=f"Mark slice checked ({MARK_KEY})")
         self.unmark_button = PushButton(text="Unmark slice")
@@ -32,8 +36,12 @@ class CorrectWidget(Container):
         self.merge_button = PushButton(text="Merge")
         self.restore_button = PushButton(text="Restore saved corrections", enabled=False)
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)
+        self.checked.native.setMaximumHeight(96)  # a few rows, scrolling: not half of the tab
         super().__init__(widgets=[self.labels_layer, self.mark_button, self.unmark_button, self.checked, self.region_button,
                                   self.delete_button, self.merge_a, self.merge_b, self.merge_button, self.restore_button, self.status])  # fmt: skip
+        self.native.layout().addStretch(1)
+        listen(self.workflow, "predicted", self._predicted)
         self.mark_button.changed.connect(self.mark_checked)
         self.unmark_button.changed.connect(self.unmark)
         self.region_button.changed.connect(self.add_region_layer)
@@ -47,7 +55,7 @@ class CorrectWidget(Container):
         self.autosave_seconds = autosave_seconds
         from qtpy.QtCore import QTimer
 
-        self._timer = QTimer()
+        self._timer = QTimer(self.native)  # dies with the widget
         self._timer.setInterval(int(autosave_seconds * 1000))
         self._timer.timeout.connect(self.autosave)
         self._timer.start()
@@ -58,9 +66,14 @@ class CorrectWidget(Container):
 
     # ------------------------------------------------------------------ session
 
-    def _attach(self, *_: Any) -> None:
-        from napari_unet.session import Session
+    def _predicted(self, work: Any) -> None:
+        """A prediction was made: correct its labels next."""
+        labels = work.handles.get("labels")
+        if labels is not None and labels in self._viewer.layers and self.labels_layer.value is not labels:
+            self.labels_layer.reset_choices()
+            self.labels_layer.value = labels
 
+    def _attach(self, *_: Any) -> None:
         layer = self.labels_layer.value
         if self._attached is not None:
             self.autosave()
@@ -71,16 +84,13 @@ class CorrectWidget(Container):
         self._attached = layer
         self._dirty = set()
         if layer is None:
-            self.session = None
+            self.work = self.session = None
             return
         layer.events.paint.connect(self._on_paint)
-        source = layer.metadata.get("source")
-        path = None
-        if source and source in self._viewer.layers:
-            path = self._viewer.layers[source].metadata.get("path")
-        self.session = Session.for_image(path, name=layer.name, shape=layer.data.shape)
+        self.work = labels_work(self.workflow, layer)
+        self.session = self.work.session
         self._sync_checked()
-        saved = self.session.state()
+        saved = self.session.state() if self.session is not None else {}
         self.restore_button.enabled = bool(saved)
         if saved:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(saved.get("saved_at", 0)))
@@ -104,8 +114,7 @@ class CorrectWidget(Container):
                 self._dirty.update(int(z) for z in np.unique(flat))
 
     def checked_slices(self) -> list[int]:
-        layer = self.labels_layer.value
-        return sorted(layer.metadata.setdefault("checked", [])) if layer is not None else []
+        return self.work.checked_slices() if self.work is not None else []
 
     def _sync_checked(self) -> None:
         values = self.checked_slices()
@@ -113,9 +122,8 @@ class CorrectWidget(Container):
         self.checked.value = []
 
     def _region(self) -> np.ndarray | None:
-        layer = self.labels_layer.value
-        name = f"{layer.name} checked region" if layer is not None else None
-        return np.asarray(self._viewer.layers[name].data) > 0 if name and name in self._viewer.layers else None
+        region = self.work.region if self.work is not None else None
+        return np.asarray(region) > 0 if region is not None else None
 
     def autosave(self, *, force: bool = False) -> bool:
         """Save the slices changed since the last save (all of them with ``force``)."""
@@ -148,10 +156,13 @@ class CorrectWidget(Container):
             layer.refresh()
         else:
             layer.data = labels
-        layer.metadata["checked"] = list(checked)
+        self.work.labels = layer.data
+        self.work.checked = {int(z) for z in checked}
         if region is not None:
-            self.add_region_layer()
-            self._viewer.layers[f"{layer.name} checked region"].data = region.astype(np.uint8)
+            region_layer = self.add_region_layer()
+            region_layer.data = region.astype(np.uint8)
+            self.work.region = region_layer.data
+        self.workflow.emit("checked", self.work)
         self._sync_checked()
         self.status.value = f"restored {len(checked)} checked slice(s)"
         return True
@@ -170,11 +181,11 @@ class CorrectWidget(Container):
             notify_error("Mark checked: choose the labels layer you corrected first.")
             return
         z = self._current()
-        checked = layer.metadata.setdefault("checked", [])
-        if z not in checked:
-            checked.append(z)
+        self.work.mark_checked(z)
         self._dirty.add(z)
         self._sync_checked()
+        self.status.value = f"slice {z} checked ({len(self.work.checked)} in all)"
+        self.workflow.emit("checked", self.work)
         self.autosave(force=not self.session.exists())
 
     def unmark(self, *_: Any) -> None:
@@ -182,11 +193,10 @@ class CorrectWidget(Container):
         if layer is None:
             return
         z = self._current()
-        checked = layer.metadata.setdefault("checked", [])
-        if z in checked:
-            checked.remove(z)
+        self.work.unmark(z)
         self._dirty.add(z)
         self._sync_checked()
+        self.workflow.emit("checked", self.work)
         self.autosave()
 
     def add_region_layer(self, *_: Any) -> Any:
@@ -194,15 +204,20 @@ class CorrectWidget(Container):
         if layer is None:
             notify_error("Checked region: choose a labels layer first.")
             return None
-        name = f"{layer.name} checked region"
-        if name not in self._viewer.layers:
+        region = self.work.handles.get("region")
+        if region is None or region not in self._viewer.layers:
             region = self._viewer.add_labels(
-                np.zeros(layer.data.shape, np.uint8), name=name, scale=layer.scale, opacity=0.3
+                np.zeros(layer.data.shape, np.uint8),
+                name=f"{layer.name} checked region",
+                scale=layer.scale,
+                opacity=0.3,
             )
             region.selected_label = 1
             region.mode = "paint"
             region.events.paint.connect(lambda e: self._dirty.add(0))
-        return self._viewer.layers[name]
+            self.workflow.attach(self.work, region, "region")
+        self.work.region = region.data
+        return region
 
     def delete_selected(self, *_: Any) -> None:
         layer = self.labels_layer.value
@@ -234,7 +249,7 @@ class CorrectWidget(Container):
     def _install_close_guard(self) -> None:
         from qtpy.QtCore import QEvent, QObject
 
-        window = getattr(getattr(self._viewer, "window", None), "_qt_window", None)
+        window = qt_window(self._viewer)
         if window is None:
             return
         widget = self

@@ -6,29 +6,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, create_widget
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, create_widget
 
 from napari_unet._widgets._common import (
     current_plane_index,
     flat_slice,
-    follow_layers,
     notify_error,
     notify_info,
     preload_core,
-    start_job,
 )
+from napari_unet._widgets._step import Step, listen, workflow_for
 
 if TYPE_CHECKING:
     import napari
 
 
-def is_probability_layer(layer: Any) -> bool:
+def is_probability_layer(layer: Any, workflow: Any = None) -> bool:
     """An Image layer of probabilities: the Predict step's, or one float channel within 0..1."""
     from napari.layers import Image
 
     if not isinstance(layer, Image) or layer.rgb:
         return False
-    if layer.metadata.get("probabilities") is not None or layer.metadata.get("card") is not None:
+    work = workflow.find(layer) if workflow is not None else None
+    if work is not None and work.role_of(layer) == "probability":
         return True
     if not np.issubdtype(np.dtype(layer.dtype), np.floating):
         return False
@@ -39,7 +39,9 @@ def is_probability_layer(layer: Any) -> bool:
 SHOWN = ["id", "slice", "area", "perimeter", "circularity", "mean_intensity", "equivalent_diameter", "solidity"]
 
 
-class CountWidget(Container):
+class CountWidget(Step):
+    title = "Count"
+
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from qtpy.QtWidgets import QTableView
 
@@ -47,6 +49,7 @@ class CountWidget(Container):
 
         preload_core()
         self._viewer = viewer
+        self.workflow = workflow_for(viewer)
         # what to count: a Labels layer, or a probability layer (the Predict step's, or a
         # probability map opened from a file); Labels layers first
         self.labels_layer = ComboBox(label="objects from", choices=self._sources)
@@ -64,54 +67,88 @@ class CountWidget(Container):
         self.summary = Label(value="")
         self.export_button = PushButton(text="Export CSV", enabled=False)
         self.save_button = PushButton(text="Save labels as TIFF", enabled=False)
-        super().__init__(widgets=[self.labels_layer, self.image, self.min_area, self.max_area, self.exclude_border,
-                                  self.count_button, self.summary, self.export_button, self.save_button])  # fmt: skip
+        super().__init__(viewer, [self.labels_layer, self.image, self.min_area, self.max_area, self.exclude_border,
+                                  self.count_button, self.summary, self.export_button, self.save_button],
+                         run_button=self.count_button)  # fmt: skip
+        self.labels_layer.changed.connect(self._source_chosen)
+        listen(self.workflow, "predicted", self._predicted)
         self.table_model = MeasurementModel(SHOWN, integer=("id", "slice"))
         self.table = QTableView()
         self.table.setModel(self.table_model)
         self.table.setSortingEnabled(True)
         self.table.setMinimumHeight(160)
         self.table.clicked.connect(lambda index: self._row_clicked(index.row(), index.column()))
-        self.native.layout().addWidget(self.table)
+        self.native.layout().insertWidget(self.native.layout().count() - 1, self.table)  # above the stretch
         self.count_button.changed.connect(self.run)
         self.export_button.changed.connect(lambda *_: self.export_csv())
         self.save_button.changed.connect(lambda *_: self.save_labels())
         viewer.dims.events.current_step.connect(self._update_summary)
         self.result: Any = None  # (labels, table)
         self.counted: Any = None  # the Labels layer holding the counted objects
-        self.worker: Any = None
         self._showing: list | None = None  # the steps still to run to show a finished count
-        follow_layers(self, viewer)
 
     def _sources(self, *_: Any) -> list[tuple[str, Any]]:
         from napari.layers import Labels
 
         layers = list(self._viewer.layers)
         return [(la.name, la) for la in layers if isinstance(la, Labels)] + [
-            (la.name, la) for la in layers if is_probability_layer(la)
+            (la.name, la) for la in layers if is_probability_layer(la, self.workflow)
         ]
+
+    def _predicted(self, work: Any) -> None:
+        """A prediction was made: count its objects next, measured on its image."""
+        labels, image = work.handles.get("labels"), work.handles.get("image")
+        self.reset_choices()
+        if labels is not None and labels in self._viewer.layers:
+            self.labels_layer.value = labels
+        if image is not None and image in self._viewer.layers and not image.rgb:
+            self.image.value = image
+        self._source_chosen()
+
+    def _source_work(self, layer: Any) -> Any:
+        """The prediction a source layer comes from (its labels or probabilities), if any."""
+        work = self.workflow.find(layer)
+        if work is None or work.settings is None or work.role_of(layer) not in ("labels", "probability"):
+            return None
+        return work
+
+    def _source_chosen(self, *_: Any) -> None:
+        """Counting a prediction uses the settings Predict used: its areas and border rule."""
+        work = self._source_work(self.labels_layer.value)
+        if work is None:
+            return
+        s = work.settings
+        self.min_area.value = s.min_area
+        self.max_area.value = s.max_area or 0
+        self.exclude_border.value = s.exclude_border
+        image = work.handles.get("image")
+        if self.image.value is None and image is not None and image in self._viewer.layers and not image.rgb:
+            self.image.value = image
 
     def run(self, *_: Any) -> Any:
         from napari.layers import Labels
 
         layer = self.labels_layer.value
         if layer is None:
-            notify_error("Count: choose a labels or probability layer (predict first, or open a mask).")
+            self.refuse("choose a labels or probability layer (predict first, or open a mask).")
             return None
-        if self.worker is not None:
-            notify_error("Count: counting is already running.")
+        if self.busy():
             return None
         max_area = float(self.max_area.value) or None
         if max_area is not None and max_area < self.min_area.value:
-            notify_error(
-                f"Count: min area ({self.min_area.value:g}) is larger than max area ({max_area:g}); lower one of them."
+            self.refuse(
+                f"min area ({self.min_area.value:g}) is larger than max area ({max_area:g}); lower one of them."
             )
             return None
-        card = layer.metadata.get("card")
+        work = self._source_work(layer)
+        card, settings = (work.card, work.settings) if work is not None else (None, None)
+        areas = {"min_area": float(self.min_area.value), "max_area": max_area,
+                 "exclude_border": bool(self.exclude_border.value)}  # fmt: skip
         if isinstance(layer, Labels):
             kind, data = "labels", np.asarray(layer.data)
-        elif layer.metadata.get("probabilities") is not None and card is not None:
-            kind, data = "probability", layer.metadata["probabilities"]  # every class, from Predict
+        elif work is not None and work.probabilities is not None:
+            kind, data = "probability", work.probabilities  # every class, from Predict
+            settings = settings.replace(**areas)  # as Predict made them, with this step's areas
         else:
             kind, data = "map", np.asarray(layer.data)  # one foreground probability per pixel
         spatial = tuple(data.shape[1:] if kind == "probability" else data.shape)
@@ -123,16 +160,10 @@ class CountWidget(Container):
         physical = bool(units) and units[-1] not in ("pixel", "")
         unit = {"micrometer": "um"}.get(units[-1], units[-1]) if physical else "px"
         scale = tuple(layer.scale) if physical else None
-        options = {"intensity": intensity, "scale": scale, "unit": unit, "min_area": float(self.min_area.value),
-                   "max_area": max_area, "exclude_border": bool(self.exclude_border.value)}  # fmt: skip
-        self.count_button.enabled = False
-        self.worker = start_job(
-            self._count_job(kind, data, card, layer, options),
-            desc=f"Count {layer.name}",
-            on_done=self._show,
-            on_finally=self._ended,
-        )
-        return self.worker
+        options = {"intensity": intensity, "scale": scale, "unit": unit, "settings": settings, **areas}
+        self.status.value = f"counting {layer.name}..."
+        return self.start(self._count_job(kind, data, card, layer, options), desc=f"Count {layer.name}",
+                          on_done=self._show)  # fmt: skip
 
     def _count_job(self, kind: str, data: Any, card: Any, layer: Any, options: dict) -> Any:
         """The count, then the layers that show it, built here in the worker: napari
@@ -149,7 +180,8 @@ class CountWidget(Container):
                     f"{layer.name} holds values from {lo:g} to {hi:g}, not probabilities (0 to 1): "
                     "choose a labels layer or a probability layer."
                 )
-            data, kind = data >= (card.threshold if card is not None else 0.5), "mask"
+            threshold = options["settings"].threshold if options.get("settings") is not None else 0.5
+            data, kind = data > threshold, "mask"  # strictly above, as the pipeline thresholds
         labels, table = yield from count_iter(data, kind=kind, card=card, **options)
         counted = None
         if not isinstance(layer, Labels):  # the objects found in the probabilities: a layer to correct
@@ -171,14 +203,13 @@ class CountWidget(Container):
         shapes.editable = False
         return shapes
 
-    def _ended(self) -> None:
+    def job_ended(self) -> None:
         if not self._showing:  # failed or stopped: nothing to show
-            self._reset()
+            self.reset()
 
-    def _reset(self) -> None:
-        self.worker = None
+    def reset(self) -> None:
         self._showing = None
-        self.count_button.enabled = True
+        super().reset()
 
     def _show(self, result: Any) -> None:
         """Show a finished count, one step per event-loop turn (napari needs ~0.1-0.2 s to
@@ -188,7 +219,7 @@ class CountWidget(Container):
         labels, table, counted, shapes, source = result
         if source not in self._viewer.layers:  # closed while it was being counted
             self.summary.value = f"{source.name} was closed during the count; nothing to show."
-            self._reset()
+            self.reset()
             return
         self.result = (labels, table)
         steps: list = []
@@ -203,9 +234,10 @@ class CountWidget(Container):
         steps.append(lambda: self._fill_table(table))
 
         def finish() -> None:
-            self._reset()  # the count ends here: a new one may start
+            self.reset()  # the count ends here: a new one may start
             self._update_summary()
             self.export_button.enabled = self.save_button.enabled = True
+            self.status.value = f"counted {len(table)} object(s)"
             if not len(table):
                 notify_info(
                     f"Count: no objects in {source.name} (with min area {self.min_area.value:g}); the table is empty."
@@ -220,7 +252,7 @@ class CountWidget(Container):
             try:
                 steps.pop(0)()
             except RuntimeError:  # the viewer or its window went away
-                self._reset()
+                self.reset()
                 return
             if steps:
                 QTimer.singleShot(20, next_step)

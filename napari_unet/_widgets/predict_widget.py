@@ -8,9 +8,8 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FloatSpinBox,
-    Label,
+    ProgressBar,
     PushButton,
     RadioButtons,
     SpinBox,
@@ -20,14 +19,13 @@ from magicgui.widgets import (
 from napari_unet._widgets._common import (
     current_plane_index,
     flat_slice,
-    follow_layers,
     image_axes,
-    notify_error,
+    notify_info,
     preload_core,
     preload_layers,
-    start_job,
 )
 from napari_unet._widgets._result_layers import ResultLayers
+from napari_unet._widgets._step import Step, image_work, listen
 
 if TYPE_CHECKING:
     import napari
@@ -39,40 +37,43 @@ def model_choices(widget: Any = None) -> list[str]:
     return [e.name for e in list_models()] or ["(no model found)"]
 
 
-class PredictWidget(Container):
+class PredictWidget(Step):
     """Choose image, model, device and threshold; predict the slice in view or the stack."""
 
+    title = "Predict"
+
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from napari_unet.predict import available_devices
+        from napari_unet.inference import available_devices
 
         preload_core()
         preload_layers()
-        self._viewer = viewer
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.model = ComboBox(label="model", choices=model_choices)
         self.device = ComboBox(label="device", choices=available_devices(), value="auto")
         self.threshold = FloatSpinBox(label="threshold", value=0.5, min=0.05, max=0.95, step=0.05)
         self.scope = RadioButtons(label="predict", choices=["slice in view", "whole stack"], value="whole stack")
         self.follow = CheckBox(label="predict each slice I scroll to", value=False)
+        self.overwrite_checked = CheckBox(label="overwrite checked slices too", value=False)
+        self.overwrite_checked.tooltip = "Checked slices are kept unless this is ticked."
         self.advanced = CheckBox(label="advanced", value=False)
         self.tile = SpinBox(label="tile", value=256, min=32, max=2048, step=32, visible=False)
         self.overlap = FloatSpinBox(label="overlap", value=0.25, min=0.0, max=0.9, step=0.05, visible=False)
         self.batch = SpinBox(label="batch", value=4, min=1, max=64, visible=False)
-        self.run_button = PushButton(text="Predict")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="")
-        super().__init__(widgets=[self.image, self.model, self.device, self.threshold, self.scope, self.follow, self.advanced,
-                                  self.tile, self.overlap, self.batch, self.run_button, self.cancel_button, self.status])  # fmt: skip
+        self.progress = ProgressBar(value=0, min=0, max=1, visible=False)
+        run_button, cancel_button = PushButton(text="Predict"), PushButton(text="Cancel")
+        super().__init__(viewer, [self.image, self.model, self.device, self.threshold, self.scope, self.follow,
+                                  self.overwrite_checked, self.advanced, self.tile, self.overlap, self.batch,
+                                  run_button, cancel_button, self.progress],
+                         run_button=run_button, cancel_button=cancel_button)  # fmt: skip
         self.advanced.changed.connect(self._toggle_advanced)
-        self.model.changed.connect(self._show_card)
+        self.model.changed.connect(self._model_chosen)
         self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
-        self.worker: Any = None
-        self.protected: set[int] = set()  # slices the user checked: never overwritten
-        self.predicted: dict[str, set[int]] = {}  # image layer name -> slices with results
+        listen(self.workflow, "model", self._model_switched)
+        self.workflow.handle("predict", self.predict_planes)
         self._wanted: int | None = None  # the slice in view, waiting for the running job
+        if self.workflow.model_name in [c for c in self.model.choices]:
+            self.model.value = self.workflow.model_name
         self._show_card()
-        follow_layers(self, viewer)
         from qtpy.QtCore import QTimer
 
         self._scroll_timer = QTimer()  # scrolling fires many steps: predict where the user stops
@@ -105,7 +106,8 @@ class PredictWidget(Container):
         if len(spatial) < 3:
             return None
         p = flat_slice(spatial, current_plane_index(self._viewer, layer))
-        if p in self.protected or p in self.predicted.get(layer.name, set()):
+        work = self.workflow.find(layer)
+        if work is not None and (p in work.checked or p in work.predicted):
             return None
         if self.worker is not None:
             self._wanted = p
@@ -116,6 +118,25 @@ class PredictWidget(Container):
     def _toggle_advanced(self, on: bool) -> None:
         for w in (self.tile, self.overlap, self.batch):
             w.visible = on
+
+    def _model_chosen(self, *_: Any) -> None:
+        """The user chose a model here: it becomes the model of every step."""
+        from napari_unet.model import ModelLoadError
+
+        name = self.model.value
+        if name and name != self.workflow.model_name:
+            try:
+                self.workflow.switch_model(name)
+            except (ModelLoadError, OSError, ValueError) as exc:
+                self.refuse(str(exc))
+        self._show_card()
+
+    def _model_switched(self, name: str) -> None:
+        """Another step switched the model (Fine-tune's *Use new model*)."""
+        self.model.reset_choices()
+        if self.model.value != name and name in list(self.model.choices):
+            self.model.value = name
+        self._show_card()
 
     def _show_card(self, *_: Any) -> None:
         from napari_unet.model import ModelLoadError, read_card, resolve_model_path
@@ -130,76 +151,90 @@ class PredictWidget(Container):
         self.tile.value = card.tile
         self.overlap.value = card.overlap
 
-    def cancel(self) -> None:
+    def settings(self, card: Any) -> Any:
+        """The :class:`~napari_unet.pipeline.Settings` of this form: the card's, with the
+        threshold, device and (advanced) tiling chosen here."""
+        from napari_unet.pipeline import Settings
+
+        return Settings.for_model(card, threshold=float(self.threshold.value), device=self.device.value,
+                                  tile=int(self.tile.value), overlap=float(self.overlap.value),
+                                  batch=int(self.batch.value))  # fmt: skip
+
+    def cancel(self, *_: Any) -> None:
         if self.worker is not None:
             self._out["cancelled"] = True
-            self.worker.quit()
-            self.status.value = "cancelling..."
+        super().cancel()
 
-    def run(self, *_: Any, model: Any = None, slices: list[int] | None = None) -> Any:
+    def predict_planes(
+        self, *, model: Any = None, planes: list[int] | None = None, image: Any = None, work: Any = None
+    ) -> Any:
+        """Predict some slices into a work's labels (the Fine-tune step's *Re-predict
+        unchecked slices*: into the labels it learnt from, checked slices kept)."""
+        if image is not None:
+            self.image.value = image
+        return self.run(model=model, slices=planes, work=work)
+
+    def run(self, *_: Any, model: Any = None, slices: list[int] | None = None, work: Any = None) -> Any:
         """Start a prediction; returns the worker (None when the input is refused).
 
-        ``slices`` limits a stack prediction to those flat slice numbers (re-predict
-        unchecked slices); ``model`` overrides the chosen one.
+        ``slices`` limits a stack prediction to those flat slice numbers; ``model``
+        overrides the chosen one. Checked slices are kept unless *overwrite checked
+        slices too* is ticked.
         """
-        from napari_unet.model import ModelLoadError, load_model
+        from napari_unet.model import ModelLoadError
 
         layer = self.image.value
         if layer is None:
-            notify_error("Predict: open or choose an image layer first.")
+            self.refuse("open or choose an image layer first.")
             return None
-        if self.worker is not None:
-            notify_error("Predict: a prediction is already running; wait for it or press Cancel.")
+        if self.busy():
             return None
         model_name = None if model is not None else self.model.value
         try:
             axes = image_axes(layer)
-            model = model if model is not None else load_model(self.model.value)
+            model = model if model is not None else self.workflow.model()
+            settings = self.settings(model.card)
+            work = work if work is not None else image_work(self.workflow, layer)
         except (ModelLoadError, ValueError, OSError) as exc:
-            notify_error(f"Predict: {exc}")
+            self.refuse(str(exc))
             return None
         data = layer.data
-        spatial = tuple(data.shape[:-1] if layer.rgb else data.shape)
-        n_planes = int(np.prod(spatial[:-2])) if len(spatial) > 2 else 1
+        spatial = work.shape
         if slices is not None:
             planes = sorted(slices)
         elif self.scope.value == "slice in view" and len(spatial) > 2:
-            index = current_plane_index(self._viewer, layer)
-            planes = [flat_slice(spatial, index)]
+            planes = [flat_slice(spatial, current_plane_index(self._viewer, layer))]
         else:
-            planes = list(range(n_planes))
-        planes = [p for p in planes if p not in self.protected]
+            planes = list(range(work.n_slices))
+        overwrite = bool(self.overwrite_checked.value)
+        planes, kept = work.plan(planes, overwrite_checked=overwrite)
         if not planes:
-            notify_error("Predict: every chosen slice is checked; unmark a slice to predict it again.")
+            self.refuse(
+                f"every chosen slice is checked ({len(kept)}); tick 'overwrite checked slices too' to predict them again."
+            )
             return None
         lazy = not isinstance(data, np.ndarray)
         if lazy and len(planes) > 1 and axes in ("ZYX", "TYX") and model_name is not None:
-            gen = self._engine_job(model, model_name, data, axes, spatial, planes)
+            gen = self._engine_job(model, data, settings, planes)
         else:
-            gen = self._job(model, data, axes, spatial, planes)
-        self.run_button.enabled, self.cancel_button.enabled = False, True
-        self.status.value = f"predicting {len(planes)} slice(s)..."
+            gen = self._job(model, data, axes, spatial, planes, settings)
         # finished planes go from the worker into _partial; the GUI thread moves them into
         # the layers a few at a time, so no single event-loop turn holds the window long
         self._partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._out = {"image": layer, "written": 0, "ended": False, "result": None, "cancelled": False}
-        self._results = ResultLayers(self._viewer, layer, spatial, model.card)
-        self.worker = start_job(
-            gen,
-            desc=f"Predict {layer.name}",
-            on_yield=self._on_progress,
-            on_done=lambda r: self._out.update(result=r),
-            on_finally=self._ended,
-            start=False,
-        )
+        self._out = {"image": layer, "written": [], "kept": kept, "ended": False, "result": None, "cancelled": False,
+                     "work": work, "settings": settings, "card": model.card, "overwrite": overwrite}  # fmt: skip
+        self._results = ResultLayers(self._viewer, self.workflow, work, layer, model.card)
+        self.progress.visible, self.progress.value, self.progress.max = True, 0, max(1, len(planes))
+        self.start(gen, desc=f"Predict {layer.name}", on_yield=self._on_progress,
+                   on_done=lambda r: self._out.update(result=r), start=False)  # fmt: skip
+        kept_note = f"; {len(kept)} checked slice(s) kept" if kept else ""
+        self.status.value = f"predicting {len(planes)} slice(s){kept_note}..."
         # the result layers first (napari builds each on this thread, ~0.1-0.15 s), while no
         # prediction competes for the CPU; the worker starts once they exist
         self._schedule_flush(self.AFTER_NEW_LAYER_MS)  # not in the same turn as the click
         return self.worker
 
-    def _engine_job(
-        self, model: Any, name: str, data: Any, axes: str, spatial: tuple[int, ...], planes: list[int]
-    ) -> Any:
+    def _engine_job(self, model: Any, data: Any, settings: Any, planes: list[int]) -> Any:
         """A whole lazily opened stack through the out-of-core engine (``scale.predict_lazy``).
 
         The same dask computation the CLI runs for images larger than memory: blocks of a
@@ -208,59 +243,57 @@ class PredictWidget(Container):
         """
         import dask
 
-        from napari_unet.count import labels_from_probabilities
+        from napari_unet.jobs import Progress, run_to_end
+        from napari_unet.pipeline import labels_iter
         from napari_unet.scale import predict_lazy
-        from napari_unet.tiling import Progress
 
-        threshold = float(self.threshold.value)
-        device = "cpu" if self.device.value == "auto" else self.device.value
-        probs = predict_lazy(data, name, axes="ZYX", tile=int(self.tile.value), overlap=float(self.overlap.value),
-                             device=device)  # fmt: skip
+        device = "cpu" if settings.device == "auto" else settings.device
+        probs = predict_lazy(data, model, axes="ZYX", tile=settings.tile, overlap=settings.overlap,
+                             batch_size=settings.batch, device=device, precision=settings.precision)  # fmt: skip
         for k, p in enumerate(planes):
             yield Progress(k, len(planes), {"plane": p, "engine": "dask"})
             with dask.config.set(scheduler="threads"):
                 prob = np.asarray(probs[:, p].compute())
-            labels = labels_from_probabilities(prob, model.card, threshold=threshold)
+            labels = run_to_end(labels_iter(prob, model.card, settings))
             self._partial[p] = (prob, labels)
             yield Progress(k + 1, len(planes), {"plane": p, "planes_done": k + 1, "engine": "dask"})
         return len(planes)
 
-    def _job(self, model: Any, data: Any, axes: str, spatial: tuple[int, ...], planes: list[int]) -> Any:
-        """Predict plane by plane, yielding progress and each finished plane's result."""
-        from napari_unet.count import labels_from_probabilities
-        from napari_unet.predict import predict_iter
-        from napari_unet.tiling import Progress
+    def _job(self, model: Any, data: Any, axes: str, spatial: tuple[int, ...], planes: list[int], settings: Any) -> Any:
+        """Segment plane by plane with :func:`napari_unet.segment`, yielding progress and
+        each finished plane's result."""
+        from napari_unet.jobs import Progress
+        from napari_unet.pipeline import segment_iter
 
         stack_shape = spatial[:-2]
         plane_axes = axes.replace("T", "").replace("Z", "")
-        threshold = float(self.threshold.value)
-        tiles_per_plane = None
+        steps_per_plane = None
         for k, p in enumerate(planes):
             index = np.unravel_index(p, stack_shape) if stack_shape else ()
             plane = np.asarray(data[tuple(index)])
-            gen = predict_iter(model, plane, axes=plane_axes, device=self.device.value, tile=int(self.tile.value),
-                               overlap=float(self.overlap.value), batch_size=int(self.batch.value))  # fmt: skip
+            gen = segment_iter(model, plane, axes=plane_axes, settings=settings)
             while True:
                 try:
                     ev = next(gen)
                 except StopIteration as stop:
-                    prob = stop.value
+                    result = stop.value
                     break
-                tiles_per_plane = ev.total
+                steps_per_plane = ev.total
                 yield Progress(k * ev.total + ev.done, len(planes) * ev.total, {"plane": p})
-            labels = labels_from_probabilities(prob, model.card, threshold=threshold)
             # stored here, in the worker, rather than sent through a signal: the GUI reads it only
             # after the job has ended (returned or aborted), so no result can arrive late
-            self._partial[p] = (prob, labels)
-            done = (k + 1) * (tiles_per_plane or 1)
-            yield Progress(done, len(planes) * (tiles_per_plane or 1), {"plane": p, "planes_done": k + 1})
+            self._partial[p] = (result.probabilities, result.labels)
+            done = (k + 1) * (steps_per_plane or 1)
+            yield Progress(done, len(planes) * (steps_per_plane or 1), {"plane": p, "planes_done": k + 1})
         return len(planes)
 
     def _on_progress(self, event: Any) -> None:
-        if "planes_done" in getattr(event, "info", {}):
+        info = getattr(event, "info", {})
+        if "planes_done" in info:
+            self.progress.value = min(info["planes_done"], self.progress.max)
             self._schedule_flush()
 
-    def _ended(self) -> None:
+    def job_ended(self) -> None:
         self._out["ended"] = True
         self._schedule_flush()
 
@@ -283,7 +316,7 @@ class PredictWidget(Container):
         A step builds one piece of the result layers (:meth:`ResultLayers.build_step`), or
         writes finished planes for at most :attr:`FLUSH_BUDGET` seconds. The worker starts
         once the layers exist. Once the job has ended and every plane is written, it
-        reports and re-enables the buttons.
+        reports and makes the step ready again.
         """
         self._flush_queued = False
         out = self._out
@@ -297,9 +330,11 @@ class PredictWidget(Container):
                     out["ended"] = True
                 else:
                     self.worker.start()
-            written = self._results.write(self._partial, self.FLUSH_BUDGET)
-            out["written"] += len(written)
-            self.predicted.setdefault(out["image"].name, set()).update(written)
+            written, kept = self._results.write(self._partial, self.FLUSH_BUDGET, overwrite_checked=out["overwrite"])
+            out["written"] += written
+            for z in kept:  # checked while the prediction ran: kept as well
+                if z not in out["kept"]:
+                    out["kept"].append(z)
             if self._partial:
                 self._schedule_flush()
                 return
@@ -308,19 +343,40 @@ class PredictWidget(Container):
             if not out.get("started"):  # nothing will run: end here
                 out["started"] = out["ended"] = True
         if out["ended"] and self.worker is not None:
-            n, result = out["written"], out["result"]
-            if result is not None:
-                self.status.value = f"done: {n} slice(s)"
-            elif out["cancelled"]:
-                self.status.value = f"cancelled: kept {n} slice(s)" if n else "cancelled; nothing was finished"
-            else:  # the job failed; its notification says why
-                self.status.value = f"stopped by an error: kept {n} slice(s)"
-            self._reset()
+            self._report(out)
+            self.reset()
 
-    def _reset(self) -> None:
-        self.worker = None
-        self.run_button.enabled, self.cancel_button.enabled = True, False
+    def _report(self, out: dict) -> None:
+        n, result, kept = len(out["written"]), out["result"], out["kept"]
+        kept_note = f"; {len(kept)} checked slice(s) kept" if kept else ""
+        work = out["work"]
+        if n:
+            work.record_prediction(out["written"], out["settings"], out["card"])
+        if result is not None:
+            self.status.value = f"done: {n} slice(s){kept_note}"
+        elif out["cancelled"]:
+            self.status.value = (
+                f"cancelled: kept {n} slice(s)" if n else "cancelled; nothing was finished"
+            ) + kept_note
+        elif self.failed is not None:
+            self.status.value = f"stopped by an error: {self.failed} (kept {n} slice(s))"
+        else:
+            self.status.value = f"stopped: kept {n} slice(s)"
+        if kept:
+            notify_info(f"Predict: {len(kept)} checked slice(s) kept as they were ({_short(kept)}).")
+        if n:
+            self.workflow.emit("predicted", work)
+
+    def reset(self) -> None:
+        super().reset()
+        self.progress.visible = False
         if self._wanted is not None and self.follow.value:
             from qtpy.QtCore import QTimer
 
             QTimer.singleShot(0, self.predict_slice_in_view)
+
+
+def _short(values: list[int], most: int = 8) -> str:
+    values = sorted(values)
+    text = ", ".join(str(v) for v in values[:most])
+    return text + (f" and {len(values) - most} more" if len(values) > most else "")

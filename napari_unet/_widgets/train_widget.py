@@ -5,55 +5,69 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton, SpinBox, create_widget
+from magicgui.widgets import CheckBox, ComboBox, Label, LineEdit, PushButton, SpinBox, create_widget
 
 from napari_unet._widgets._common import (
-    follow_layers,
     image_axes,
     notify_error,
     notify_info,
     preload_core,
     preload_training,
-    start_job,
 )
 from napari_unet._widgets._curve import CurveWidget
+from napari_unet._widgets._step import Step, listen, paired_work
 from napari_unet._widgets.predict_widget import model_choices
 
 if TYPE_CHECKING:
     import napari
 
 
-class TrainWidget(Container):
-    """Base model, time budget and name; Train/Cancel; live curve; quality-gate verdict."""
+class TrainWidget(Step):
+    """Base model, time budget and name; Train/Stop; live curve; quality-gate verdict."""
+
+    title = "Fine-tune"
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         preload_core()
         preload_training()
-        self._viewer = viewer
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.labels_layer = create_widget(annotation="napari.layers.Labels", label="labels")
         self.base = ComboBox(label="base model", choices=model_choices)
         self.seconds = SpinBox(label="time budget (s)", value=60, min=5, max=24 * 3600, step=15)
         self.model_name = LineEdit(label="new model name", value="")
-        self.train_button = PushButton(text="Train")
-        self.cancel_button = PushButton(text="Stop (keep best)", enabled=False)
         self.verdict = Label(value="")
+        self.verdict.native.setWordWrap(True)  # a long verdict wraps instead of widening the dock for good
         self.use_button = PushButton(text="Use new model", enabled=False)
+        self.use_anyway = CheckBox(label="use it although it is not better", value=False, visible=False)
         self.repredict_button = PushButton(text="Re-predict unchecked slices", enabled=False)
-        super().__init__(widgets=[self.image, self.labels_layer, self.base, self.seconds, self.model_name, self.train_button,
-                                  self.cancel_button, self.verdict, self.use_button, self.repredict_button])  # fmt: skip
+        train_button, cancel_button = PushButton(text="Train"), PushButton(text="Stop (keep best)")
+        super().__init__(viewer, [self.image, self.labels_layer, self.base, self.seconds, self.model_name, train_button,
+                                  cancel_button, self.verdict, self.use_anyway, self.use_button, self.repredict_button],
+                         run_button=train_button, cancel_button=cancel_button)  # fmt: skip
+        self.train_button = train_button
         self.curve = CurveWidget()
         self.native.layout().insertWidget(7, self.curve)
         self.train_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.stop)
         self.use_button.changed.connect(self.use_model)
+        self.use_anyway.changed.connect(self._update_use_button)
         self.repredict_button.changed.connect(self.repredict)
+        listen(self.workflow, "predicted", self._predicted)
+        listen(self.workflow, "model", self._model_switched)
         self.trainer: Any = None
         self._stop_requested = False
-        self.worker: Any = None
         self.result: Any = None
         self.saved_name: str | None = None
-        follow_layers(self, viewer)
+
+    def _model_switched(self, name: str) -> None:
+        self.base.reset_choices()
+
+    def _predicted(self, work: Any) -> None:
+        """A prediction was made: its image and labels are what will be corrected and learnt."""
+        image, labels = work.handles.get("image"), work.handles.get("labels")
+        for chooser, layer in ((self.image, image), (self.labels_layer, labels)):
+            if layer is not None and layer in self._viewer.layers and chooser.value is not layer:
+                chooser.reset_choices()
+                chooser.value = layer
 
     def _items(self) -> list[Any]:
         from napari_unet.train import TrainingItem
@@ -61,21 +75,8 @@ class TrainWidget(Container):
         image, labels = self.image.value, self.labels_layer.value
         if image is None or labels is None:
             raise ValueError("choose the image and its corrected labels layer first")
-        checked = labels.metadata.get("checked", [])
-        region_name = f"{labels.name} checked region"
-        region: Any = None
-        if region_name in self._viewer.layers and np.asarray(self._viewer.layers[region_name].data).any():
-            region = np.asarray(self._viewer.layers[region_name].data) > 0
-            if checked and labels.ndim > 2:  # painted region plus whole checked slices
-                flat = region.reshape(-1, *region.shape[-2:])
-                for z in checked:
-                    flat[z] = True
-        elif checked:
-            region = list(checked)
-        else:
-            raise ValueError(
-                "nothing is checked yet: mark the slices you corrected (Correct step), or paint a checked region"
-            )
+        work = paired_work(self.workflow, image, labels)
+        region = work.training_region()
         data = np.asarray(labels.data).astype(np.int32, copy=False)
         return [TrainingItem(image.data, data, region, image.name, image_axes(image))]
 
@@ -83,14 +84,13 @@ class TrainWidget(Container):
         from napari_unet.model import ModelLoadError, load_model
         from napari_unet.train import TrainConfig
 
-        if self.worker is not None:
-            notify_error("Fine-tune: training is already running; press Stop to end it first.")
+        if self.busy():
             return None
         try:
             items = self._items()
             base = load_model(self.base.value)
         except (ValueError, OSError, ModelLoadError) as exc:
-            notify_error(f"Fine-tune: {exc}")
+            self.refuse(str(exc))
             return None
         config = config or TrainConfig(
             epochs=1000, steps_per_epoch=10, max_seconds=float(self.seconds.value), crop=192, patience=1000
@@ -99,14 +99,12 @@ class TrainWidget(Container):
         self.result = None
         self.trainer = None
         self._stop_requested = False
-        self.train_button.enabled, self.cancel_button.enabled = False, True
         self.use_button.enabled = self.repredict_button.enabled = False
-        self.verdict.value = "preparing the checked data..."
+        self.use_anyway.visible = False
+        self.verdict.value = ""
+        self.status.value = "preparing the checked data..."
         job = self._job(items, base, config, self.model_name.value.strip() or None)
-        self.worker = start_job(
-            job, desc="Fine-tune", on_yield=self._on_event, on_done=self._on_done, on_finally=self._reset
-        )
-        return self.worker
+        return self.start(job, desc="Fine-tune", on_yield=self._on_event, on_done=self._on_done)
 
     def _job(self, items: list, base: Any, config: Any, name: str | None) -> Any:
         """Build the trainer in the worker (copying the model and preparing the data takes
@@ -123,31 +121,45 @@ class TrainWidget(Container):
         info = event.info
         if info.get("kind") == "epoch":
             self.curve.add_dice(event.done, info["val_dice"])
+            self.status.value = f"training: epoch {event.done}, validation Dice {info['val_dice']:.3f}"
         elif "loss" in info:
             self.curve.add_loss(info["loss"])
+            if not self._stop_requested and self.status.value.startswith("preparing"):
+                self.status.value = "training..."
 
     def _on_done(self, result: Any) -> None:
         self.result = result
         self.verdict.value = result.verdict()
-        self.use_button.enabled = True
+        self.use_anyway.visible = result.better is False
+        self.use_anyway.value = False
+        self._update_use_button()
+        self.status.value = "done" if not result.stopped else "stopped: the best checkpoint is kept"
         notify_info(f"Fine-tune finished: {result.verdict()}")
 
-    def _reset(self) -> None:
-        self.worker = None
-        self.train_button.enabled, self.cancel_button.enabled = True, False
+    def _update_use_button(self, *_: Any) -> None:
+        """*Use new model* only for a model that is not worse, unless the user says otherwise."""
+        ok = self.result is not None and (self.result.better is not False or bool(self.use_anyway.value))
+        self.use_button.enabled = ok
 
     def stop(self, *_: Any) -> None:
+        self.cancel()
+
+    def cancel(self, *_: Any) -> None:
+        """Stop after this step; the best checkpoint is kept (the job returns it)."""
         self._stop_requested = True
         if self.trainer is not None:
             self.trainer.stop()
         if self.worker is not None:
-            self.verdict.value = "stopping after this step..."
+            self.status.value = "stopping after this step..."
 
     def use_model(self, *_: Any) -> str | None:
-        """Save the new model to the user registry and select it for prediction."""
+        """Save the new model to the user registry and make it the model of every step."""
         from napari_unet.model import save_model, user_model_dir
 
         if self.result is None:
+            return None
+        if self.result.better is False and not self.use_anyway.value:
+            self.refuse("the new model is not better than its parent; tick 'use it although it is not better' first.")
             return None
         try:
             save_model(self.result.model, user_model_dir() / self.result.card.name, self.result.card)
@@ -155,27 +167,23 @@ class TrainWidget(Container):
             notify_error(f"Could not save the new model: {exc}")
             return None
         self.saved_name = self.result.card.name
-        for widget in self._viewer.window._dock_widgets.values() if hasattr(self._viewer, "window") else []:
-            inner = getattr(widget, "widget", lambda: None)()
-            for candidate in getattr(inner, "_napari_unet_steps", []):
-                if hasattr(candidate, "model"):
-                    candidate.reset_choices()
-                    candidate.model.value = self.saved_name
         self.base.reset_choices()
+        self.workflow.switch_model(self.saved_name, self.result.model)
         self.repredict_button.enabled = True
-        notify_info(f"Saved model '{self.saved_name}' to {user_model_dir()}")
+        notify_info(f"Saved model '{self.saved_name}' to {user_model_dir()}; Predict now uses it.")
         return self.saved_name
 
-    def repredict(self, *_: Any, predict_widget: Any = None) -> Any:
+    def repredict(self, *_: Any) -> Any:
         """Predict the unchecked slices again with the new model; checked slices are kept."""
-        from napari_unet._widgets.predict_widget import PredictWidget
-
         labels = self.labels_layer.value
         if self.result is None or labels is None:
             return None
-        widget = predict_widget or PredictWidget(self._viewer)
-        widget.image.value = self.image.value
-        widget.protected = set(labels.metadata.get("checked", []))
-        n = int(np.prod(labels.data.shape[:-2])) if labels.ndim > 2 else 1
-        widget.scope.value = "whole stack"
-        return widget.run(model=self.result.model, slices=[z for z in range(n) if z not in widget.protected])
+        work = paired_work(self.workflow, self.image.value, labels)
+        planes, _kept = work.plan(range(work.n_slices))
+        try:
+            return self.workflow.request_prediction(
+                model=self.result.model, planes=planes, image=self.image.value, work=work
+            )
+        except ValueError as exc:
+            self.refuse(str(exc))
+            return None

@@ -85,8 +85,64 @@ def _out_dir(path: str) -> Path:
     return out
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (a negative worker count used to hang)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _prediction_args(p: argparse.ArgumentParser) -> None:
+    """How images are predicted: the Settings fields a user sets on the command line."""
+    p.add_argument("--tile", type=_positive_int, default=None, help="tile side in pixels (default: the model's)")
+    p.add_argument("--overlap", type=float, default=None, help="tile overlap fraction in [0, 1) (default: the model's)")
+    p.add_argument("--batch", type=_positive_int, default=None, help="tiles per batch (default: 8 on CUDA, else 4)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="auto: bf16 on a GPU or a CPU with native bf16 (masks Dice >= 0.999 vs fp32), else fp32",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="foreground probability threshold in (0, 1) (default: the model's)",
+    )
+
+
+def _object_args(p: argparse.ArgumentParser) -> None:
+    """Which objects are kept: the Settings fields about objects."""
+    p.add_argument(
+        "--min-area", type=float, default=None, help="drop objects smaller than this, in pixels (default: the model's)"
+    )
+    p.add_argument("--max-area", type=float, default=None, help="drop objects larger than this, in pixels")
+    p.add_argument("--exclude-border", action="store_true", help="drop objects touching the image border")
+
+
+def settings_from_args(options: dict, card: Any) -> Any:
+    """One :class:`~napari_unet.pipeline.Settings` from the model card and the command's options."""
+    from napari_unet.pipeline import Settings
+
+    if options.get("device") not in (None, "auto"):
+        from napari_unet.inference import pick_device
+
+        pick_device(options["device"])  # an absent device is named before any file is read
+    names = ("threshold", "min_area", "max_area", "tile", "overlap", "batch", "precision", "device", "compile")
+    given = {k: options.get(k) for k in names if options.get(k) is not None}
+    if options.get("exclude_border"):
+        given["exclude_border"] = True
+    return Settings.for_model(card, **given)
+
+
 def _scale_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=None, help="run on a local dask cluster of N single-threaded workers")
+    p.add_argument(
+        "--workers", type=_positive_int, default=None, help="run on a local dask cluster of N single-threaded workers"
+    )
     p.add_argument(
         "--scheduler", default=None, help="address of an existing dask.distributed scheduler (tcp://host:8786)"
     )

@@ -8,8 +8,21 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.cli._base import _drive, _inputs, _model_args, _out_dir, _report, _scale_args, command
-from napari_unet.cli.predict_cmd import _predict_one
+from napari_unet.cli._base import (
+    _drive,
+    _inputs,
+    _model_args,
+    _object_args,
+    _out_dir,
+    _prediction_args,
+    _report,
+    _scale_args,
+    command,
+    settings_from_args,
+)
+
+OPTIONS = ("model", "device", "input_kind", "tile", "overlap", "batch", "precision", "threshold", "min_area",
+           "max_area", "exclude_border")  # fmt: skip
 
 
 def _count_args(p: argparse.ArgumentParser) -> None:
@@ -17,16 +30,15 @@ def _count_args(p: argparse.ArgumentParser) -> None:
         "inputs", nargs="+", metavar="INPUT", help="images, probability TIFFs or masks; files, folders or globs"
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--input-kind", default="auto", choices=["auto", "image", "probability", "mask", "labels"])
-    _model_args(p)
     p.add_argument(
-        "--min-area",
-        type=float,
-        default=None,
-        help="drop objects smaller than this (pixels; default: the model's, else 10)",
+        "--input-kind",
+        default="auto",
+        choices=["auto", "image", "probability", "mask", "labels"],
+        help="what the inputs hold; auto decides per file and says why (default: auto)",
     )
-    p.add_argument("--max-area", type=float, default=None, help="drop objects larger than this (pixels)")
-    p.add_argument("--exclude-border", action="store_true", help="drop objects touching the image border")
+    _model_args(p)
+    _prediction_args(p)
+    _object_args(p)
     _scale_args(p)
 
 
@@ -70,32 +82,35 @@ def count_outputs(path: str, out: str) -> list[str]:
 def count_file(path: str, *, out: str, options: dict) -> list[str]:
     """Count one file into ``out`` (runs in this process or on a dask worker)."""
 
-    from napari_unet.count import count_iter, count_per_slice
+    from napari_unet.count import count_iter, count_per_slice, measure
     from napari_unet.io import read_image, write_tiff
+    from napari_unet.pipeline import segment_iter
     from napari_unet.scale import load_model_cached
 
     args = argparse.Namespace(**options)
     img = read_image(path)
     kind, why = (args.input_kind, "as asked") if args.input_kind != "auto" else guess_input_kind(img)
     print(f"{path}: counting it as {kind} ({why})")
-    intensity, source, card, model = None, np.asarray(img.data), None, None
+    intensity, source, card, settings, labels = None, None, None, None, None
     if kind in ("image", "probability"):
-        model = load_model_cached(args.model)
-        card = model.card
+        card = load_model_cached(args.model).card
+        settings = settings_from_args(options, card)
     if kind == "image":
-        intensity = source if img.channel_axis is None and not img.rgb else None
-        source = _predict_one(model, img, args, Path(path).name)
-        kind = "probability"
-    elif kind == "probability" and "C" not in img.axes:
-        source = source[None]
-    min_area = (
-        args.min_area if args.min_area is not None else float((card.postprocess if card else {}).get("min_area", 10))
-    )
+        intensity = np.asarray(img.data) if img.channel_axis is None and not img.rgb else None
+        model = load_model_cached(args.model)
+        labels = _drive(segment_iter(model, img.data, axes=img.axes, settings=settings), Path(path).name).labels
+    else:
+        source = np.asarray(img.data)
+        if kind == "probability" and "C" not in img.axes:
+            source = source[None]
     spatial_scale = img.scale[-2:] if img.units[-1] != "pixel" else None
     unit = {"micrometer": "um"}.get(img.units[-1], img.units[-1]) if spatial_scale else "px"
-    gen = count_iter(source, kind=kind, card=card, intensity=intensity, scale=spatial_scale, unit=unit,
-                     min_area=min_area, max_area=args.max_area, exclude_border=args.exclude_border)  # fmt: skip
-    labels, table = _drive(gen, Path(path).name)
+    if labels is not None:  # objects from the pipeline, as they are: only measured here
+        table = measure(labels, intensity, scale=spatial_scale, unit=unit)
+    else:
+        gen = count_iter(source, kind=kind, card=card, settings=settings, intensity=intensity, scale=spatial_scale,
+                         unit=unit, min_area=args.min_area, max_area=args.max_area, exclude_border=args.exclude_border)  # fmt: skip
+        labels, table = _drive(gen, Path(path).name)
     labels_path, objects_path, counts_path = count_outputs(path, out)
     write_tiff(labels_path, labels, axes=img.spatial_axes, scale=img.scale, units=img.units, labels=True)
     table.insert(0, "file", img.name)
@@ -117,13 +132,17 @@ def count_cmd(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from napari_unet.model import resolve_model_path
-    from napari_unet.scale import run_files
+    from napari_unet.scale import load_model_cached, run_files
 
     files = _inputs(args.inputs)
     out = _out_dir(args.out)
+    options = {k: getattr(args, k) for k in OPTIONS}
+    if args.input_kind in ("auto", "image", "probability"):  # a bad model or setting fails once, before any file
+        settings_from_args(options, load_model_cached(args.model).card)
+    else:
+        settings_from_args({k: v for k, v in options.items() if k != "device"}, None)
     if args.workers or args.scheduler:
-        args.model = str(resolve_model_path(args.model or "nuclei"))
-    options = {k: getattr(args, k) for k in ("model", "device", "input_kind", "min_area", "max_area", "exclude_border")}
+        options["model"] = str(resolve_model_path(args.model or "nuclei"))
     results = run_files(
         count_file, files, expected=lambda p: count_outputs(p, str(out)), workers=args.workers, scheduler=args.scheduler,
         overwrite=args.overwrite, out=str(out), options=options,

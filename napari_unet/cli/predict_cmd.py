@@ -4,42 +4,40 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from napari_unet.cli._base import _drive, _inputs, _model_args, _out_dir, _report, _scale_args, command
+from napari_unet.cli._base import (
+    _drive,
+    _inputs,
+    _model_args,
+    _out_dir,
+    _positive_int,
+    _prediction_args,
+    _report,
+    _scale_args,
+    command,
+    settings_from_args,
+)
+
+OPTIONS = ("model", "device", "tile", "overlap", "batch", "precision", "threshold", "compile", "block", "lazy_gb")
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     p.add_argument("--out", required=True, help="output folder")
     _model_args(p)
-    p.add_argument("--tile", type=int, default=None, help="tile side in pixels (default: the model's)")
-    p.add_argument("--overlap", type=float, default=None, help="tile overlap fraction in [0, 1)")
-    p.add_argument("--batch", type=int, default=None, help="tiles per batch")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    _prediction_args(p)
     p.add_argument(
         "--compile", action="store_true", help="torch.compile the network first (~30 s once; pays off for long runs)"
     )
     p.add_argument(
-        "--block", type=int, default=2048, help="block side for images opened lazily (larger than --lazy-gb)"
+        "--block", type=_positive_int, default=2048, help="block side for images opened lazily (larger than --lazy-gb)"
     )
     p.add_argument(
         "--lazy-gb", type=float, default=1.0, help="images larger than this (GB) are predicted out of core into zarr"
     )
     _scale_args(p)
-
-
-def _predict_one(model: Any, img: Any, args: Any, desc: str) -> Any:
-    from napari_unet.predict import predict_iter
-
-    gen = predict_iter(
-        model, img.data, axes=img.axes, device=args.device, tile=getattr(args, "tile", None),
-        overlap=getattr(args, "overlap", None), batch_size=getattr(args, "batch", None),
-        precision=getattr(args, "precision", "auto"), compile=getattr(args, "compile", False),
-    )  # fmt: skip
-    return _drive(gen, desc)
 
 
 def predict_outputs(path: str, out: str, lazy_bytes: float = float("inf")) -> list[str]:
@@ -55,28 +53,30 @@ def predict_outputs(path: str, out: str, lazy_bytes: float = float("inf")) -> li
 def predict_file(path: str, *, out: str, options: dict) -> list[str]:
     """Predict one file into ``out`` (runs in this process or on a dask worker)."""
     from napari_unet.io import read_image, write_tiff
-    from napari_unet.predict import probabilities_to_mask
+    from napari_unet.pipeline import foreground_mask, segment_iter
     from napari_unet.scale import load_model_cached
 
-    args = argparse.Namespace(**options)
-    model = load_model_cached(args.model)
-    lazy_bytes = args.lazy_gb * 1e9
+    model = load_model_cached(options["model"])
+    settings = settings_from_args(options, model.card)
+    lazy_bytes = options["lazy_gb"] * 1e9
     img = read_image(path, lazy_threshold=int(lazy_bytes))
     prob_path, mask_path = predict_outputs(path, out, lazy_bytes)
     if img.lazy and img.channel_axis is None and not img.rgb and img.axes in ("YX", "ZYX"):
         from napari_unet.ome_zarr import read_ome_zarr, write_ome_zarr
         from napari_unet.scale import predict_lazy
 
-        probs = predict_lazy(img.data, args.model, axes=img.axes, block=args.block, tile=args.tile, overlap=args.overlap,
-                             device="cpu" if args.device == "auto" else args.device, precision=args.precision)  # fmt: skip
+        probs = predict_lazy(img.data, model, axes=img.axes, block=options["block"], tile=settings.tile,
+                             overlap=settings.overlap, batch_size=settings.batch,
+                             device="cpu" if settings.device == "auto" else settings.device,
+                             precision=settings.precision)  # fmt: skip
         write_ome_zarr(prob_path, probs, axes="C" + img.axes, scale=img.scale, units=img.units)
         stored = read_ome_zarr(prob_path).data  # the mask from the stored result: no second prediction
-        write_ome_zarr(mask_path, (stored[0] > model.card.threshold).astype(np.uint8), axes=img.axes, scale=img.scale,
-                       units=img.units)  # fmt: skip
+        mask = stored[0] > settings.threshold if model.card.activation != "softmax" else stored.argmax(axis=0)
+        write_ome_zarr(mask_path, mask.astype(np.uint8), axes=img.axes, scale=img.scale, units=img.units)
         return [prob_path, mask_path]
-    prob = _predict_one(model, img, args, Path(path).name)
-    write_tiff(prob_path, prob, axes="C" + img.spatial_axes, scale=img.scale, units=img.units)
-    mask = probabilities_to_mask(prob, model.card)
+    result = _drive(segment_iter(model, img.data, axes=img.axes, settings=settings, objects=False), Path(path).name)
+    write_tiff(prob_path, result.probabilities, axes="C" + img.spatial_axes, scale=img.scale, units=img.units)
+    mask = foreground_mask(result.probabilities, model.card, result.settings)
     write_tiff(mask_path, mask, axes=img.spatial_axes, scale=img.scale, units=img.units, labels=True)
     return [prob_path, mask_path]
 
@@ -89,13 +89,11 @@ def predict_cmd(args: argparse.Namespace) -> int:
 
     files = _inputs(args.inputs)
     out = _out_dir(args.out)
-    load_model_cached(args.model)  # a bad model name fails here, once, before any file
+    options = {k: getattr(args, k) for k in OPTIONS}
+    card = load_model_cached(args.model).card  # a bad model name fails here, once, before any file
+    settings_from_args(options, card)  # and so does a bad setting
     if args.workers or args.scheduler:
-        args.model = str(resolve_model_path(args.model or "nuclei"))  # workers resolve the same file
-    options = {
-        k: getattr(args, k)
-        for k in ("model", "device", "tile", "overlap", "batch", "precision", "compile", "block", "lazy_gb")
-    }
+        options["model"] = str(resolve_model_path(args.model or "nuclei"))  # workers resolve the same file
     results = run_files(
         predict_file, files, expected=lambda p: predict_outputs(p, str(out), args.lazy_gb * 1e9), workers=args.workers,
         scheduler=args.scheduler, overwrite=args.overwrite, out=str(out), options=options,

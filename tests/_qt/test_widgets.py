@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_unet._widgets._step import labels_work, workflow_for
 from napari_unet._widgets.correct_widget import CorrectWidget
 from napari_unet._widgets.count_widget import SHOWN, CountWidget
 from napari_unet._widgets.dock import UNetDock
@@ -15,6 +16,15 @@ from napari_unet._widgets.predict_widget import PredictWidget
 from napari_unet._widgets.train_widget import TrainWidget
 from napari_unet.train import TrainConfig
 from tests._qt.conftest import wait_for
+
+
+def mark_checked(viewer, layer, slices):
+    """Slices a person checked, as the Correct step records them."""
+    work = labels_work(workflow_for(viewer), layer)
+    for z in slices:
+        work.mark_checked(z)
+    return work
+
 
 FAST = TrainConfig(epochs=2, steps_per_epoch=4, batch_size=2, crop=64, augment=False, device="cpu", precision="fp32")
 
@@ -35,7 +45,10 @@ def test_predict_a_stack(make_napari_viewer, registry, stack, qtbot):
     wait_for(qtbot, widget)
     prob, labels = viewer.layers["cells probability"], viewer.layers["cells labels"]
     assert not prob.visible and prob.data.shape == stack[0].shape
-    assert prob.metadata["probabilities"].shape == (2, *stack[0].shape)
+    work = workflow_for(viewer).find(prob)
+    assert work.probabilities.shape == (2, *stack[0].shape)
+    assert work.role_of(prob) == "probability" and work.role_of(labels) == "labels"
+    assert work.settings.threshold == widget.threshold.value and work.card.name == "tiny"
     assert labels.data.shape == stack[0].shape and tuple(labels.scale) == (2, 0.5, 0.5)
     assert "done: 4 slice(s)" in widget.status.value
     # ready to correct: the labels on top of the probabilities, and the selected layer
@@ -81,7 +94,7 @@ def test_cancel_keeps_finished_slices(make_napari_viewer, registry, qtbot):
     widget.tile.value, widget.batch.value = 64, 1
     assert widget.run() is not None
     # results appear while the job runs: layers at once, finished slices written as they come
-    qtbot.waitUntil(lambda: widget._out["written"] >= 2, timeout=60_000)
+    qtbot.waitUntil(lambda: len(widget._out["written"]) >= 2, timeout=60_000)
     assert widget.worker is not None and viewer.layers["big probability"].data[0].any()
     widget.cancel()
     wait_for(qtbot, widget)
@@ -134,7 +147,7 @@ def test_correct_mark_delete_merge_undo_and_autosave(make_napari_viewer, registr
     widget.labels_layer.value = labels
     viewer.dims.set_point(0, 1)
     widget.mark_checked()
-    assert labels.metadata["checked"] == [1] and widget.checked.choices == ("1",)
+    assert widget.work.checked_slices() == [1] and widget.checked.choices == ("1",)
     assert widget.session.exists() and widget.session.load()[1] == [1]
     # delete object 3 through napari's history, then undo it
     target = int(stack[1][1][stack[1][1] > 0][0])
@@ -169,7 +182,7 @@ def test_restore_offers_saved_corrections(make_napari_viewer, registry, stack):
     assert widget.restore_button.enabled
     assert widget.restore()
     np.testing.assert_array_equal(fresh.data, expected)
-    assert fresh.metadata["checked"] == [0]
+    assert widget.work.checked_slices() == [0]
 
 
 def test_close_with_unsaved_work_asks(make_napari_viewer, registry, stack, monkeypatch):
@@ -199,7 +212,10 @@ def test_finetune_needs_checked_data(make_napari_viewer, registry, stack, errors
 def test_finetune_runs_reports_and_registers(make_napari_viewer, registry, stack, errors, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(stack[0], name="cells")
-    labels = viewer.add_labels(stack[1], name="cells labels", metadata={"checked": [0, 2]})
+    labels = viewer.add_labels(stack[1].copy(), name="cells labels")  # (napari keeps the array it is given)
+    mark_checked(viewer, labels, [0, 2])
+    predict = PredictWidget(viewer)
+    predict.device.value = "cpu"
     widget = TrainWidget(viewer)
     widget.base.value = "tiny"
     widget.model_name.value = "my-cells"
@@ -208,20 +224,21 @@ def test_finetune_runs_reports_and_registers(make_napari_viewer, registry, stack
     wait_for(qtbot, widget, 120_000)
     assert widget.result is not None and "held-out checked data" in widget.verdict.value
     assert len(widget.curve.dice) >= 1 and widget.curve.loss
+    widget.use_anyway.value = True  # (a 2-epoch model on 4 slices may well not beat its parent)
     assert widget.use_model() == "my-cells" and (registry / "my-cells.safetensors").exists()
-    predict = PredictWidget(viewer)
-    predict.device.value = "cpu"
-    worker = widget.repredict(predict_widget=predict)
+    assert predict.model.value == "my-cells"  # one call switched the model of every step
+    worker = widget.repredict()
     assert worker is not None
     wait_for(qtbot, predict)
-    assert predict.protected == {0, 2}
+    assert "done: 2 slice(s)" in predict.status.value
     np.testing.assert_array_equal(labels.data[[0, 2]], stack[1][[0, 2]])  # checked slices untouched
+    assert not np.array_equal(labels.data[[1, 3]], stack[1][[1, 3]])  # the others were predicted again
 
 
 def test_stop_training_keeps_the_best(make_napari_viewer, registry, stack, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(stack[0], name="cells")
-    viewer.add_labels(stack[1], name="cells labels", metadata={"checked": [0, 1, 2]})
+    mark_checked(viewer, viewer.add_labels(stack[1], name="cells labels"), [0, 1, 2])
     widget = TrainWidget(viewer)
     widget.base.value = "tiny"
     worker = widget.run(
@@ -355,13 +372,15 @@ def test_count_from_the_predicted_probabilities_uses_the_model_card(make_napari_
     predict.run()
     wait_for(qtbot, predict)
     prob = viewer.layers["cells probability"]
-    assert prob.metadata["card"].name == "nuclei" and "boundary" in prob.metadata["card"].classes
+    work = workflow_for(viewer).find(prob)
+    assert work.card.name == "nuclei" and "boundary" in work.card.classes
     widget = CountWidget(viewer)
     assert prob in list(widget.labels_layer.choices)
     widget.labels_layer.value = prob
     widget.run()
     wait_for(qtbot, widget)
-    gen = count_iter(prob.metadata["probabilities"], kind="probability", card=prob.metadata["card"], min_area=10.0)
+    assert widget.min_area.value == work.settings.min_area  # the areas Predict used
+    gen = count_iter(work.probabilities, kind="probability", card=work.card, settings=work.settings)
     try:
         while True:
             next(gen)
@@ -370,7 +389,7 @@ def test_count_from_the_predicted_probabilities_uses_the_model_card(make_napari_
     assert expected.max() > 0  # objects were found, so the comparison says something
     np.testing.assert_array_equal(viewer.layers["cells probability objects"].data, expected)
     # the card's boundary channel was used: splitting the thresholded foreground gives other objects
-    gen = count_iter(prob.metadata["probabilities"][0] >= prob.metadata["card"].threshold, kind="mask", min_area=10.0)
+    gen = count_iter(work.probabilities[0] > work.settings.threshold, kind="mask", min_area=work.settings.min_area)
     try:
         while True:
             next(gen)
@@ -403,7 +422,7 @@ def test_the_dock_holds_the_four_steps(make_napari_viewer, registry):
 def test_closing_the_viewer_during_a_job(make_napari_viewer, registry, stack, qtbot, job):
     viewer = make_napari_viewer()
     viewer.add_image(stack[0], name="cells")
-    viewer.add_labels(stack[1], name="cells labels", metadata={"checked": [0, 1]})
+    mark_checked(viewer, viewer.add_labels(stack[1], name="cells labels"), [0, 1])
     if job == "predict":
         widget = PredictWidget(viewer)
         widget.model.value, widget.device.value = "tiny", "cpu"
@@ -441,10 +460,15 @@ def test_follow_mode_predicts_only_the_slices_the_user_looks_at(make_napari_view
     widget.follow.value = True
     viewer.dims.set_point(0, 1)
     viewer.dims.set_point(0, 4)  # scrolling on: only where the user stops is predicted
-    qtbot.waitUntil(lambda: widget.predicted.get("huge") == {4}, timeout=60_000)
+
+    def predicted():
+        found = workflow_for(viewer).find(viewer.layers["huge"])
+        return found.predicted if found is not None else set()
+
+    qtbot.waitUntil(lambda: predicted() == {4}, timeout=60_000)
     wait_for(qtbot, widget)
     viewer.dims.set_point(0, 2)
-    qtbot.waitUntil(lambda: widget.predicted.get("huge") == {2, 4}, timeout=60_000)
+    qtbot.waitUntil(lambda: predicted() == {2, 4}, timeout=60_000)
     wait_for(qtbot, widget)
     prob = viewer.layers["huge probability"].data
     labels = viewer.layers["huge labels"].data
@@ -460,12 +484,12 @@ def test_follow_mode_predicts_only_the_slices_the_user_looks_at(make_napari_view
     widget.follow.value = False
     viewer.dims.set_point(0, 5)
     qtbot.wait(2 * widget.SCROLL_DELAY_MS)
-    assert widget.worker is None and widget.predicted["huge"] == {2, 4}  # off: scrolling predicts nothing
+    assert widget.worker is None and predicted() == {2, 4}  # off: scrolling predicts nothing
 
 
 def test_whole_lazy_stack_goes_to_the_out_of_core_engine(make_napari_viewer, registry, stack, qtbot):
+    from napari_unet.inference import predict
     from napari_unet.model import load_model
-    from napari_unet.predict import predict
 
     viewer = make_napari_viewer()
     data = lazy_stack(stack, 4)
@@ -501,7 +525,7 @@ def test_corrections_of_a_lazy_stack_are_saved_in_its_store(make_napari_viewer, 
     correct.mark_checked()
     folder = correct.session.folder
     assert correct.session.state()["checked"] == [1] and not list(folder.glob("labels_*.npy"))
-    assert correct.restore() and labels.metadata["checked"] == [1]
+    assert correct.restore() and correct.work.checked_slices() == [1]
     assert (np.asarray(labels.data[1, 10:20, 10:20]) == 99).all()
 
 
@@ -581,7 +605,7 @@ def test_the_window_keeps_running_while_predicting_and_training(make_napari_view
         report(f"{job}: {during} ticks while running; max gap {gaps['max ms']:.0f} ms, p99 {gaps['p99 ms']:.0f} ms")
     labels = viewer.layers["cells labels"]
     labels.data = np.stack([p[1] for p in pairs])
-    labels.metadata["checked"] = [0, 1, 2]
+    mark_checked(viewer, labels, [0, 1, 2])
     train.image.value, train.labels_layer.value = viewer.layers["cells"], labels
     config = TrainConfig(epochs=3, steps_per_epoch=6, batch_size=2, crop=96, device="cpu", precision="fp32")
     during, gaps = run(train, lambda: train.run(config=config), 120_000)

@@ -1,9 +1,10 @@
 """Prediction with a torch model: device, precision, a prepared network, and the engine.
 
-The tiling and blending engine is :mod:`napari_unet.tiling` (numpy only); this module
-wraps a torch model in a predictor for it (BatchNorm folded, channels_last, autocast,
-pinned copies on CUDA, optional ``torch.compile``) and picks the device and precision.
-:func:`predict_iter` yields progress; :func:`predict` is the synchronous call.
+The tile engine is :mod:`napari_unet.tiling` (numpy only); this module wraps a torch
+model in a predictor for it (BatchNorm folded, channels_last, autocast, pinned copies on
+CUDA, optional ``torch.compile``) and picks the device and precision. :func:`predict_iter`
+yields progress; :func:`predict` is the synchronous call. Turning probabilities into
+objects is not done here: that is :func:`napari_unet.segment`'s job, for every caller.
 """
 
 from __future__ import annotations
@@ -11,38 +12,26 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-import types
 import warnings
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_unet.tiling import (
-    Predictor,
-    Progress,
-    gaussian_weight,
-    normalise_plane,
-    plane_layout,
-    run_to_end,
-    tile_starts,
-    tiled_predict_iter,
-)
+from napari_unet.jobs import Progress, run_to_end
+from napari_unet.tiling import Predictor, plane_layout, tiled_predict_iter
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "Progress",
-    "gaussian_weight",
-    "normalise_plane",
+    "available_devices",
     "pick_device",
-    "plane_layout",
     "predict",
     "predict_iter",
-    "probabilities_to_mask",
-    "tile_starts",
-    "tiled_predict_iter",
+    "prepare_model",
+    "resolve_precision",
+    "torch_predictor",
 ]
 
 # --------------------------------------------------------------------------- torch side
@@ -215,8 +204,11 @@ def predict_iter(
     precision: str = "auto",
     out: Any = None,
     compile: bool = False,
+    normalise: bool = True,
 ) -> Generator[Progress, None, Any]:
     """Generator form of :func:`predict`: yields :class:`Progress` per batch of tiles.
+
+    ``normalise=False`` feeds the image as it is (already scaled as the card says).
 
     Closing the generator stops between batches; planes already finished are in ``out``.
     On CUDA, an out-of-memory error retries with half the batch size, then half the tile.
@@ -234,7 +226,8 @@ def predict_iter(
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         tune_cpu_allocator()
     plane_layout(tuple(image.shape), axes, card.in_channels)  # shape errors first, before reading pixels
-    _check_not_constant(image)
+    if normalise:  # (training data comes scaled, and a held-out plane may be empty)
+        _check_not_constant(image)
     while True:
         try:
             return (
@@ -248,7 +241,7 @@ def predict_iter(
                     overlap=overlap,
                     batch_size=batch_size,
                     size_divisor=getattr(model, "size_divisor", 16),
-                    normalisation=card.normalisation,
+                    normalisation=card.normalisation if normalise else None,
                     out=out,
                 )
             )
@@ -324,28 +317,3 @@ def predict(
         compile=compile,
     )
     return run_to_end(gen)
-
-
-def probabilities_to_mask(probabilities: np.ndarray, card: Any, threshold: float | None = None) -> np.ndarray:
-    """A mask from probabilities: foreground > threshold (sigmoid models) or argmax class (softmax)."""
-    if card.activation == "softmax":
-        return np.argmax(probabilities, axis=0).astype(np.uint8)
-    thr = card.threshold if threshold is None else float(threshold)
-    if not 0 < thr < 1:
-        raise ValueError(f"threshold must be between 0 and 1, got {thr}")
-    return (probabilities[0] > thr).astype(np.uint8)
-
-
-class _CallableModule(types.ModuleType):
-    """``napari_unet.predict`` is both this module and the function :func:`predict`.
-
-    Importing a submodule binds it as an attribute of its package, which would shadow the
-    ``napari_unet.predict(model, image)`` function of the public API once anything has
-    imported ``napari_unet.predict`` the module. Calling the module calls the function.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return predict(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

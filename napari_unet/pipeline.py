@@ -1,0 +1,354 @@
+"""The one pipeline from an image to objects: :func:`segment`.
+
+Every caller turns an image into probabilities and labels here: the CLI's ``predict``
+and ``count``, the dock's Predict and Count, the validation inside fine-tuning and the
+benchmarks. The settings are one frozen :class:`Settings`, resolved once from the model
+card plus the caller's overrides, and every result keeps the settings it was made with,
+so the same settings give the same objects everywhere (``tests/test_pipeline.py``
+asserts this bit for bit across the CLI, Python, the dock and training).
+
+Probabilities become objects in :func:`labels_iter` only: for a model with a
+``boundary`` channel, foreground minus boundary seeds a watershed; for a foreground-only
+model the thresholded foreground is split by the distance transform; for a softmax
+model the labels are the class of highest probability (a class map, 0 = background).
+Thresholds are strict everywhere: a pixel is foreground when its probability is
+``> threshold``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_unet.jobs import Progress, run_to_end
+
+if TYPE_CHECKING:
+    import torch
+
+    from napari_unet.model import ModelCard
+
+__all__ = ["Segmentation", "Settings", "labels_iter", "segment", "segment_iter"]
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How an image becomes objects: prediction and post-processing, in one place.
+
+    Build it with :meth:`for_model` (the card's values plus overrides); every field is
+    checked when it is made, so a bad value fails before any pixel is read.
+
+    Attributes
+    ----------
+    threshold : float
+        Foreground probability above which a pixel belongs to an object, in (0, 1).
+    boundary_threshold : float
+        Boundary probability below which a foreground pixel may seed an object.
+    min_area, max_area : float
+        Objects outside ``[min_area, max_area]`` pixels are dropped (``max_area`` None: no
+        upper limit).
+    exclude_border : bool
+        Drop objects that touch the image border.
+    tile, overlap : int, float
+        Tile side in pixels and the fraction two neighbouring tiles share.
+    batch : int or None
+        Tiles per batch; None picks one for the device (8 on CUDA, 4 elsewhere).
+    precision : str
+        ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+    device : str
+        ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+    compile : bool
+        ``torch.compile`` the network first (pays only for long batch jobs).
+
+    >>> Settings(threshold=0.6, min_area=40).threshold
+    0.6
+    >>> Settings(overlap=1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: overlap must be in [0, 1), got 1.0
+    """
+
+    threshold: float = 0.5
+    boundary_threshold: float = 0.5
+    min_area: float = 10.0
+    max_area: float | None = None
+    exclude_border: bool = False
+    tile: int = 256
+    overlap: float = 0.25
+    batch: int | None = None
+    precision: str = "auto"
+    device: str = "auto"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        def number(name: str, kind: type = float) -> Any:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not np.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+            object.__setattr__(self, name, kind(value))
+            return kind(value)
+
+        for name in ("threshold", "boundary_threshold"):
+            if not 0 < number(name) < 1:
+                raise ValueError(f"{name} must be between 0 and 1 (exclusive), got {getattr(self, name)}")
+        if number("min_area") < 0:
+            raise ValueError(f"min_area must be >= 0, got {self.min_area}")
+        if self.max_area is not None and number("max_area") < self.min_area:
+            raise ValueError(
+                f"min_area ({self.min_area:g}) is larger than max_area ({self.max_area:g}); no object could be kept"
+            )
+        if isinstance(self.tile, float) and not float(self.tile).is_integer():
+            raise ValueError(f"tile must be a whole number of pixels, got {self.tile}")
+        if number("tile", int) < 16:
+            raise ValueError(f"tile must be at least 16 pixels, got {self.tile}")
+        if not 0 <= number("overlap") < 1:
+            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        if self.batch is not None and number("batch", int) < 1:
+            raise ValueError(f"batch must be at least 1 tile, got {self.batch}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"device must be a name such as auto, cpu or cuda, got {self.device!r}")
+        object.__setattr__(self, "exclude_border", bool(self.exclude_border))
+        object.__setattr__(self, "compile", bool(self.compile))
+
+    @classmethod
+    def for_model(cls, card: ModelCard | None, **overrides: Any) -> Settings:
+        """The card's settings with ``overrides`` on top (an override of None is no override).
+
+        >>> Settings.for_model(None, threshold=0.7, min_area=None).threshold
+        0.7
+        """
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            known = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise ValueError(f"unknown setting(s) {', '.join(sorted(unknown))}; the settings are {known}")
+        base: dict[str, Any] = {}
+        if card is not None:
+            post = card.postprocess or {}
+            base = {"threshold": card.threshold, "tile": card.tile, "overlap": card.overlap}
+            for name in ("boundary_threshold", "min_area", "max_area"):
+                if post.get(name) is not None:
+                    base[name] = post[name]
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed (checked like a new one)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """What :func:`segment` returns: probabilities, objects, and how they were made.
+
+    Attributes
+    ----------
+    probabilities : numpy.ndarray
+        float32 in [0, 1], ``(classes, *spatial)``: one channel per output of the model.
+    labels : numpy.ndarray or None
+        Instance ids (int32, 0 = background) for a foreground model, or class ids (uint8,
+        0 = background) for a softmax model; None when objects were not asked for.
+    settings : Settings
+        The settings used, with the device, precision and batch as they were resolved.
+    card : ModelCard
+        The model's card.
+    """
+
+    probabilities: np.ndarray
+    labels: np.ndarray | None
+    settings: Settings
+    card: Any
+
+    @property
+    def kind(self) -> str:
+        """``instance`` (objects with ids) or ``semantic`` (a class map)."""
+        return "semantic" if self.card.activation == "softmax" else "instance"
+
+    @property
+    def mask(self) -> np.ndarray:
+        """uint8 mask: foreground ``> threshold`` (instance models), or the class map."""
+        return foreground_mask(self.probabilities, self.card, self.settings)
+
+
+def foreground_mask(probabilities: np.ndarray, card: Any, settings: Settings) -> np.ndarray:
+    """The mask of a model's output: the class of highest probability (softmax models) or
+    foreground ``> settings.threshold``, as uint8."""
+    if card is not None and card.activation == "softmax":
+        return np.argmax(probabilities, axis=0).astype(np.uint8)
+    return (np.asarray(probabilities[0]) > settings.threshold).astype(np.uint8)
+
+
+def labels_iter(probabilities: Any, card: Any, settings: Settings) -> Generator[Progress, None, np.ndarray]:
+    """Objects from a model's output ``(K, *spatial)``, slice by slice; yields progress.
+
+    Instance ids stay unique across a stack. This is the only place where probabilities
+    become labels.
+    """
+    from napari_unet.instances import labels_from_probabilities
+
+    prob = probabilities
+    spatial = tuple(prob.shape[1:])
+    if len(spatial) < 2:
+        raise ValueError(f"probabilities must be shaped (classes, ..., Y, X), got {tuple(prob.shape)}")
+    n = int(np.prod(spatial[:-2])) if len(spatial) > 2 else 1
+    semantic = card is not None and card.activation == "softmax"
+    labels = np.zeros(spatial, np.uint8 if semantic else np.int32)
+    flat_prob = np.asarray(prob).reshape(prob.shape[0], n, *spatial[-2:]) if isinstance(prob, np.ndarray) else None
+    flat_labels = labels.reshape(n, *spatial[-2:])
+    offset = 0
+    for z in range(n):
+        if flat_prob is not None:
+            plane = flat_prob[:, z]
+        else:  # a zarr or dask array: one slice at a time
+            index = np.unravel_index(z, spatial[:-2]) if len(spatial) > 2 else ()
+            plane = np.asarray(prob[(slice(None), *index)])
+        plane = np.asarray(plane, np.float32)
+        if semantic:
+            flat_labels[z] = foreground_mask(plane, card, settings)
+        else:
+            lab = labels_from_probabilities(
+                plane,
+                card,
+                threshold=settings.threshold,
+                boundary_threshold=settings.boundary_threshold,
+                min_area=settings.min_area,
+                max_area=settings.max_area,
+                exclude_border=settings.exclude_border,
+            )
+            flat_labels[z] = np.where(lab > 0, lab + offset, 0)
+            offset += int(lab.max())
+        yield Progress(z + 1, n, {"stage": "objects", "objects": offset})
+    return labels
+
+
+def segment_iter(
+    model: torch.nn.Module,
+    image: Any,
+    *,
+    axes: str | None = None,
+    settings: Settings | None = None,
+    objects: bool = True,
+    normalise: bool = True,
+    out: Any = None,
+    **overrides: Any,
+) -> Generator[Progress, None, Segmentation]:
+    """Generator form of :func:`segment`: yields :class:`~napari_unet.jobs.Progress` per
+    batch of tiles, then per slice of objects; closing it stops between steps."""
+    from napari_unet.inference import pick_device, predict_iter, resolve_precision
+    from napari_unet.tiling import plane_layout
+
+    card = getattr(model, "card", None)
+    if card is None:
+        raise ValueError("the model has no card; load it with napari_unet.load_model")
+    settings = settings or Settings.for_model(card)
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if changes:
+        Settings.for_model(None, **changes)  # names an unknown setting
+        settings = settings.replace(**changes)
+    dev = pick_device(settings.device)  # an absent device, then a shape that does not fit, before any work
+    n_planes = plane_layout(tuple(image.shape), axes, card.in_channels).n_planes
+    resolved = settings.replace(
+        device=str(dev) if settings.device == "auto" else settings.device,
+        precision=resolve_precision(settings.precision, dev),
+        batch=settings.batch or (8 if dev.type == "cuda" else 4),
+    )
+    gen = predict_iter(
+        model,
+        image,
+        axes=axes,
+        device=resolved.device,
+        tile=resolved.tile,
+        overlap=resolved.overlap,
+        batch_size=resolved.batch,
+        precision=resolved.precision,
+        out=out,
+        compile=resolved.compile,
+        normalise=normalise,
+    )
+    tiles = 0
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            probabilities = stop.value
+            break
+        except GeneratorExit:
+            gen.close()
+            raise
+        tiles = event.total
+        yield Progress(event.done, tiles + (n_planes if objects else 0), {"stage": "predict", **event.info})
+    labels = None
+    if objects:
+        objects_gen = labels_iter(probabilities, card, resolved)
+        while True:
+            try:
+                event = next(objects_gen)
+            except StopIteration as stop:
+                labels = stop.value
+                break
+            yield Progress(tiles + event.done, tiles + n_planes, event.info)
+    return Segmentation(probabilities, labels, resolved, card)
+
+
+def segment(
+    model: torch.nn.Module,
+    image: Any,
+    *,
+    axes: str | None = None,
+    settings: Settings | None = None,
+    objects: bool = True,
+    normalise: bool = True,
+    out: Any = None,
+    **overrides: Any,
+) -> Segmentation:
+    """Segment an image: probabilities from the model, then objects, with one set of settings.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        From :func:`napari_unet.load_model`, with ``.card``.
+    image : array-like
+        ``(Y, X)``, ``(Z, Y, X)``, RGB ``(Y, X, 3)``...; numpy, memmap or dask.
+    axes : str, optional
+        Letters from ``CTZYXS``; inferred from the shape when omitted.
+    settings : Settings, optional
+        Default: :meth:`Settings.for_model` of the model's card.
+    objects : bool
+        Also turn the probabilities into labels (False: ``labels`` is None).
+    normalise : bool
+        Scale the image as the card says (False: it is already scaled, e.g. training data).
+    out : array-like, optional
+        Preallocated ``(classes, *spatial)`` float32 array for the probabilities.
+    **overrides
+        Any :class:`Settings` field, on top of ``settings`` (e.g. ``threshold=0.6``).
+
+    Returns
+    -------
+    Segmentation
+        ``.probabilities``, ``.labels``, ``.settings`` (as used) and ``.card``.
+
+    Examples
+    --------
+    >>> import napari_unet, numpy as np
+    >>> model = napari_unet.load_model()
+    >>> image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    >>> result = napari_unet.segment(model, image, threshold=0.6, min_area=40, device="cpu")
+    >>> result.probabilities.shape, result.labels.shape, result.settings.min_area
+    ((2, 64, 64), (64, 64), 40.0)
+    """
+    return run_to_end(
+        segment_iter(
+            model, image, axes=axes, settings=settings, objects=objects, normalise=normalise, out=out, **overrides
+        )
+    )

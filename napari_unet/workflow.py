@@ -1,0 +1,271 @@
+"""The state of a viewer's work, free of napari and Qt: what the dock's steps share.
+
+A :class:`Workflow` (one per viewer) holds the current model and one :class:`Work` per
+image: the image, the working labels, the probabilities and the settings that made
+them, the checked slices or checked region, and the autosave session. The rules
+between them live here, where they are tested without a window:
+
+- no prediction ever overwrites a checked slice or a checked region, unless the caller
+  asks for it explicitly (:meth:`Work.plan` and :meth:`Work.merge`);
+- Count uses the settings Predict used (:attr:`Work.settings`);
+- a model switch is one call (:meth:`Workflow.switch_model`), and every step hears it.
+
+The widgets are views of this state. They pass their napari layers as opaque keys
+(:meth:`Workflow.work_for`, :meth:`Workflow.find`): this module never looks inside them,
+and no step finds another's data by a layer's name or metadata.
+
+>>> import numpy as np
+>>> flow = Workflow(model_name="nuclei")
+>>> work = flow.work_for("image layer", name="cells", shape=(4, 8, 8), root=None, session=False)
+>>> work.labels = np.zeros((4, 8, 8), np.int32)
+>>> work.mark_checked(2)
+>>> work.plan([0, 1, 2, 3])
+([0, 1, 3], [2])
+>>> work.merge(2, np.ones((8, 8), np.int32)) is None   # a checked slice is never written
+True
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Work", "Workflow"]
+
+
+@dataclass(eq=False)
+class Work:
+    """One image's work: labels, probabilities, checked slices/region, session.
+
+    Attributes
+    ----------
+    name : str
+        The image's name, for messages.
+    shape : tuple of int
+        Spatial shape ``([T,] [Z,] Y, X)`` of the image, its labels and probabilities.
+    image, labels, region : array-like or None
+        The image, the working labels (edited in place by the user) and the checked
+        region (a boolean/0-1 array of the labels' shape: where a person checked them).
+    probabilities : array-like or None
+        ``(classes, *shape)`` float32 of the last prediction.
+    settings : napari_unet.pipeline.Settings or None
+        The settings the labels and probabilities were made with.
+    card : ModelCard or None
+        The card of the model that made them.
+    checked : set of int
+        Flat slice numbers a person checked.
+    session : napari_unet.session.Session or None
+        Where the corrections autosave.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    path: str | None = None
+    image: Any = None
+    labels: Any = None
+    region: Any = None
+    probabilities: Any = None
+    settings: Any = None
+    card: Any = None
+    checked: set[int] = field(default_factory=set)
+    predicted: set[int] = field(default_factory=set)
+    session: Any = None
+    handles: dict[str, Any] = field(default_factory=dict)  # role -> the caller's handle (a layer)
+
+    def role_of(self, key: Any) -> str | None:
+        """``image``, ``labels``, ``probability``, ``region``... or None: what ``key`` is here."""
+        for role, handle in self.handles.items():
+            if handle is key:
+                return role
+        return None
+
+    @property
+    def n_slices(self) -> int:
+        return int(np.prod(self.shape[:-2])) if len(self.shape) > 2 else 1
+
+    def _check_slice(self, z: int) -> int:
+        z = int(z)
+        if not 0 <= z < self.n_slices:
+            raise ValueError(f"slice {z} is outside {self.name} (0..{self.n_slices - 1})")
+        return z
+
+    # ----------------------------------------------------------------- checked data
+
+    def mark_checked(self, z: int) -> None:
+        self.checked.add(self._check_slice(z))
+
+    def unmark(self, z: int) -> None:
+        self.checked.discard(self._check_slice(z))
+
+    def checked_slices(self) -> list[int]:
+        return sorted(self.checked)
+
+    def has_region(self) -> bool:
+        return self.region is not None and bool(np.asarray(self.region).any())
+
+    def training_region(self) -> Any:
+        """Where a person checked the labels, as training takes it: the painted region
+        (with whole checked slices added), else the list of checked slices.
+
+        Raises ``ValueError`` with what to do when nothing is checked.
+        """
+        if self.has_region():
+            region = np.asarray(self.region) > 0
+            if self.checked and len(self.shape) > 2:
+                flat = region.reshape(-1, *region.shape[-2:])
+                for z in self.checked:
+                    flat[z] = True
+            return region
+        if self.checked:
+            return self.checked_slices()
+        raise ValueError(
+            "nothing is checked yet: mark the slices you corrected (Correct step), or paint a checked region"
+        )
+
+    # ----------------------------------------------------------------- the rules of prediction
+
+    def plan(self, planes: Iterable[int], *, overwrite_checked: bool = False) -> tuple[list[int], list[int]]:
+        """Which of ``planes`` a prediction may write: ``(to predict, checked slices kept)``.
+
+        Checked slices are kept unless ``overwrite_checked`` (an explicit choice).
+        """
+        planes = sorted({self._check_slice(z) for z in planes})
+        if overwrite_checked:
+            return planes, []
+        return [z for z in planes if z not in self.checked], [z for z in planes if z in self.checked]
+
+    def merge(self, z: int, labels: np.ndarray, *, overwrite_checked: bool = False) -> np.ndarray | None:
+        """The labels a prediction may write into slice ``z``: None for a checked slice
+        (unless ``overwrite_checked``), the current labels inside a checked region, the
+        new labels elsewhere. Asked again as each slice arrives, so a slice checked while
+        the prediction ran is kept too."""
+        z = self._check_slice(z)
+        if z in self.checked and not overwrite_checked:
+            return None
+        if self.has_region() and self.labels is not None:
+            index = tuple(np.unravel_index(z, self.shape[:-2])) if len(self.shape) > 2 else ()
+            keep = np.asarray(self.region[index]) > 0
+            if keep.any():
+                return np.where(keep, np.asarray(self.labels[index]), labels)
+        return labels
+
+    def record_prediction(self, planes: Iterable[int], settings: Any, card: Any) -> None:
+        """Remember which slices hold predictions and the settings that made them."""
+        self.predicted.update(int(z) for z in planes)
+        self.settings, self.card = settings, card
+
+
+class Workflow:
+    """The work of one viewer: the current model and one :class:`Work` per image.
+
+    Listeners: ``connect("model", fn)`` is called with the new model's name after
+    :meth:`switch_model`; ``connect("predicted", fn)`` with the :class:`Work` after a
+    prediction wrote into it; ``connect("checked", fn)`` after the checked slices change.
+    ``handle("predict", fn)`` registers the one function that runs a prediction for
+    other steps (the Predict step), called by :meth:`request_prediction`.
+    """
+
+    def __init__(self, model_name: str | None = None) -> None:
+        from napari_unet.model import default_model_name
+
+        self.model_name = model_name or default_model_name()
+        self.works: list[Work] = []
+        self._listeners: dict[str, list[Callable[..., Any]]] = {}
+        self._handlers: dict[str, Callable[..., Any]] = {}
+        self._model: tuple[str, Any] | None = None
+
+    # ----------------------------------------------------------------- events
+
+    def connect(self, event: str, callback: Callable[..., Any]) -> None:
+        self._listeners.setdefault(event, []).append(callback)
+
+    def disconnect(self, event: str, callback: Callable[..., Any]) -> None:
+        if callback in self._listeners.get(event, []):
+            self._listeners[event].remove(callback)
+
+    def emit(self, event: str, *args: Any) -> None:
+        for callback in list(self._listeners.get(event, [])):
+            callback(*args)
+
+    def handle(self, request: str, handler: Callable[..., Any]) -> None:
+        self._handlers[request] = handler
+
+    def request_prediction(self, **kwargs: Any) -> Any:
+        """Ask the registered Predict step to predict (e.g. the unchecked slices with a new model)."""
+        handler = self._handlers.get("predict")
+        if handler is None:
+            raise ValueError("open the Predict step to predict with the new model")
+        return handler(**kwargs)
+
+    # ----------------------------------------------------------------- the model
+
+    def switch_model(self, name: str, model: Any = None) -> None:
+        """Make ``name`` the current model for every step (``model``: already loaded)."""
+        from napari_unet.model import resolve_model_path
+
+        if model is None:
+            resolve_model_path(name)  # an unknown name fails here, with the known ones listed
+        self.model_name = name
+        self._model = (name, model) if model is not None else None
+        self.emit("model", name)
+
+    def model(self) -> Any:
+        """The current model, loaded on first use."""
+        from napari_unet.model import load_model
+
+        if self._model is None or self._model[0] != self.model_name:
+            self._model = (self.model_name, load_model(self.model_name))
+        return self._model[1]
+
+    # ----------------------------------------------------------------- works
+
+    def find(self, key: Any) -> Work | None:
+        """The work ``key`` (an image, labels, probability or region handle) belongs to."""
+        if key is None:
+            return None
+        for work in self.works:
+            if work.role_of(key) is not None:
+                return work
+        return None
+
+    def work_for(
+        self,
+        key: Any,
+        *,
+        name: str,
+        shape: tuple[int, ...],
+        path: str | os.PathLike | None = None,
+        role: str = "image",
+        root: str | os.PathLike | None = None,
+        session: bool = True,
+    ) -> Work:
+        """The work of an image (``key``: its handle in ``role``), made on first use with its session."""
+        work = self.find(key)
+        if work is not None:
+            return work
+        shape = tuple(int(n) for n in shape)
+        work = Work(name=name, shape=shape, path=str(path) if path is not None else None, handles={role: key})
+        if session:
+            from napari_unet.session import Session
+
+            work.session = Session.for_image(path, name=name, shape=shape, root=root)
+        self.works.append(work)
+        return work
+
+    def attach(self, work: Work, key: Any, role: str) -> None:
+        """Make ``key`` (a result layer, say) the handle of ``work`` in ``role``."""
+        other = self.find(key)
+        if other is not None and other is not work:
+            other.handles = {r: k for r, k in other.handles.items() if k is not key}
+        work.handles[role] = key
+
+    def forget(self, key: Any) -> None:
+        """Drop a handle that went away (a closed layer); a work with no handle left goes too."""
+        for work in list(self.works):
+            work.handles = {r: k for r, k in work.handles.items() if k is not key}
+            if not work.handles:
+                self.works.remove(work)
