@@ -97,7 +97,7 @@ def tiled_predict_iter_result(image, tile, overlap):
     return run_to_end(
         tiled_predict_iter(
             image, lambda x: 2 * x, out_channels=1, axes="ZYX", tile=tile, overlap=overlap, size_divisor=8, batch_size=3
-        )  # fmt: skip
+        )
     )
 
 

@@ -49,6 +49,10 @@ class ResultLayers:
         (drawing-tool overlays deferred), each deferred overlay, labels on top and
         selected. True when a step was done (the caller gives it a turn of its own)."""
         layers, image, spatial, work = self._viewer.layers, self.image, self.spatial, self.work
+        if image not in layers:
+            raise KeyError("the image was closed")
+        if self._ready:  # built once; a layer closed since is not made again (it would be an orphan)
+            return False
         scale = image.scale[-len(spatial) :]
         k = len(self.card.classes)
         if self.prob is None:
@@ -76,6 +80,8 @@ class ResultLayers:
         if not self._ready:
             self._ready = True
             prob, labels = self.prob, self.labels
+            if prob is None or labels is None:
+                raise KeyError("a result layer was closed")
             work.labels = labels.data
             if layers.index(labels) < layers.index(prob):
                 layers.move(layers.index(labels), layers.index(prob) + 1)

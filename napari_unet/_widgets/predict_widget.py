@@ -340,8 +340,11 @@ class PredictWidget(Step):
                 return
         except (RuntimeError, KeyError):  # the viewer or a layer went away under the job
             self._partial = {}
+            out["closed"] = True
             if not out.get("started"):  # nothing will run: end here
                 out["started"] = out["ended"] = True
+            elif self.worker is not None and not out["ended"]:
+                self.worker.quit()  # its results have nowhere to go
         if out["ended"] and self.worker is not None:
             self._report(out)
             self.reset()
@@ -352,7 +355,9 @@ class PredictWidget(Step):
         work = out["work"]
         if n:
             work.record_prediction(out["written"], out["settings"], out["card"])
-        if result is not None:
+        if out.get("closed"):
+            self.status.value = f"stopped: the image or a result layer was closed (kept {n} slice(s))"
+        elif result is not None:
             self.status.value = f"done: {n} slice(s){kept_note}"
         elif out["cancelled"]:
             self.status.value = (

@@ -1,0 +1,203 @@
+"""The one pipeline from image to objects: settings, results, and the same objects from
+every caller (CLI count, Python, counting probabilities, fine-tuning's validation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import napari_unet
+from napari_unet._sample_data import sample_paths
+from napari_unet.cli import main
+from napari_unet.io import read_image
+from napari_unet.model import ModelCard, build_model
+from napari_unet.pipeline import Settings, segment, segment_iter
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return napari_unet.load_model()
+
+
+@pytest.fixture(scope="module")
+def misc_image():
+    image_path, labels_path = sample_paths("rpe1")
+    return image_path, np.asarray(read_image(image_path).data), np.asarray(read_image(labels_path).data)
+
+
+# ------------------------------------------------------------------ settings
+
+
+def test_settings_come_from_the_card_with_the_callers_overrides_on_top(shipped):
+    card = shipped.card
+    s = Settings.for_model(card)
+    assert s.threshold == card.threshold and s.tile == card.tile and s.overlap == card.overlap
+    assert s.min_area == card.postprocess["min_area"] and s.boundary_threshold == card.postprocess["boundary_threshold"]
+    t = Settings.for_model(card, threshold=0.6, min_area=40, tile=None)  # None: not given
+    assert (t.threshold, t.min_area, t.tile) == (0.6, 40.0, card.tile)
+    assert Settings.for_model(None) == Settings()
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.threshold = 0.1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"threshold": 0}, "threshold must be between 0 and 1"),
+        ({"threshold": 1.5}, "threshold must be between 0 and 1"),
+        ({"boundary_threshold": -0.2}, "boundary_threshold must be between 0 and 1"),
+        ({"threshold": float("nan")}, "threshold must be a finite number"),
+        ({"threshold": "high"}, "threshold must be a number, got 'high'"),
+        ({"min_area": -1}, "min_area must be >= 0"),
+        ({"min_area": 50, "max_area": 10}, r"min_area \(50\) is larger than max_area \(10\)"),
+        ({"tile": 8}, "tile must be at least 16 pixels"),
+        ({"tile": 100.5}, "tile must be a whole number"),
+        ({"overlap": 1.0}, r"overlap must be in \[0, 1\)"),
+        ({"batch": 0}, "batch must be at least 1"),
+        ({"precision": "fp8"}, "precision must be one of auto, fp32, bf16, fp16"),
+        ({"thresold": 0.5}, "unknown setting.*thresold"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_value_named(change, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.for_model(None, **change)
+
+
+# ------------------------------------------------------------------ results
+
+
+def test_a_result_keeps_the_settings_it_was_made_with_resolved(shipped, misc_image):
+    _, image, _ = misc_image
+    result = segment(shipped, image[:200, :200], threshold=0.6, min_area=40, device="cpu")
+    s = result.settings
+    assert (s.threshold, s.min_area, s.device) == (0.6, 40.0, "cpu")
+    assert s.precision in ("fp32", "bf16") and s.batch == 4  # resolved for this device
+    assert result.kind == "instance" and result.card is shipped.card
+    assert result.probabilities.shape == (2, 200, 200) and result.labels.dtype == np.int32
+    assert result.labels.max() > 0
+    np.testing.assert_array_equal(result.mask, result.probabilities[0] > 0.6)
+
+
+def test_the_generator_form_yields_progress_and_ends_with_objects(shipped, misc_image):
+    _, image, _ = misc_image
+    stack = np.stack([image[:128, :128], image[128:256, :128]])
+    gen = segment_iter(shipped, stack, device="cpu")
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert [e.done for e in events] == sorted(e.done for e in events)
+    assert events[-1].done == events[-1].total and events[-1].info["stage"] == "objects"
+    assert result.labels.shape == stack.shape
+    ids = [set(np.unique(p)) - {0} for p in result.labels]
+    assert ids[0] and ids[1] and not ids[0] & ids[1]  # ids unique across the stack
+
+
+def test_stopping_the_generator_stops_between_steps(shipped, misc_image):
+    _, image, _ = misc_image
+    gen = segment_iter(shipped, image, device="cpu", tile=64, overlap=0.0)
+    next(gen)
+    gen.close()  # no error, nothing left running
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_a_softmax_model_gives_a_class_map():
+    card = ModelCard(
+        "classes", "unet", {"features": (4, 8, 16)}, classes=("background", "a", "b"), activation="softmax"
+    )
+    model = build_model(card)
+    image = np.random.default_rng(0).random((40, 48)).astype(np.float32)
+    result = segment(model, image, device="cpu")
+    assert result.kind == "semantic" and result.labels.dtype == np.uint8
+    np.testing.assert_array_equal(result.labels, result.probabilities.argmax(0))
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.zeros((32, 32, 3), np.uint8) + np.arange(3, dtype=np.uint8), "takes 1 input channel"),
+        (np.zeros((2, 2), np.float32), "a U-Net needs at least"),
+        (np.full((40, 40), 7, np.uint16), "the image is constant"),
+    ],
+)
+def test_bad_images_are_refused_before_any_work(shipped, image, message):
+    with pytest.raises(ValueError, match=message):
+        segment(shipped, image, axes="YXS" if image.ndim == 3 else None, device="cpu")
+
+
+def test_an_unknown_setting_given_to_segment_is_named(shipped, misc_image):
+    with pytest.raises(ValueError, match=r"unknown setting.*min_size"):
+        segment(shipped, misc_image[1][:64, :64], min_size=3)
+
+
+# ------------------------------------------------------------------ the same objects everywhere
+
+
+@pytest.mark.parametrize("overrides", [{}, {"threshold": 0.6, "min_area": 40}])
+def test_cli_count_and_counting_probabilities_give_exactly_the_objects_of_segment(
+    shipped, misc_image, tmp_path, overrides, capsys
+):
+    from napari_unet.count import count_iter
+    from napari_unet.jobs import run_to_end
+
+    path, image, _ = misc_image
+    result = segment(shipped, image, **overrides)
+    assert result.labels.max() > 20  # a real image with many nuclei: the comparison says something
+    args = []
+    if overrides:
+        args = ["--threshold", str(overrides["threshold"]), "--min-area", str(overrides["min_area"])]
+    assert main(["count", str(path), "--out", str(tmp_path), *args]) == 0
+    from_cli = np.asarray(read_image(tmp_path / f"{path.stem}_labels.tif").data)
+    np.testing.assert_array_equal(from_cli, result.labels)
+    counted, table = run_to_end(
+        count_iter(result.probabilities, kind="probability", card=shipped.card, settings=result.settings)
+    )
+    np.testing.assert_array_equal(counted, result.labels)
+    assert len(table) == len(np.unique(result.labels)) - 1
+    if overrides:  # the overrides changed the objects, so equality above is not an accident of defaults
+        assert not np.array_equal(result.labels, segment(shipped, image).labels)
+
+
+def test_fine_tuning_validates_with_exactly_the_objects_of_segment(shipped, misc_image):
+    from napari_unet.train import TrainConfig, Trainer, TrainingItem
+
+    _, image, truth = misc_image
+    item = TrainingItem(image, truth.astype(np.int32), None, "misc", "YX")
+    trainer = Trainer([item], base=shipped, config=TrainConfig(device="cpu", precision="fp32", epochs=1))
+    (validated,) = trainer.validation_results(trainer.net)
+    direct = segment(trainer.net, image, settings=trainer.validation_settings(trainer.net.card))
+    assert direct.labels.max() > 20
+    np.testing.assert_array_equal(validated.labels, direct.labels)
+    np.testing.assert_array_equal(validated.probabilities, direct.probabilities)
+
+
+def test_the_cli_refuses_bad_settings_once_before_any_file(misc_image, tmp_path, capsys):
+    path = misc_image[0]
+    assert main(["count", str(path), "--out", str(tmp_path), "--threshold", "1.5"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "threshold must be between 0 and 1" in err
+    assert not list(tmp_path.iterdir())
+    assert main(["predict", str(path), "--out", str(tmp_path), "--overlap", "1"]) == 1
+    assert "overlap must be in [0, 1)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "x.tif", "--out", "o", "--workers", "-1"],
+        ["count", "x.tif", "--out", "o", "--workers", "-2"],
+        ["predict", "x.tif", "--out", "o", "--block", "0"],
+        ["predict", "x.tif", "--out", "o", "--tile", "-16"],
+        ["count", "x.tif", "--out", "o", "--batch", "0"],
+    ],
+)
+def test_negative_workers_blocks_and_tiles_are_refused_at_once(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and "must be 1 or more" in capsys.readouterr().err
