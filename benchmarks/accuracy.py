@@ -16,11 +16,10 @@ from _common import emit_json, machine, table
 from mnfinder import iter_split
 
 from napari_unet._sample_data import SAMPLES, sample_paths
-from napari_unet.count import labels_from_probabilities
-from napari_unet.inference import predict
 from napari_unet.io import read_image
 from napari_unet.metrics import object_scores
 from napari_unet.model import load_model
+from napari_unet.pipeline import segment
 
 
 def main() -> None:
@@ -39,8 +38,7 @@ def main() -> None:
         scores = []
         for name, image, truth in items:
             t = time.perf_counter()
-            prob = predict(model, image, device="cpu", precision=args.precision)
-            pred = labels_from_probabilities(prob, model.card)
+            pred = segment(model, image, device="cpu", precision=args.precision).labels
             s = object_scores(pred, truth)
             scores.append(s)
             rows.append({"set": set_name, "image": name, **{k: s[k] for k in ("dice", "iou", "precision", "recall", "f1_50", "mAP")},

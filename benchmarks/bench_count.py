@@ -19,10 +19,11 @@ import numpy as np
 from _common import emit_json, machine, table
 from mnfinder import iter_split
 
-from napari_unet.count import contours, labels_from_probabilities, measure, split_mask
-from napari_unet.inference import predict
+from napari_unet.count import contours, measure
+from napari_unet.instances import split_mask
 from napari_unet.metrics import count_error, match_objects
 from napari_unet.model import load_model
+from napari_unet.pipeline import segment
 
 
 def pooled_f1(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
@@ -85,10 +86,7 @@ def main() -> None:
             }
         )
     model = load_model("nuclei")
-    model_pairs = [
-        (labels_from_probabilities(predict(model, img, device="cpu", precision="fp32"), model.card), lab)
-        for _, img, lab in val
-    ]
+    model_pairs = [(segment(model, img, device="cpu", precision="fp32").labels, lab) for _, img, lab in val]
     f1_model, err_model = pooled_f1(model_pairs)
     rows.append(
         {

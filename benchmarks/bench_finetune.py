@@ -20,10 +20,9 @@ import torch
 from _common import emit_json, machine, table
 from mnfinder import iter_split
 
-from napari_unet.count import labels_from_probabilities
-from napari_unet.inference import predict
 from napari_unet.metrics import match_objects, pixel_scores
 from napari_unet.model import build_model, load_model
+from napari_unet.pipeline import segment
 from napari_unet.train import TrainConfig, Trainer, TrainingItem
 
 
@@ -47,12 +46,12 @@ def shifted(
 
 
 def scores(model: torch.nn.Module, image: np.ndarray, truth: np.ndarray, region: np.ndarray) -> dict:
-    prob = predict(model, image, device="cpu", precision="fp32")
-    pred = labels_from_probabilities(prob, model.card)
+    result = segment(model, image, device="cpu", precision="fp32")
+    pred = result.labels
     m = match_objects(np.where(region, pred, 0), np.where(region, truth, 0))
     return {
         "f1": m["f1"],
-        "dice": pixel_scores(prob[0][region] > model.card.threshold, truth[region] > 0)["dice"],
+        "dice": pixel_scores(result.mask[region] > 0, truth[region] > 0)["dice"],
         "n_pred": m["n_pred"],
         "n_true": m["n_true"],
     }

@@ -29,10 +29,11 @@ def run_until_done(app, widget, timeout: float) -> float:
 
 def measure(slices: int, seconds: float) -> list[dict]:
     import napari
+    from _ticks import TickGaps
     from qtpy.QtWidgets import QApplication
 
     from napari_unet._sample_data import load_sample
-    from napari_unet._widgets._ticks import TickGaps
+    from napari_unet._widgets._step import labels_work, workflow_for
     from napari_unet._widgets.count_widget import CountWidget
     from napari_unet._widgets.predict_widget import PredictWidget
     from napari_unet._widgets.train_widget import TrainWidget
@@ -57,7 +58,9 @@ def measure(slices: int, seconds: float) -> list[dict]:
 
     labels = viewer.layers["cells labels"]
     labels.data[:] = np.stack([np.roll(truth, 50 * z, axis=1) for z in range(slices)])
-    labels.metadata["checked"] = [0, 1]
+    work = labels_work(workflow_for(viewer), labels)  # as the Correct step marks slices checked
+    work.mark_checked(0)
+    work.mark_checked(1)
     train = TrainWidget(viewer)
     train.image.value, train.labels_layer.value = viewer.layers["cells"], labels
     ticks.start()

@@ -57,7 +57,7 @@ def main() -> None:
 
     from napari_unet.cli import main as cli
     from napari_unet.io import read_image
-    from napari_unet.ome_zarr import write_ome_zarr
+    from napari_unet.io.ome_zarr import write_ome_zarr
     from napari_unet.scale import predict_lazy
 
     rows, figures = [], {}

@@ -10,6 +10,7 @@ object ids stay unique across the whole stack.
 >>> yy, xx = np.mgrid[:9, :16]
 >>> mask |= (yy - 4) ** 2 + (xx - 4) ** 2 <= 12   # two discs that touch
 >>> mask |= (yy - 4) ** 2 + (xx - 10) ** 2 <= 12
+>>> from napari_unet.instances import split_mask
 >>> labels = split_mask(mask, min_area=1)
 >>> int(labels.max())
 2
@@ -26,22 +27,14 @@ from typing import Any
 import numpy as np
 
 from napari_unet.geometry import outlines, plane_properties
-from napari_unet.instances import (  # noqa: F401 - splitting lives there; re-exported for callers
-    _check_area,
-    _planes,
-    filter_objects,
-    labels_from_probabilities,
-    split_mask,
-)
+from napari_unet.instances import _planes, filter_objects, split_mask
 
 __all__ = [
     "COLUMNS",
     "contours",
+    "count_iter",
     "count_per_slice",
-    "filter_objects",
-    "labels_from_probabilities",
     "measure",
-    "split_mask",
 ]
 
 #: Columns of the measurement table, in order.

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from napari_unet.model import ModelCard
 
-__all__ = ["Segmentation", "Settings", "labels_iter", "segment", "segment_iter"]
+__all__ = ["Segmentation", "Settings", "foreground_mask", "labels_iter", "objects", "segment", "segment_iter"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -230,6 +230,12 @@ def labels_iter(probabilities: Any, card: Any, settings: Settings) -> Generator[
             offset += int(lab.max())
         yield Progress(z + 1, n, {"stage": "objects", "objects": offset})
     return labels
+
+
+def objects(probabilities: Any, card: Any, settings: Settings | None = None) -> np.ndarray:
+    """Labels from a model's output with ``settings`` (default: the card's): the synchronous
+    :func:`labels_iter`, e.g. to try several thresholds on one prediction."""
+    return run_to_end(labels_iter(probabilities, card, settings or Settings.for_model(card)))
 
 
 def segment_iter(

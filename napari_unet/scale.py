@@ -204,7 +204,7 @@ def predict_to_zarr(
     ``0``, axes ``c[z]yx`` with ``scale``/``units`` of the image); returns the zarr array."""
     import zarr
 
-    from napari_unet.ome_zarr import write_ome_zarr
+    from napari_unet.io.ome_zarr import write_ome_zarr
 
     probs = predict_lazy(image, model, **kwargs)
     write_ome_zarr(path, probs, axes="C" + ("ZYX" if probs.ndim == 4 else "YX"), scale=scale, units=units)

@@ -75,8 +75,7 @@ def main() -> None:
     stroke = np.nonzero(((yy - 380) ** 2 + (xx - 430) ** 2) <= 12**2)
     labels.data_setitem(stroke, labels.selected_label)
     labels.mode = "paint"
-    dock.correct_step.add_region_layer()
-    region = viewer.layers[f"{labels.name} checked region"]
+    region = dock.correct_step.add_region_layer()
     region.data[: 768 // 2, : 869 // 2] = 1
     region.refresh()
     viewer.layers.selection.active = labels

@@ -23,10 +23,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from mnfinder import VERSION, iter_split  # noqa: E402
 
-from napari_unet.count import labels_from_probabilities  # noqa: E402
-from napari_unet.inference import predict  # noqa: E402
 from napari_unet.metrics import match_objects, pixel_scores  # noqa: E402
 from napari_unet.model import ModelCard, save_model  # noqa: E402
+from napari_unet.pipeline import Settings, objects, segment  # noqa: E402
 from napari_unet.train import TrainConfig, Trainer, TrainingItem  # noqa: E402
 
 AUGMENTATION = [
@@ -44,16 +43,15 @@ AUGMENTATION = [
 def choose_thresholds(model, val) -> tuple[float, float, float, dict]:
     """Grid-search the foreground and boundary thresholds and the minimum object area for
     pooled object F1@0.5 on the validation images."""
-    probs = [predict(model, img, device="cpu", precision="fp32") for _, img, _ in val]
+    probs = [segment(model, img, device="cpu", precision="fp32", objects=False).probabilities for _, img, _ in val]
     best = (-1.0, 0.5, 0.5, 10.0)
     for thr in (0.3, 0.4, 0.5, 0.6):
         for bthr in (0.3, 0.4, 0.5, 0.6):
             for min_area in (10.0, 15.0, 20.0, 25.0, 30.0):
                 tp = fp = fn = 0
                 for prob, (_, _, truth) in zip(probs, val):
-                    pred = labels_from_probabilities(
-                        prob, model.card, threshold=thr, boundary_threshold=bthr, min_area=min_area
-                    )
+                    settings = Settings.for_model(model.card, threshold=thr, boundary_threshold=bthr, min_area=min_area)
+                    pred = objects(prob, model.card, settings)
                     m = match_objects(pred, truth)
                     tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
                 f1 = 2 * tp / max(1, 2 * tp + fp + fn)
@@ -63,7 +61,8 @@ def choose_thresholds(model, val) -> tuple[float, float, float, dict]:
     per_image = []
     dice = []
     for prob, (name, _, truth) in zip(probs, val):
-        pred = labels_from_probabilities(prob, model.card, threshold=thr, boundary_threshold=bthr, min_area=min_area)
+        settings = Settings.for_model(model.card, threshold=thr, boundary_threshold=bthr, min_area=min_area)
+        pred = objects(prob, model.card, settings)
         m = match_objects(pred, truth)
         d = pixel_scores(prob[0] > thr, truth > 0)["dice"]
         dice.append(d)

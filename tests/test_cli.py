@@ -53,8 +53,9 @@ import napari_unet
 names = [m.name for m in pkgutil.walk_packages(napari_unet.__path__, "napari_unet.") if "_widgets" not in m.name and not m.name.endswith("__main__")]
 for name in names:
     importlib.import_module(name)
-from napari_unet.count import contours, measure, split_mask
-from napari_unet.ome_zarr import write_ome_zarr
+from napari_unet.count import contours, measure
+from napari_unet.instances import split_mask
+from napari_unet.io.ome_zarr import write_ome_zarr
 labels = split_mask(np.pad(np.ones((20, 30), bool), 5))
 measure(labels), contours(labels)
 write_ome_zarr(tempfile.mkdtemp() + "/x.zarr", labels, axes="YX")

@@ -4,16 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_unet.count import (
-    COLUMNS,
-    contours,
-    count_iter,
-    count_per_slice,
-    filter_objects,
-    labels_from_probabilities,
-    measure,
-    split_mask,
-)
+from napari_unet.count import COLUMNS, contours, count_iter, count_per_slice, measure
+from napari_unet.instances import filter_objects, labels_from_probabilities, split_mask
 from napari_unet.model import ModelCard
 
 

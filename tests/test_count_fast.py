@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_unet.count import contours, measure, split_mask
+from napari_unet.count import contours, measure
+from napari_unet.instances import split_mask
 from napari_unet.metrics import match_objects
 
 

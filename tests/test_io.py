@@ -12,9 +12,9 @@ from napari_unet.io import (
     check_labels_shape,
     decode_color_labels,
     read_image,
-    read_tiff,
     write_tiff,
 )
+from napari_unet.io.tiff import read_tiff
 from tests.conftest import BAD_FILE_MESSAGES
 
 

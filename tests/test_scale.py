@@ -264,7 +264,7 @@ def test_huge_inputs_become_calibrated_ome_zarr_that_count_reads(tmp_path, tiny_
 def test_an_interrupted_zarr_write_leaves_the_old_result_and_no_finished_looking_store(tmp_path):
     import dask.array as da
 
-    from napari_unet.ome_zarr import read_ome_zarr, write_ome_zarr
+    from napari_unet.io.ome_zarr import read_ome_zarr, write_ome_zarr
 
     path = write_ome_zarr(tmp_path / "r.zarr", np.ones((64, 64), np.float32), axes="YX")
 
@@ -282,7 +282,7 @@ def test_zarr_bad_inputs(tmp_path):
     import zarr
 
     from napari_unet.io import ImageReadError, read_image
-    from napari_unet.ome_zarr import write_ome_zarr
+    from napari_unet.io.ome_zarr import write_ome_zarr
 
     zarr.open_group(str(tmp_path / "plain.zarr"), mode="w").create_array("0", shape=(4, 4), dtype="u1")
     with pytest.raises(ImageReadError, match="without OME-Zarr 'multiscales' metadata"):

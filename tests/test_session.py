@@ -75,7 +75,7 @@ def test_session_beside_the_image_file(tmp_path):
 def test_labels_in_a_zarr_store_are_not_copied(session, tmp_path):
     """A lazily opened stack's labels live in a zarr store that painting writes through;
     saving records the store instead of copying every slice (gigabytes, on the GUI thread)."""
-    from napari_unet.ome_zarr import open_ome_zarr_array
+    from napari_unet.io.ome_zarr import open_ome_zarr_array
 
     labels = open_ome_zarr_array(tmp_path / "labels.zarr", (4, 16, 16), np.int32, axes="ZYX")
     labels[2, 3:6, 3:6] = 7  # a brush stroke

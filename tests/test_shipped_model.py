@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet import load_model, predict
+from napari_unet import load_model, segment
 from napari_unet._sample_data import sample_paths
-from napari_unet.count import labels_from_probabilities
 from napari_unet.io import read_image
 from napari_unet.metrics import match_objects, pixel_scores
 
@@ -31,8 +30,7 @@ def test_segments_real_sample_images(model, key, dice_floor, f1_floor):
     # object F1@0.5 0.615 / 0.953 (misc has a few large touching nuclei that merge)
     image_path, labels_path = sample_paths(key)
     image, truth = read_image(image_path).data, read_image(labels_path).data
-    prob = predict(model, image, device="cpu")
-    assert prob.shape == (2, *image.shape) and prob.dtype == np.float32
-    assert pixel_scores(prob[0] > model.card.threshold, truth > 0)["dice"] >= dice_floor
-    labels = labels_from_probabilities(prob, model.card)
-    assert match_objects(labels, truth)["f1"] >= f1_floor
+    result = segment(model, image, device="cpu")
+    assert result.probabilities.shape == (2, *image.shape) and result.probabilities.dtype == np.float32
+    assert pixel_scores(result.mask > 0, truth > 0)["dice"] >= dice_floor
+    assert match_objects(result.labels, truth)["f1"] >= f1_floor

@@ -134,7 +134,7 @@ class ResultLayers:
         image, spatial = self.image, self.spatial
         if isinstance(image.data, np.ndarray):
             return np.zeros(spatial, dtype)
-        from napari_unet.ome_zarr import open_ome_zarr_array
+        from napari_unet.io.ome_zarr import open_ome_zarr_array
 
         folder = self.work.session.folder
         scale = tuple(float(v) for v in image.scale[-len(spatial) :])

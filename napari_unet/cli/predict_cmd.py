@@ -62,7 +62,7 @@ def predict_file(path: str, *, out: str, options: dict) -> list[str]:
     img = read_image(path, lazy_threshold=int(lazy_bytes))
     prob_path, mask_path = predict_outputs(path, out, lazy_bytes)
     if img.lazy and img.channel_axis is None and not img.rgb and img.axes in ("YX", "ZYX"):
-        from napari_unet.ome_zarr import read_ome_zarr, write_ome_zarr
+        from napari_unet.io.ome_zarr import read_ome_zarr, write_ome_zarr
         from napari_unet.scale import predict_lazy
 
         probs = predict_lazy(img.data, model, axes=img.axes, block=options["block"], tile=settings.tile,

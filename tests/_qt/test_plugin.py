@@ -66,7 +66,7 @@ def test_lazy_stack_opens_as_dask(make_napari_viewer, tmp_path, rng, monkeypatch
 def test_ome_zarr_store_opens_lazily_with_its_calibration(make_napari_viewer, tmp_path, rng):
     import dask.array as da
 
-    from napari_unet.ome_zarr import write_ome_zarr
+    from napari_unet.io.ome_zarr import write_ome_zarr
 
     probs = rng.random((2, 3, 40, 50)).astype(np.float32)
     path = write_ome_zarr(tmp_path / "cells_prob.zarr", probs, axes="CZYX", scale=(2.0, 0.5, 0.5), units="um")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet._atomic import atomic_write, check_output_folder
-from napari_unet._units import _CANONICAL, _IMAGEJ_ORDER, _SHORT_UNITS, _unit
+from napari_unet.io._units import _CANONICAL, _IMAGEJ_ORDER, _SHORT_UNITS, _unit
 
 __all__ = ["write_tiff"]
 

@@ -1,6 +1,6 @@
 """Reading TIFF files: single images, multi-page stacks, ImageJ hyperstacks, OME-TIFF, BigTIFF.
 
-No napari, no torch. Axes come out in the canonical order of :mod:`napari_unet.io`, with
+No napari, no torch. Axes come out in the canonical order of :mod:`napari_unet.io._image`, with
 the pixel size, Z step and frame interval; files above a size open lazily as a dask array
 over tifffile's zarr store (:class:`TiffArray`, picklable for dask workers). A file that
 tifffile reads only with logged errors (missing pages) is refused rather than read short.
@@ -18,8 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from napari_unet._units import _CANONICAL, _unit
-from napari_unet.io import (
+from napari_unet.io._image import (
     LAZY_THRESHOLD,
     ImageData,
     ImageReadError,
@@ -27,6 +26,7 @@ from napari_unet.io import (
     _check_path,
     is_label_path,
 )
+from napari_unet.io._units import _CANONICAL, _unit
 
 __all__ = ["TiffArray", "read_tiff"]
 

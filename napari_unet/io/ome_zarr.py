@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet._atomic import check_output_folder
-from napari_unet._units import _unit
+from napari_unet.io._units import _unit
 
 __all__ = ["ome_attributes", "open_ome_zarr_array", "read_ome_zarr", "write_ome_zarr"]
 
@@ -156,7 +156,7 @@ def read_ome_zarr(path: str | os.PathLike) -> Any:
     import dask.array as da
     import zarr
 
-    from napari_unet.io import ImageData, ImageReadError
+    from napari_unet.io._image import ImageData, ImageReadError
 
     path = Path(path)
     try:

@@ -1,0 +1,128 @@
+"""Images in: one entry point, :func:`read_image`, for TIFF (:mod:`napari_unet.io.tiff`),
+OME-Zarr (:mod:`napari_unet.io.ome_zarr`) and common 2D formats; label-file helpers.
+
+Everything here is free of napari, Qt and torch.
+
+>>> import numpy as np, tempfile, os
+>>> from napari_unet.io import write_tiff
+>>> path = os.path.join(tempfile.mkdtemp(), "stack.tif")
+>>> _ = write_tiff(path, np.zeros((3, 8, 8), np.uint16), axes="ZYX", scale=(2.0, 0.5, 0.5), units="um")
+>>> img = read_image(path)
+>>> img.axes, img.shape, img.scale, img.units[0]
+('ZYX', (3, 8, 8), (2.0, 0.5, 0.5), 'micrometer')
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_unet.io._image import (
+    LAZY_THRESHOLD,
+    OTHER_SUFFIXES,
+    ZARR_SUFFIXES,
+    ImageData,
+    ImageReadError,
+    _check_dtype,
+    _check_path,
+    is_label_path,
+)
+
+__all__ = ["check_labels_shape", "decode_color_labels", "read_image"]
+
+
+def read_image(path: str | os.PathLike, *, lazy: bool | None = None, lazy_threshold: int = LAZY_THRESHOLD) -> ImageData:
+    """Read a TIFF (any flavour), a PNG/JPEG/BMP/GIF image or an OME-Zarr store (lazily).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file to read.
+    lazy : bool, optional
+        Force (True) or forbid (False) lazy opening of TIFF files. By default a TIFF
+        larger than ``lazy_threshold`` bytes opens lazily as a dask array.
+    lazy_threshold : int
+        Size in bytes above which TIFFs open lazily when ``lazy`` is None.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, PermissionError
+        The path cannot be opened.
+    ImageReadError
+        The file is empty, not an image, truncated, or holds an unsupported pixel type.
+    """
+    if Path(path).is_dir() and Path(path).name.lower().endswith(ZARR_SUFFIXES):
+        from dataclasses import replace
+
+        from napari_unet.io.ome_zarr import read_ome_zarr
+
+        img = read_ome_zarr(path)
+        return replace(img, is_labels=is_label_path(path))
+    from napari_unet.io.tiff import read_tiff
+
+    path = _check_path(path)
+    if path.name.lower().endswith(OTHER_SUFFIXES):
+        return _read_imageio(path)
+    return read_tiff(path, lazy=lazy, lazy_threshold=lazy_threshold)
+
+
+def _read_imageio(path: Path) -> ImageData:
+    import imageio.v3 as iio
+
+    try:
+        data = np.asarray(iio.imread(path))
+    except Exception as exc:  # imageio raises many types for bad files
+        raise ImageReadError(f"{path}: not a readable {path.suffix.lstrip('.').upper()} image ({exc}).") from exc
+    _check_dtype(path, data.dtype)
+    if data.ndim == 3 and data.shape[-1] in (3, 4):
+        axes = "YXS"
+    elif data.ndim == 2:
+        axes = "YX"
+    else:
+        raise ImageReadError(f"{path}: unexpected image shape {data.shape} for a 2D picture.")
+    return ImageData(data, axes, (1.0, 1.0), ("pixel", "pixel"), path, is_label_path(path))
+
+
+def check_labels_shape(labels_shape: tuple[int, ...], image: ImageData, *, labels_path: Any = None) -> None:
+    """Raise ValueError unless a label image covers the same pixels as ``image``.
+
+    Labels match when their shape equals the image's shape without ``C`` and ``S`` axes.
+    """
+    expected = tuple(n for n, a in zip(image.shape, image.axes) if a not in "CS")
+    if tuple(labels_shape) != expected:
+        what = f"{labels_path}: labels" if labels_path else "Labels"
+        raise ValueError(
+            f"{what} have shape {tuple(labels_shape)} but the image {image.name} has {expected}; "
+            "open the labels that belong to this image, or predict new ones."
+        )
+
+
+def decode_color_labels(rgba: np.ndarray) -> np.ndarray:
+    """Turn a mask painted one colour per object (RGB or RGBA) into an instance label image.
+
+    Every distinct colour among foreground pixels (alpha > 0 for RGBA, non-black for RGB)
+    gets its own id, 1..N, in order of first appearance scanning rows.
+
+    >>> m = np.zeros((2, 3, 4), np.uint8)
+    >>> m[0, 0] = m[0, 1] = (255, 0, 0, 255); m[1, 2] = (0, 9, 0, 255)
+    >>> decode_color_labels(m)
+    array([[1, 1, 0],
+           [0, 0, 2]], dtype=int32)
+    """
+    rgba = np.asarray(rgba)
+    if rgba.ndim != 3 or rgba.shape[-1] not in (3, 4):
+        raise ValueError(f"expected an RGB or RGBA image shaped (Y, X, 3|4), got shape {rgba.shape}")
+    rgb = rgba[..., :3].astype(np.uint32)
+    fg = rgba[..., 3] > 0 if rgba.shape[-1] == 4 else rgb.any(axis=-1)
+    code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    labels = np.zeros(code.shape, np.int32)
+    values = code[fg]
+    if values.size:
+        uniq, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+        rank = np.empty(len(uniq), np.int32)
+        rank[np.argsort(first)] = np.arange(1, len(uniq) + 1, dtype=np.int32)
+        labels[fg] = rank[inverse.ravel()]
+    return labels
