@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from _common import emit_json, machine, table
 
-from napari_unet.inference import normalise_plane, predict
+from napari_unet.inference import predict
 from napari_unet.io import read_image
 from napari_unet.metrics import pixel_scores
 from napari_unet.model import load_model
+from napari_unet.tiling import normalise_plane
 
 
 class PeakRSS:

@@ -54,10 +54,10 @@ COLUMNS = [
     "mean_intensity",
     "max_intensity",
     "min_intensity",
-    "bbox_min_row",
-    "bbox_min_col",
-    "bbox_max_row",
-    "bbox_max_col",
+    "bbox_min_row_px",
+    "bbox_min_col_px",
+    "bbox_max_row_px",
+    "bbox_max_col_px",
     "unit",
 ]
 
@@ -154,10 +154,10 @@ def measure(
                     "mean_intensity": t.get("mean", nan),
                     "max_intensity": t.get("max", nan),
                     "min_intensity": t.get("min", nan),
-                    "bbox_min_row": t["bbox"][0],
-                    "bbox_min_col": t["bbox"][1],
-                    "bbox_max_row": t["bbox"][2],
-                    "bbox_max_col": t["bbox"][3],
+                    "bbox_min_row_px": t["bbox"][0],  # in pixels whatever the unit: an index into the image
+                    "bbox_min_col_px": t["bbox"][1],
+                    "bbox_max_row_px": t["bbox"][2],
+                    "bbox_max_col_px": t["bbox"][3],
                     "unit": unit,
                 }
             )

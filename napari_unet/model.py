@@ -109,6 +109,10 @@ class ModelCard:
             raise ValueError("a softmax model needs at least two classes (background first)")
         if not 0 <= float(self.overlap) < 1:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        if isinstance(self.tile, bool) or not isinstance(self.tile, int) or self.tile < 16:
+            raise ValueError(f"tile must be a whole number of pixels, at least 16, got {self.tile!r}")
+        if not 0 < float(self.threshold) < 1:
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
         object.__setattr__(self, "classes", tuple(self.classes))
         for name in (
             "arch_args",
@@ -231,7 +235,12 @@ def read_card(path: str | os.PathLike) -> ModelCard:
     beside = path.with_suffix(".json")
     try:
         if beside.is_file():
-            return ModelCard.from_dict(json.loads(beside.read_text()))
+            data = json.loads(beside.read_text())
+            if not isinstance(data, dict):
+                raise ValueError(
+                    f"a model card is a JSON object with the model's settings, not a {type(data).__name__}"
+                )
+            return ModelCard.from_dict(data)
         if path.suffix == ".safetensors":
             from safetensors import safe_open
 
@@ -265,6 +274,34 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
             return entry.path
     known = ", ".join(e.name for e in list_models()) or "none"
     raise ModelLoadError(f"unknown model {text!r}; known models: {known}. Give a registered name or a file path.")
+
+
+def _check_weights_fit(path: Path, card: ModelCard, state: dict) -> None:
+    """Compare the card's network, built on torch's ``meta`` device (no memory, no time),
+    with the weights' names and shapes: a card that does not match (or that would build a
+    huge network) is refused before the real network is made."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(card)
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: its card does not describe a network that can be built ({exc}).") from exc
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    given = {k: tuple(v.shape) for k, v in state.items()}
+    missing, extra = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
+    wrong = [k for k in expected if k in given and expected[k] != given[k]]
+    if missing or extra or wrong:
+        detail = (
+            f"{len(missing)} missing (e.g. {missing[0]})" if missing else
+            f"{len(extra)} unexpected (e.g. {extra[0]})" if extra else
+            f"{wrong[0]} is {given[wrong[0]]} in the file but {expected[wrong[0]]} for the card"
+        )  # fmt: skip
+        raise ModelLoadError(
+            f"{path}: the weights do not fit the {card.architecture} its card describes ({card.arch_args or 'default'} "
+            f"arguments, {card.in_channels} input channel(s), {card.out_channels} output(s)): {detail}. Is the card "
+            "beside it the right one?"
+        )
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, *, card: ModelCard | None = None) -> torch.nn.Module:
@@ -304,6 +341,7 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, card: ModelCard
             raise ModelLoadError(
                 f"{path}: not a valid safetensors file ({exc}); it may be truncated or corrupt."
             ) from exc
+    _check_weights_fit(path, card, state)  # before any real memory goes to a network the card describes
     net = build_model(card)
     try:
         net.load_state_dict(state, strict=True)

@@ -223,14 +223,31 @@ class FileResult:
     skipped: bool = False
 
 
-def _run_one(fn: Callable[..., list[str]], path: str, outputs: list[str], overwrite: bool, kwargs: dict) -> FileResult:
-    if not overwrite and outputs and all(Path(o).exists() for o in outputs):
+def _run_one(
+    fn: Callable[..., list[str]], path: str, outputs: list[str], overwrite: bool, kwargs: dict, done: bool = False
+) -> FileResult:
+    if not overwrite and (done or (outputs and all(Path(o).exists() for o in outputs))):
         return FileResult(path, True, "outputs exist; skipped (use --overwrite to redo)", outputs, skipped=True)
     try:
         written = fn(path, **kwargs)
     except (ValueError, OSError) as exc:
         return FileResult(path, False, str(exc), [])
+    except MemoryError as exc:  # one file too large for this machine: the others still run
+        return FileResult(path, False, _out_of_memory(exc), [])
+    except RuntimeError as exc:  # torch's errors, its out-of-memory among them
+        text = " ".join(str(exc).split())[:300]
+        if "out of memory" in text.lower():
+            return FileResult(path, False, _out_of_memory(exc), [])
+        return FileResult(path, False, f"failed: {type(exc).__name__}: {text}", [])
     return FileResult(path, True, "done", list(written))
+
+
+def _out_of_memory(exc: BaseException) -> str:
+    detail = " ".join(str(exc).split())[:200]
+    return (
+        f"ran out of memory ({type(exc).__name__}{': ' + detail if detail else ''}); try a smaller --tile or "
+        "--batch, a lower --lazy-gb (so large images are read block by block), or a machine with more memory"
+    )
 
 
 def run_files(
@@ -238,6 +255,7 @@ def run_files(
     paths: Iterable[str | os.PathLike],
     *,
     expected: Callable[[str], list[str]] | None = None,
+    complete: Callable[[str], bool] | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     overwrite: bool = False,
@@ -252,11 +270,14 @@ def run_files(
     many single-threaded worker processes; with neither, it runs here, one file at a time.
     """
     paths = [str(p) for p in paths]
+    if complete is not None:  # the caller knows when a file's outputs are whole: only then is it skipped
+        expected = lambda p: []  # noqa: E731
     expected = expected or (lambda p: [])
+    is_done = complete or (lambda p: False)
     if scheduler is None and not workers:
         results = []
         for p in paths:
-            r = _run_one(fn, p, expected(p), overwrite, kwargs)
+            r = _run_one(fn, p, expected(p), overwrite, kwargs, is_done(p))
             results.append(r)
             if on_result:
                 on_result(r)
@@ -281,7 +302,15 @@ def run_files(
     try:
         futures = {
             client.submit(
-                _run_one, fn, p, expected(p), overwrite, kwargs, key=f"napari-unet-{i}-{Path(p).name}", retries=2
+                _run_one,
+                fn,
+                p,
+                expected(p),
+                overwrite,
+                kwargs,
+                is_done(p),
+                key=f"napari-unet-{i}-{Path(p).name}",
+                retries=2,
             ): p
             for i, p in enumerate(paths)
         }

@@ -184,8 +184,8 @@ def infer_axes(shape: tuple[int, ...], in_channels: int = 1) -> str:
     ndim = len(shape)
     if ndim == 2:
         return "YX"
-    if ndim == 3:
-        return "YXS" if shape[-1] in (3, 4) and in_channels > 1 else "ZYX"
+    if ndim == 3:  # a last axis of 3 or 4 under a real plane is colour, whatever the model takes
+        return "YXS" if shape[-1] in (3, 4) and (in_channels > 1 or min(shape[:2]) >= 16) else "ZYX"
     if ndim == 4 and shape[-1] in (3, 4):
         return "ZYXS"
     if ndim == 4:

@@ -13,6 +13,7 @@ checkpoint so far, scored against its parent on held-out annotated data (the qua
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import math
 import threading
@@ -219,6 +220,16 @@ class Trainer:
         """Ask the run to end after the current step (thread-safe)."""
         self._stop.set()
 
+    @property
+    def has_checkpoint(self) -> bool:
+        """True once a validated epoch has given a best checkpoint to keep."""
+        return self._best_state is not None
+
+    def interrupted(self) -> TrainResult:
+        """The result of a run stopped from outside its loop (Ctrl-C): the best checkpoint."""
+        self._stopped = True
+        return self.result()
+
     def _snapshot(self) -> dict:
         return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.net.state_dict().items()}
 
@@ -387,7 +398,7 @@ class Trainer:
         card = self.card.replace(
             name=self.name,
             parent=self.parent.card.name if self.parent is not None else None,
-            created=__import__("datetime").datetime.now(__import__("datetime").UTC).isoformat(timespec="seconds"),
+            created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             training={
                 "images": self.items_meta,
                 "settings": {k: getattr(self.config, k) for k in self.config.__dataclass_fields__},

@@ -58,7 +58,12 @@ def test_measure_known_areas_and_physical_units():
     assert t["unit"][0] == "px"
     assert t["mean_intensity"][0] == pytest.approx(intensity[2:6, 2:5].mean())
     assert t["max_intensity"][1] == intensity[8, 10] and t["min_intensity"][1] == intensity[7, 6]
-    assert (t["bbox_min_row"][0], t["bbox_min_col"][0], t["bbox_max_row"][0], t["bbox_max_col"][0]) == (2, 2, 6, 5)
+    assert (t["bbox_min_row_px"][0], t["bbox_min_col_px"][0], t["bbox_max_row_px"][0], t["bbox_max_col_px"][0]) == (
+        2,
+        2,
+        6,
+        5,
+    )
     um = measure(labels, scale=(0.5, 0.5), unit="um")
     assert list(um["area"]) == [3.0, 2.5] and um["unit"][0] == "um"
     assert um["perimeter"][0] == pytest.approx(t["perimeter"][0] * 0.5)

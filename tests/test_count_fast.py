@@ -78,7 +78,7 @@ def test_measure_equals_regionprops():
     assert ours["id"].tolist() == ref["label"].tolist()
     for col, key in [("centroid_row", "centroid-0"), ("centroid_col", "centroid-1"), ("area", "area"),
                      ("perimeter", "perimeter"), ("major_axis", "axis_major_length"), ("minor_axis", "axis_minor_length"),
-                     ("eccentricity", "eccentricity"), ("bbox_min_row", "bbox-0"), ("bbox_max_col", "bbox-3"),
+                     ("eccentricity", "eccentricity"), ("bbox_min_row_px", "bbox-0"), ("bbox_max_col_px", "bbox-3"),
                      ("mean_intensity", "intensity_mean"), ("max_intensity", "intensity_max"),
                      ("min_intensity", "intensity_min")]:  # fmt: skip
         np.testing.assert_allclose(ours[col].to_numpy(float), ref[key], rtol=1e-6, atol=1e-9, err_msg=col)

@@ -91,7 +91,10 @@ def test_weights_that_do_not_fit_the_card(tmp_path):
     path = save_model(net, tmp_path / "m")
     wrong = small_card(in_channels=3)
     path.with_suffix(".json").write_text(wrong.to_json())
-    with pytest.raises(ModelLoadError, match=r"do not fit a unet .* 3 input channel"):
+    with pytest.raises(
+        ModelLoadError,
+        match=r"do not fit the unet its card describes .* 3 input channel.*down.0.0.weight is \(4, 1, 3, 3\)",
+    ):
         load_model(path)
 
 

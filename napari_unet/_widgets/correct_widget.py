@@ -91,8 +91,10 @@ class CorrectWidget(Container):
         self.session = self.work.session
         self._sync_checked()
         saved = self.session.state() if self.session is not None else {}
-        self.restore_button.enabled = bool(saved)
-        if saved:
+        self.restore_button.enabled = bool(saved) and "error" not in saved
+        if "error" in saved:
+            notify_error(f"Saved corrections of {layer.name}: {saved['error']}")
+        elif saved:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(saved.get("saved_at", 0)))
             notify_info(
                 f"Saved corrections of {layer.name} from {when} were found; press 'Restore saved corrections' to load them."
@@ -146,7 +148,11 @@ class CorrectWidget(Container):
         layer = self.labels_layer.value
         if layer is None or self.session is None:
             return False
-        loaded = self.session.load()
+        try:
+            loaded = self.session.load()
+        except (ValueError, OSError) as exc:
+            notify_error(f"Restore: {exc}")
+            return False
         if loaded is None:
             return False
         labels, checked, region = loaded

@@ -23,7 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (add_arguments, fn) in _COMMANDS.items():
-        p = sub.add_parser(name, help=(fn.__doc__ or "").strip().splitlines()[0], description=fn.__doc__)
+        p = sub.add_parser(
+            name,
+            help=(fn.__doc__ or "").strip().splitlines()[0],
+            description=fn.__doc__,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # every option shows its default
+        )
         add_arguments(p)
         p.set_defaults(func=fn)
     return parser

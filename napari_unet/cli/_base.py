@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,9 @@ def _drive(gen: Any, desc: str, show: Callable[[Any], dict] | None = None) -> An
                 event = next(gen)
             except StopIteration as stop:
                 return stop.value
-            if bar is None:
-                bar = tqdm(total=event.total, desc=desc, unit="step", leave=False, file=sys.stderr, dynamic_ncols=True)
+            if bar is None:  # starts at the first step done, so its rate is not taken from no time at all
+                bar = tqdm(total=event.total, initial=event.done, desc=desc, unit="step", leave=False, file=sys.stderr,
+                           dynamic_ncols=True)  # fmt: skip
             bar.n = event.done
             if show is not None:
                 bar.set_postfix(show(event), refresh=False)
@@ -57,11 +59,16 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
 
 
-def _inputs(patterns: Sequence[str]) -> list[Path]:
-    """Files from paths, folders (their images) and globs, in order, without repeats."""
+def _inputs(patterns: Sequence[str], *, skip_labels: bool = False) -> list[Path]:
+    """Files from paths, folders (their images) and globs, in order, without repeats.
+
+    With ``skip_labels``, a folder's label files (``*_labels.tif``, ``*_mask.tif``: ground
+    truth or earlier results) are left out; a label file named on its own is kept. A
+    folder or pattern with no image is an error.
+    """
     import glob
 
-    from napari_unet.io import SUPPORTED_SUFFIXES, ZARR_SUFFIXES
+    from napari_unet.io import SUPPORTED_SUFFIXES, ZARR_SUFFIXES, is_label_path
 
     out: list[Path] = []
     for pattern in patterns:
@@ -71,7 +78,17 @@ def _inputs(patterns: Sequence[str]) -> list[Path]:
         for m in matches:
             path = Path(m)
             if path.is_dir() and not path.name.lower().endswith(ZARR_SUFFIXES):  # a zarr store is one image
-                out += sorted(q for q in path.iterdir() if q.name.lower().endswith(SUPPORTED_SUFFIXES))
+                found = sorted(
+                    q
+                    for q in path.iterdir()
+                    if q.name.lower().endswith(SUPPORTED_SUFFIXES) and not (skip_labels and is_label_path(q))
+                )
+                if not found:
+                    raise FileNotFoundError(
+                        f"no images found in {path} (napari-unet reads {', '.join(s.lstrip('.') for s in SUPPORTED_SUFFIXES[:2])}, "
+                        "PNG, JPEG and .zarr stores)"
+                    )
+                out += found
             else:
                 out.append(path)
     return list(dict.fromkeys(out))
@@ -149,6 +166,82 @@ def _scale_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--overwrite", action="store_true", help="redo files whose outputs already exist (default: skip them)"
     )
+
+
+# --------------------------------------------------------------------------- finished outputs
+
+
+def manifest_path(out: str | os.PathLike, path: str | os.PathLike, command: str) -> Path:
+    """Where a run records that one input's outputs are whole (hidden, beside them)."""
+    from napari_unet.io import _stem
+
+    return Path(out) / f".{_stem(Path(path))}.{command}.json"
+
+
+def write_manifest(out: str, path: str, command: str, options: dict, outputs: list[str]) -> None:
+    """Record, last and atomically, the options a file's outputs were made with and their sizes."""
+    import json
+
+    from napari_unet._atomic import atomic_write
+
+    record = {
+        "input": str(path),
+        "options": {k: v for k, v in sorted(options.items())},
+        "outputs": {str(o): _size(o) for o in outputs},
+    }
+    atomic_write(manifest_path(out, path, command), lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+
+
+def _size(path: str | os.PathLike) -> int:
+    p = Path(path)
+    if p.is_dir():  # a zarr store
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return p.stat().st_size
+
+
+def outputs_complete(out: str, path: str, command: str, options: dict) -> bool:
+    """True when the outputs of ``path`` exist whole, made with the same ``options``: a run
+    cut short (a full disk, Ctrl-C) or made with other options is done again."""
+    import json
+
+    try:
+        record = json.loads(manifest_path(out, path, command).read_text())
+        if record.get("options") != {k: v for k, v in sorted(options.items())}:
+            return False
+        return all(_size(o) == size for o, size in record["outputs"].items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """Hold the output folder for this run: a second run into it is refused at once
+    rather than mixing its files with this one's (Linux and macOS; elsewhere no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(out / ".napari-unet.lock", "a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OSError(
+                f"{out}: another napari-unet run is writing into this folder; wait for it to end or choose "
+                "another --out folder"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def write_csv(table: Any, path: str | os.PathLike) -> None:
+    """A table as CSV, atomically: a full disk leaves the old file, and a symbolic link
+    planted at ``path`` is replaced, not followed."""
+    from napari_unet._atomic import atomic_write
+
+    atomic_write(Path(path), lambda tmp: table.to_csv(tmp, index=False))
 
 
 def _report(results: list[Any]) -> int:

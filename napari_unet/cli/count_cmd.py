@@ -18,7 +18,12 @@ from napari_unet.cli._base import (
     _report,
     _scale_args,
     command,
+    folder_lock,
+    manifest_path,
+    outputs_complete,
     settings_from_args,
+    write_csv,
+    write_manifest,
 )
 
 OPTIONS = ("model", "device", "input_kind", "tile", "overlap", "batch", "precision", "threshold", "min_area",
@@ -88,6 +93,7 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
     from napari_unet.scale import load_model_cached
 
     args = argparse.Namespace(**options)
+    manifest_path(out, path, "count").unlink(missing_ok=True)  # until all outputs are whole again
     img = read_image(path)
     kind, why = (args.input_kind, "as asked") if args.input_kind != "auto" else guess_input_kind(img)
     print(f"{path}: counting it as {kind} ({why})")
@@ -103,6 +109,11 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
         source = np.asarray(img.data)
         if kind == "probability" and "C" not in img.axes:
             source = source[None]
+        if source.size and source.flat[0] != 0 and np.all(source == source.flat[0]):  # (all 0: no objects, fine)
+            raise ValueError(
+                f"{path}: every pixel is {source.flat[0]}, so the whole image would be one object; there is nothing "
+                "to count (is it the right file?)"
+            )
     spatial_scale = img.scale[-2:] if img.units[-1] != "pixel" else None
     unit = {"micrometer": "um"}.get(img.units[-1], img.units[-1]) if spatial_scale else "px"
     if labels is not None:  # objects from the pipeline, as they are: only measured here
@@ -114,16 +125,16 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
     labels_path, objects_path, counts_path = count_outputs(path, out)
     write_tiff(labels_path, labels, axes=img.spatial_axes, scale=img.scale, units=img.units, labels=True)
     table.insert(0, "file", img.name)
-    table.to_csv(objects_path, index=False)
+    write_csv(table, objects_path)
     n_slices = int(np.prod(labels.shape[:-2])) if labels.ndim > 2 else 1
-    per = count_per_slice(table, n_slices)
+    per = count_per_slice(table, n_slices)  # slice 0 for a 2D image, as in the objects table
     per.insert(0, "file", img.name)
     per["unit"] = unit
-    if n_slices == 1:
-        per["slice"] = ""
-    per.to_csv(counts_path, index=False)
+    write_csv(per, counts_path)
+    outputs = [labels_path, objects_path, counts_path]
+    write_manifest(out, path, "count", options, outputs)  # last: the outputs are whole
     print(f"{path}: {len(table)} objects -> {objects_path}")
-    return [labels_path, objects_path, counts_path]
+    return outputs
 
 
 @command("count", _count_args)
@@ -134,7 +145,7 @@ def count_cmd(args: argparse.Namespace) -> int:
     from napari_unet.model import resolve_model_path
     from napari_unet.scale import load_model_cached, run_files
 
-    files = _inputs(args.inputs)
+    files = _inputs(args.inputs, skip_labels=True)
     out = _out_dir(args.out)
     options = {k: getattr(args, k) for k in OPTIONS}
     if args.input_kind in ("auto", "image", "probability"):  # a bad model or setting fails once, before any file
@@ -143,18 +154,18 @@ def count_cmd(args: argparse.Namespace) -> int:
         settings_from_args({k: v for k, v in options.items() if k != "device"}, None)
     if args.workers or args.scheduler:
         options["model"] = str(resolve_model_path(args.model or "nuclei"))
-    results = run_files(
-        count_file, files, expected=lambda p: count_outputs(p, str(out)), workers=args.workers, scheduler=args.scheduler,
-        overwrite=args.overwrite, out=str(out), options=options,
-    )  # fmt: skip
-    per_file = [
-        pd.read_csv(r.outputs[2], keep_default_na=False)
-        for r in results
-        if r.ok and len(r.outputs) == 3 and Path(r.outputs[2]).exists()
-    ]
-    if per_file:
-        pd.concat(per_file, ignore_index=True)[["file", "slice", "count", "mean_area", "unit"]].to_csv(
-            out / "counts.csv", index=False
-        )
-        print(f"counts: {out / 'counts.csv'}")
+    with folder_lock(out):  # two runs into one folder would mix their files
+        results = run_files(
+            count_file, files, complete=lambda p: outputs_complete(str(out), p, "count", options),
+            workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite, out=str(out), options=options,
+        )  # fmt: skip
+        per_file = [
+            pd.read_csv(r.outputs[2], keep_default_na=False)
+            for r in results
+            if r.ok and len(r.outputs) == 3 and Path(r.outputs[2]).exists()
+        ]
+        if per_file:
+            table = pd.concat(per_file, ignore_index=True)[["file", "slice", "count", "mean_area", "unit"]]
+            write_csv(table, out / "counts.csv")
+            print(f"counts: {out / 'counts.csv'}")
     return _report(results)

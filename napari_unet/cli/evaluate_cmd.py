@@ -30,6 +30,11 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     from napari_unet.io import read_image
     from napari_unet.metrics import object_scores
 
+    for option, folder in (("--pred", args.pred), ("--truth", args.truth)):
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(
+                f"{folder}: no such folder (given as {option}); give the folder that holds the label images"
+            )
     pred_files, truth_files = _inputs([args.pred]), _inputs([args.truth])
     truth_by = {_base_stem(read_stem(p)): p for p in truth_files}
     rows, failed = [], 0

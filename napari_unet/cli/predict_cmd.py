@@ -17,7 +17,11 @@ from napari_unet.cli._base import (
     _report,
     _scale_args,
     command,
+    folder_lock,
+    manifest_path,
+    outputs_complete,
     settings_from_args,
+    write_manifest,
 )
 
 OPTIONS = ("model", "device", "tile", "overlap", "batch", "precision", "threshold", "compile", "block", "lazy_gb")
@@ -40,12 +44,11 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     _scale_args(p)
 
 
-def predict_outputs(path: str, out: str, lazy_bytes: float = float("inf")) -> list[str]:
-    """The files ``predict`` writes for an input (zarr stores for huge images)."""
+def predict_outputs(path: str, out: str, big: bool = False) -> list[str]:
+    """The files ``predict`` writes for an input (zarr stores for images read lazily)."""
     from napari_unet.io import _stem
 
     stem = _stem(Path(path))
-    big = Path(path).exists() and Path(path).stat().st_size > lazy_bytes
     ext = "zarr" if big else "tif"  # OME-Zarr (NGFF 0.5) for images larger than memory
     return [str(Path(out) / f"{stem}_prob.{ext}"), str(Path(out) / f"{stem}_mask.{ext}")]
 
@@ -56,12 +59,14 @@ def predict_file(path: str, *, out: str, options: dict) -> list[str]:
     from napari_unet.pipeline import foreground_mask, segment_iter
     from napari_unet.scale import load_model_cached
 
+    manifest_path(out, path, "predict").unlink(missing_ok=True)  # until all outputs are whole again
     model = load_model_cached(options["model"])
     settings = settings_from_args(options, model.card)
     lazy_bytes = options["lazy_gb"] * 1e9
     img = read_image(path, lazy_threshold=int(lazy_bytes))
-    prob_path, mask_path = predict_outputs(path, out, lazy_bytes)
-    if img.lazy and img.channel_axis is None and not img.rgb and img.axes in ("YX", "ZYX"):
+    out_of_core = img.lazy and img.channel_axis is None and not img.rgb and img.axes in ("YX", "ZYX")
+    prob_path, mask_path = predict_outputs(path, out, out_of_core)
+    if out_of_core:
         from napari_unet.io.ome_zarr import read_ome_zarr, write_ome_zarr
         from napari_unet.scale import predict_lazy
 
@@ -73,11 +78,13 @@ def predict_file(path: str, *, out: str, options: dict) -> list[str]:
         stored = read_ome_zarr(prob_path).data  # the mask from the stored result: no second prediction
         mask = stored[0] > settings.threshold if model.card.activation != "softmax" else stored.argmax(axis=0)
         write_ome_zarr(mask_path, mask.astype(np.uint8), axes=img.axes, scale=img.scale, units=img.units)
+        write_manifest(out, path, "predict", options, [prob_path, mask_path])  # last: the outputs are whole
         return [prob_path, mask_path]
     result = _drive(segment_iter(model, img.data, axes=img.axes, settings=settings, objects=False), Path(path).name)
     write_tiff(prob_path, result.probabilities, axes="C" + img.spatial_axes, scale=img.scale, units=img.units)
     mask = foreground_mask(result.probabilities, model.card, result.settings)
     write_tiff(mask_path, mask, axes=img.spatial_axes, scale=img.scale, units=img.units, labels=True)
+    write_manifest(out, path, "predict", options, [prob_path, mask_path])  # last: the outputs are whole
     return [prob_path, mask_path]
 
 
@@ -87,15 +94,16 @@ def predict_cmd(args: argparse.Namespace) -> int:
     from napari_unet.model import resolve_model_path
     from napari_unet.scale import load_model_cached, run_files
 
-    files = _inputs(args.inputs)
+    files = _inputs(args.inputs, skip_labels=True)
     out = _out_dir(args.out)
     options = {k: getattr(args, k) for k in OPTIONS}
     card = load_model_cached(args.model).card  # a bad model name fails here, once, before any file
     settings_from_args(options, card)  # and so does a bad setting
     if args.workers or args.scheduler:
         options["model"] = str(resolve_model_path(args.model or "nuclei"))  # workers resolve the same file
-    results = run_files(
-        predict_file, files, expected=lambda p: predict_outputs(p, str(out), args.lazy_gb * 1e9), workers=args.workers,
-        scheduler=args.scheduler, overwrite=args.overwrite, out=str(out), options=options,
-    )  # fmt: skip
+    with folder_lock(out):  # two runs into one folder would mix their files
+        results = run_files(
+            predict_file, files, complete=lambda p: outputs_complete(str(out), p, "predict", options),
+            workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite, out=str(out), options=options,
+        )  # fmt: skip
     return _report(results)

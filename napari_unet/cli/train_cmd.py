@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.cli._base import _drive, command
+from napari_unet.cli._base import _drive, command, error
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -27,10 +27,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         help="with --scratch: 1 = foreground (+boundary), N>1 = N classes incl. background",
     )
     p.add_argument("--out", required=True, help="name of the new model (saved to the user model folder) or a path")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=20, help="passes over the checked data (at most)")
     p.add_argument("--max-seconds", type=float, default=None, help="time budget in seconds")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int, default=0, help="random seed (crops, augmentation, initial weights)")
 
 
 @command("train", _train_args)
@@ -81,8 +81,18 @@ def train_cmd(args: argparse.Namespace) -> int:
         i = e.info
         return {"loss": f"{i.get('loss', 0):.3f}", **({"val_dice": f"{i['val_dice']:.3f}"} if "val_dice" in i else {})}
 
-    result = _drive(trainer.steps(), "train", show)
     dest = Path(args.out) if (os.sep in args.out or args.out.endswith(".safetensors")) else user_model_dir() / name
+    try:
+        result = _drive(trainer.steps(), "train", show)
+    except KeyboardInterrupt:  # Ctrl-C: keep what the run has learnt so far, as the dock's Stop does
+        if not trainer.has_checkpoint:
+            error("interrupted before the first validated epoch; there is no checkpoint to keep")
+            return 130
+        result = trainer.interrupted()
+        path = save_model(result.model, dest, result.card)
+        print(result.verdict())
+        error(f"interrupted: the best checkpoint (epoch {result.best_epoch}) was saved to {path}")
+        return 130
     path = save_model(result.model, dest, result.card)
     print(result.verdict())
     print(f"saved {path}")

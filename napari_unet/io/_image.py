@@ -102,6 +102,8 @@ def _check_path(path: str | os.PathLike) -> Path:
         raise FileNotFoundError(f"{path}: no such file. Check the path and try again.")
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a folder, not an image file. Choose a file inside it.")
+    if not path.is_file():  # a FIFO or a device would block, or never end, when read
+        raise ImageReadError(f"{path}: is not a regular file (a pipe or a device); save the image to a file first.")
     if not os.access(path, os.R_OK):
         raise PermissionError(f"{path}: no permission to read this file. Check its permissions.")
     if path.stat().st_size == 0:
@@ -120,3 +122,13 @@ def _check_dtype(path: Path, dtype: np.dtype) -> None:
 def is_label_path(path: str | os.PathLike) -> bool:
     """True if a file name marks a label image (``cells_mask.tif``, ``cells_labels.tif``)."""
     return _stem(Path(path)).lower().endswith(LABEL_SUFFIXES)
+
+
+def _safe_reason(exc: BaseException, limit: int = 200) -> str:
+    """An exception's text for a message to the user, without any bytes of the file
+    (a reader's error may quote the first bytes it found: never echo a file's contents)."""
+    import re
+
+    text = " ".join(str(exc).split())
+    text = re.sub(r"""b(['"]).*?(?<!\\)\1""", "<bytes>", text)
+    return text[:limit] or type(exc).__name__

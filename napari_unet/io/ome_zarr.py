@@ -156,13 +156,13 @@ def read_ome_zarr(path: str | os.PathLike) -> Any:
     import dask.array as da
     import zarr
 
-    from napari_unet.io._image import ImageData, ImageReadError
+    from napari_unet.io._image import ImageData, ImageReadError, _safe_reason
 
     path = Path(path)
     try:
         group = zarr.open_group(str(path), mode="r")
     except Exception as exc:  # zarr raises several types for a folder that is not a store
-        raise ImageReadError(f"{path}: not a zarr store ({type(exc).__name__}: {exc})") from exc
+        raise ImageReadError(f"{path}: not a zarr store ({type(exc).__name__}: {_safe_reason(exc)})") from exc
     attrs = dict(group.attrs)
     meta = attrs.get("ome", attrs)  # 0.5 keeps it under "ome", 0.4 at the top
     multiscales = meta.get("multiscales")

@@ -28,6 +28,7 @@ from napari_unet.io._image import (
     ImageReadError,
     _check_dtype,
     _check_path,
+    _safe_reason,
     is_label_path,
 )
 
@@ -75,7 +76,9 @@ def _read_imageio(path: Path) -> ImageData:
     try:
         data = np.asarray(iio.imread(path))
     except Exception as exc:  # imageio raises many types for bad files
-        raise ImageReadError(f"{path}: not a readable {path.suffix.lstrip('.').upper()} image ({exc}).") from exc
+        raise ImageReadError(
+            f"{path}: not a readable {path.suffix.lstrip('.').upper()} image ({_safe_reason(exc)})."
+        ) from exc
     _check_dtype(path, data.dtype)
     if data.ndim == 3 and data.shape[-1] in (3, 4):
         axes = "YXS"

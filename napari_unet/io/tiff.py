@@ -24,6 +24,7 @@ from napari_unet.io._image import (
     ImageReadError,
     _check_dtype,
     _check_path,
+    _safe_reason,
     is_label_path,
 )
 from napari_unet.io._units import _CANONICAL, _unit
@@ -40,10 +41,8 @@ def read_tiff(path: str | os.PathLike, *, lazy: bool | None = None, lazy_thresho
     """
 
     path = _check_path(path)
-    if lazy is None:
-        lazy = path.stat().st_size > lazy_threshold
     with _tifffile_errors() as problems:
-        image = _read_tiff(path, lazy)
+        image = _read_tiff(path, lazy, lazy_threshold)
     if problems:
         # tifffile logs (rather than raises) when pages are missing or do not fit: a file
         # read that way would silently lose slices, so it is refused instead.
@@ -73,18 +72,46 @@ def _tifffile_errors() -> Iterator[list[str]]:
         logger.propagate = propagate
 
 
-def _read_tiff(path: Path, lazy: bool) -> ImageData:
+#: A file whose pixels, uncompressed, take more than this many times its size on disk and
+#: more than the lazy threshold is refused as a decompression bomb (a real image of that
+#: size does not compress 200-fold). NAPARI_UNET_ALLOW_HUGE=1 lets such a file through.
+BOMB_RATIO = 200
+
+
+def _declared_bytes(series: list[Any]) -> int:
+    return sum(int(np.prod(s.shape, dtype=np.float64)) * np.dtype(s.dtype).itemsize for s in series)
+
+
+def _check_not_a_bomb(path: Path, declared: int, lazy_threshold: int) -> None:
+    on_disk = max(1, path.stat().st_size)
+    if declared > lazy_threshold and declared > BOMB_RATIO * on_disk and not os.environ.get("NAPARI_UNET_ALLOW_HUGE"):
+        raise ImageReadError(
+            f"{path}: declares {declared / 1e9:.1f} GB of pixels in a {on_disk / 1e6:.1f} MB file "
+            f"({declared / on_disk:.0f}-fold compression), which a real image does not reach; it was not read. "
+            "If it is a real image, set NAPARI_UNET_ALLOW_HUGE=1."
+        )
+
+
+def _read_tiff(path: Path, lazy: bool | None, lazy_threshold: int = LAZY_THRESHOLD) -> ImageData:
     import tifffile
 
     try:
         tif = tifffile.TiffFile(path)
     except tifffile.TiffFileError as exc:
-        raise ImageReadError(f"{path}: not a valid TIFF file ({exc}).") from exc
+        raise ImageReadError(f"{path}: not a valid TIFF file ({_safe_reason(exc)}).") from exc
     except Exception as exc:
-        raise ImageReadError(f"{path}: cannot be opened as a TIFF ({exc}); it may be truncated or corrupt.") from exc
+        raise ImageReadError(
+            f"{path}: cannot be opened as a TIFF ({_safe_reason(exc)}); it may be truncated or corrupt."
+        ) from exc
     try:
+        if tif.is_ome:
+            _check_ome_companions(path, tif)
         series = _main_series(path, tif)
         _check_dtype(path, series[0].dtype)
+        declared = _declared_bytes(series)  # what the pixels take in memory, whatever the compression
+        _check_not_a_bomb(path, declared, lazy_threshold)
+        if lazy is None:
+            lazy = declared > lazy_threshold
         source_axes = series[0].axes if len(series) == 1 else "I" + series[0].axes
         axes_in = _normalise_axes(source_axes)
         scale_by_axis, unit_by_axis = _physical_sizes(tif)
@@ -104,12 +131,40 @@ def _read_tiff(path: Path, lazy: bool) -> ImageData:
     except Exception as exc:
         tif.close()
         raise ImageReadError(
-            f"{path}: the pixel data cannot be read ({exc}); the file is truncated or corrupt."
+            f"{path}: the pixel data cannot be read ({_safe_reason(exc)}); the file is truncated or corrupt."
+            if "imagecodecs" not in str(exc)
+            else f"{path}: its compression needs the imagecodecs package ({_safe_reason(exc)}); pip install imagecodecs"
         ) from exc
     data, axes = _to_canonical(data, axes_in)
     scale = tuple(float(scale_by_axis.get(a, 1.0)) for a in axes if a not in "CS")
     units = tuple(unit_by_axis.get(a, "pixel") for a in axes if a not in "CS")
     return ImageData(data, axes, scale, units, path, is_labels, {"source_axes": source_axes})
+
+
+def _check_ome_companions(path: Path, tif: Any) -> None:
+    """A multi-file OME-TIFF names the files that hold its other planes (``UUID
+    FileName``). Only regular files in the same folder are read: a name with a folder in
+    it (``../``, an absolute path) would pull pixels from elsewhere, a pipe would never
+    end, and a missing file would be read as zeros."""
+    try:
+        root = ET.fromstring(tif.ome_metadata or "")
+    except ET.ParseError as exc:
+        raise ImageReadError(f"{path}: its OME metadata cannot be parsed ({_safe_reason(exc)}).") from exc
+    names = {el.get("FileName") for el in root.iter() if el.tag.endswith("UUID") and el.get("FileName")}
+    for name in sorted(names):
+        if Path(name).name != name or name in (".", ".."):
+            raise ImageReadError(
+                f"{path}: its OME metadata points at pixel data outside its folder ({name!r}); only companion files "
+                "in the same folder are read"
+            )
+        companion = path.parent / name
+        if not companion.exists():
+            raise ImageReadError(
+                f"{path}: this multi-file OME-TIFF needs its companion file {name}, which is missing from "
+                f"{path.parent}; copy it beside the image"
+            )
+        if not companion.is_file():
+            raise ImageReadError(f"{path}: its companion {name} is not a regular file (a pipe or a device)")
 
 
 def _main_series(path: Path, tif: Any) -> list[Any]:
