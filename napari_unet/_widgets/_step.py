@@ -7,7 +7,7 @@ import weakref
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import Container, Label, PushButton
+from magicgui.widgets import Container, Label, ProgressBar, PushButton
 
 from napari_unet._widgets._common import follow_layers, notify_error, start_job
 
@@ -113,7 +113,8 @@ class Step(Container):
         self.run_button, self.cancel_button = run_button, cancel_button
         self.status = Label(value="")
         self.status.native.setWordWrap(True)  # long messages wrap instead of widening the dock
-        super().__init__(widgets=[*widgets, self.status])
+        self.progress = ProgressBar(value=0, min=0, max=1, visible=False)  # in the step, not only napari's panel
+        super().__init__(widgets=[*widgets, self.progress, self.status])
         self.native.layout().addStretch(1)  # fields at the top, not spread over the dock's height
         self.worker: Any = None
         self.failed: str | None = None
@@ -147,10 +148,20 @@ class Step(Container):
         self.run_button.enabled = False
         if self.cancel_button is not None:
             self.cancel_button.enabled = True
+        self.progress.value, self.progress.max, self.progress.visible = 0, 1, True
+
+        def yielded(event: Any) -> None:
+            total, done = getattr(event, "total", 0), getattr(event, "done", 0)
+            if total:
+                self.progress.max = int(total)
+                self.progress.value = min(int(done), int(total))
+            if on_yield is not None:
+                on_yield(event)
+
         self.worker = start_job(
             gen,
             desc=desc,
-            on_yield=on_yield,
+            on_yield=yielded,
             on_done=on_done,
             on_error=self._failed,
             on_finally=self.job_ended,
@@ -174,6 +185,7 @@ class Step(Container):
     def reset(self) -> None:
         """Ready for the next job."""
         self.worker = None
+        self.progress.visible = False
         self.run_button.enabled = True
         if self.cancel_button is not None:
             self.cancel_button.enabled = False

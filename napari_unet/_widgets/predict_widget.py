@@ -9,7 +9,6 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     FloatSpinBox,
-    ProgressBar,
     PushButton,
     RadioButtons,
     SpinBox,
@@ -59,11 +58,10 @@ class PredictWidget(Step):
         self.tile = SpinBox(label="tile", value=256, min=32, max=2048, step=32, visible=False)
         self.overlap = FloatSpinBox(label="overlap", value=0.25, min=0.0, max=0.9, step=0.05, visible=False)
         self.batch = SpinBox(label="batch", value=4, min=1, max=64, visible=False)
-        self.progress = ProgressBar(value=0, min=0, max=1, visible=False)
         run_button, cancel_button = PushButton(text="Predict"), PushButton(text="Cancel")
         super().__init__(viewer, [self.image, self.model, self.device, self.threshold, self.scope, self.follow,
                                   self.overwrite_checked, self.advanced, self.tile, self.overlap, self.batch,
-                                  run_button, cancel_button, self.progress],
+                                  run_button, cancel_button],
                          run_button=run_button, cancel_button=cancel_button)  # fmt: skip
         self.advanced.changed.connect(self._toggle_advanced)
         self.model.changed.connect(self._model_chosen)
@@ -224,7 +222,6 @@ class PredictWidget(Step):
         self._out = {"image": layer, "written": [], "kept": kept, "ended": False, "result": None, "cancelled": False,
                      "work": work, "settings": settings, "card": model.card, "overwrite": overwrite}  # fmt: skip
         self._results = ResultLayers(self._viewer, self.workflow, work, layer, model.card)
-        self.progress.visible, self.progress.value, self.progress.max = True, 0, max(1, len(planes))
         self.start(gen, desc=f"Predict {layer.name}", on_yield=self._on_progress,
                    on_done=lambda r: self._out.update(result=r), start=False)  # fmt: skip
         kept_note = f"; {len(kept)} checked slice(s) kept" if kept else ""
@@ -288,9 +285,7 @@ class PredictWidget(Step):
         return len(planes)
 
     def _on_progress(self, event: Any) -> None:
-        info = getattr(event, "info", {})
-        if "planes_done" in info:
-            self.progress.value = min(info["planes_done"], self.progress.max)
+        if "planes_done" in getattr(event, "info", {}):
             self._schedule_flush()
 
     def job_ended(self) -> None:
@@ -374,7 +369,6 @@ class PredictWidget(Step):
 
     def reset(self) -> None:
         super().reset()
-        self.progress.visible = False
         if self._wanted is not None and self.follow.value:
             from qtpy.QtCore import QTimer
 

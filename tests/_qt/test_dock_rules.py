@@ -269,3 +269,45 @@ def test_the_private_napari_api_we_use_is_still_there(make_napari_viewer):
     viewer = make_napari_viewer()
     labels = viewer.add_labels(np.zeros((8, 8), np.int32))
     assert missing_private_api(viewer, labels) == []
+
+
+def test_long_messages_wrap_and_the_dock_keeps_its_width(make_napari_viewer, registry):
+    from napari_unet._widgets.dock import UNetDock
+
+    viewer = make_napari_viewer()
+    dock = UNetDock(viewer)
+    viewer.window.add_dock_widget(dock, name="U-Net")
+    before = dock.minimumSizeHint().width()
+    long = "new model is not better: Dice 0.812 vs 0.845, object F1 0.701 vs 0.733 on held-out checked data " * 2
+    dock.train_step.verdict.value = long
+    dock.predict_step.status.value = long
+    dock.correct_step.status.value = long
+    assert dock.minimumSizeHint().width() <= max(before, 420), "a long message widened the dock"
+
+
+def test_each_step_shows_its_progress_and_an_honest_status(make_napari_viewer, registry, stack, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="cells")
+    predict = PredictWidget(viewer)
+    predict.model.value, predict.device.value = "tiny", "cpu"
+    seen = []
+    worker = predict.run()
+    shown = lambda: not predict.progress.native.isHidden()  # noqa: E731 - (the widget is not docked)
+    worker.yielded.connect(lambda e: seen.append((shown(), predict.progress.value, e.done)))
+    wait_for(qtbot, predict)
+    assert seen and all(visible for visible, _, _ in seen) and seen[-1][1] == seen[-1][2]
+    assert not shown()  # gone once the job has ended
+    from napari_unet._widgets._step import labels_work, workflow_for
+
+    labels = viewer.layers["cells labels"]
+    labels.data = stack[1].copy()  # corrected by hand
+    labels_work(workflow_for(viewer), labels).checked.update({0, 1, 2})
+    train = TrainWidget(viewer)
+    train.base.value = "tiny"
+    statuses = []
+    worker = train.run(config=FAST)
+    worker.yielded.connect(lambda e: statuses.append((e.info.get("kind"), train.status.value)))
+    wait_for(qtbot, train, 120_000)
+    after_first_step = [s for _, s in statuses[1:]]
+    assert after_first_step and not any(s.startswith("preparing") for s in after_first_step)
+    assert any(s.startswith("training: epoch") for kind, s in statuses if kind == "epoch")
