@@ -36,30 +36,79 @@ def filter_objects(
 ) -> np.ndarray:
     """Fill holes, drop objects outside ``[min_area, max_area]`` (pixels) or touching the
     border, and renumber 1..N in scan order. Works on one 2D label image."""
-    from scipy import ndimage as ndi
-    from skimage.segmentation import clear_border, relabel_sequential
+    from skimage.segmentation import clear_border
 
     _check_area(min_area, max_area)
-    labels = np.asarray(labels)
+    labels = _compact(np.asarray(labels))
     if fill_holes and labels.any():
-        holes = ndi.binary_fill_holes(labels > 0) & (labels == 0)
-        if holes.any():
-            # each hole takes the id of the object around it (nearest labelled pixel)
-            _, (iy, ix) = ndi.distance_transform_edt(labels == 0, return_indices=True)
-            labels = labels.copy()
-            labels[holes] = labels[iy[holes], ix[holes]]
+        labels = _fill_holes_locally(labels)
     if exclude_border:
         labels = clear_border(labels)
-    if labels.any() and (min_area > 0 or max_area is not None):
-        areas = np.bincount(labels.ravel())
+    areas = np.bincount(labels.ravel()) if labels.any() else np.zeros(1, np.int64)
+    if min_area > 0 or max_area is not None:
         drop = areas < min_area
         if max_area is not None:
             drop |= areas > max_area
         drop[0] = False
         if drop.any():
             labels = np.where(drop[labels], 0, labels)
-    out, _, _ = relabel_sequential(labels.astype(np.int32, copy=False))
-    return out
+            areas = np.where(drop, 0, areas)
+    return _relabel_sequential(labels, areas)
+
+
+def _fill_holes_locally(labels: np.ndarray) -> np.ndarray:
+    """Each hole of a labels image (background not connected to the image edge, 4-connected
+    as ``binary_fill_holes`` sees it) takes the id of the nearest labelled pixel, as a
+    distance transform of the whole image gives it, computed within the hole's box plus
+    one pixel: the pixels around a hole are labelled, so its nearest one lies there.
+    A 4096^2 image with 1,500 hole pixels: 2.9 s -> ~0.15 s (benchmarks/bench_count.py)."""
+    from scipy import ndimage as ndi
+
+    background, n = ndi.label(labels == 0)
+    if n == 0:
+        return labels
+    edge = set(np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])))
+    out = None
+    h, w = labels.shape
+    for k, box in enumerate(ndi.find_objects(background), start=1):
+        if k in edge or box is None:
+            continue
+        y0, y1 = max(box[0].start - 1, 0), min(box[0].stop + 1, h)
+        x0, x1 = max(box[1].start - 1, 0), min(box[1].stop + 1, w)
+        crop = labels[y0:y1, x0:x1]
+        hole = background[y0:y1, x0:x1] == k
+        _, (iy, ix) = ndi.distance_transform_edt(crop == 0, return_indices=True)
+        out = labels.copy() if out is None else out
+        out[y0:y1, x0:x1][hole] = crop[iy[hole], ix[hole]]
+    return labels if out is None else out
+
+
+def _compact(labels: np.ndarray) -> np.ndarray:
+    """Labels as a signed integer array whose largest id is no larger than needed to count
+    areas with a bincount: ids far above the number of pixels (hashes, uint64) are ranked
+    first, keeping their order."""
+    if labels.dtype.kind == "b":
+        return labels.astype(np.int32)
+    if (labels.dtype.kind == "u" and labels.dtype.itemsize >= 8) or labels.dtype.kind not in "iu":
+        labels = labels.astype(np.int64)
+    if labels.size and int(labels.max()) > max(1 << 24, 4 * labels.size):
+        ids, inverse = np.unique(labels.ravel(), return_inverse=True)
+        return (inverse + (0 if ids[0] == 0 else 1)).reshape(labels.shape).astype(np.int32)
+    return labels
+
+
+def _relabel_sequential(labels: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """Ids 1..N in the order of the old ids (as skimage's ``relabel_sequential``), int32;
+    no pass over the image when they already are."""
+    labels = labels.astype(np.int32, copy=False)
+    counts = np.bincount(labels.ravel()) if counts is None else counts
+    present = counts > 0
+    present[0] = False
+    if present[1:].all():
+        return labels
+    lut = np.zeros(len(counts), np.int32)
+    lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
+    return lut[labels]
 
 
 def _fill_holes(plane: np.ndarray) -> np.ndarray:
