@@ -6,7 +6,9 @@ A child process edits a stack of labels the way a person does in the Correct ste
 20 ms it changes one slice (filled with the edit's number) and marks that slice as the
 one checked, and it autosaves the slices changed since the last save every ``--autosave``
 seconds through :class:`napari_unet.session.Session`, as the dock does. The parent kills
-it with SIGKILL at a random moment, then restores the session and checks:
+it with SIGKILL while it is saving (the worst moment: a kill at a random time rarely
+lands in the few milliseconds a save takes), at a random point within the save, then
+restores the session and checks:
 
 - corrupt: the save cannot be loaded;
 - mixed version: the slices and the checked list come from different saves (a slice
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from _common import emit_json, machine, table
 
-SHAPE = (8, 512, 512)
+SHAPE = (12, 1024, 1024)  # 4 MB slices: a save of the changed ones takes a while
 
 
 def child(folder: str, autosave: float) -> None:
@@ -50,6 +52,7 @@ def child(folder: str, autosave: float) -> None:
         dirty.add(z)
         print(k, time.monotonic(), flush=True)
         if time.monotonic() - last_save >= autosave:
+            print("save", time.monotonic(), flush=True)
             session.save(labels, checked=[z], dirty=dirty, extra={"edit": k})
             dirty.clear()
             last_save = time.monotonic()
@@ -65,10 +68,22 @@ def trial(autosave: float, rng: random.Random) -> dict:
             stdout=subprocess.PIPE,
             text=True,
         )
-        time.sleep(rng.uniform(autosave + 0.5, 3 * autosave + 1))
+        lines, saves = [], 0
+        target = rng.randint(1, 3)  # the first, second or third save
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("save"):
+                saves += 1
+                if saves == target:
+                    time.sleep(rng.uniform(0.0, 0.15))  # somewhere within it
+                    break
         os.kill(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-        edits = {int(k): float(t) for k, t in (line.split() for line in out.splitlines() if line.strip())}
+        lines += out.splitlines()
+        edits = {
+            int(k): float(t)
+            for k, t in (line.split() for line in lines if line.strip() and not line.startswith("save"))
+        }
         parts_at_kill = len(list(Path(folder).glob(".*.part")))
         session = Session(folder, SHAPE)
         row = {"corrupt": 0, "mixed": 0, "parts_at_kill": parts_at_kill, "orphans": 0, "lost_s": 0.0}

@@ -307,6 +307,7 @@ def split_mask(
     min_area: float = 10,
     max_area: float | None = None,
     exclude_border: bool = False,
+    refill: bool = False,
 ) -> np.ndarray:
     """Instance labels from a binary mask (2D, or a stack slice by slice): touching objects
     are split by a watershed on the distance transform, seeded at its h-maxima.
@@ -331,6 +332,8 @@ def split_mask(
             continue
         lab = _split_plane(plane, h, smooth)
         lab = filter_objects(lab, min_area=min_area, max_area=max_area, exclude_border=exclude_border, fill_holes=False)
+        if refill:  # holes left by dropped objects go to the object around them
+            lab = _fill_holes_locally(lab)
         _planes(out)[z] = np.where(lab > 0, lab + offset, 0)
         offset += int(lab.max())
     return out
@@ -384,7 +387,7 @@ def labels_from_probabilities(
     thr = float(threshold if threshold is not None else card.threshold if card is not None else 0.5)
     fg = prob[0] > thr
     if "boundary" not in classes:
-        return split_mask(fg, min_area=min_area, max_area=max_area, exclude_border=exclude_border)
+        return split_mask(fg, min_area=min_area, max_area=max_area, exclude_border=exclude_border, refill=True)
     bd = prob[classes.index("boundary")]
     if boundary_threshold is None:
         boundary_threshold = float((card.postprocess if card is not None else {}).get("boundary_threshold", 0.5))
@@ -408,6 +411,9 @@ def labels_from_probabilities(
             seeds = np.where(np.isin(comps, missing), comps + seeds.max(), seeds)
         lab = watershed(b - p, seeds, mask=f)
         lab = filter_objects(lab, min_area=min_area, max_area=max_area, exclude_border=exclude_border, fill_holes=False)
+        # a hole left where a small object was dropped inside another goes to the object around
+        # it (nuclei have no holes), so that counting these labels again gives the same objects
+        lab = _fill_holes_locally(lab)
         _planes(out)[z] = np.where(lab > 0, lab + offset, 0)
         offset += int(lab.max())
     return out

@@ -54,8 +54,11 @@ class Settings:
         upper limit).
     exclude_border : bool
         Drop objects that touch the image border.
-    tile, overlap : int, float
-        Tile side in pixels and the fraction two neighbouring tiles share.
+    tile, overlap : int, float or None
+        Tile side in pixels and the fraction two neighbouring tiles share. None (the
+        default): chosen per image at run time, the tile that computes the fewest pixels
+        within the device's memory, keeping the overlap in pixels of the card's tiling
+        (:func:`napari_unet.tiling.choose_tiling`); the result's settings hold the choice.
     batch : int or None
         Tiles per batch; None picks one for the device (8 on CUDA, 4 elsewhere).
     precision : str
@@ -78,8 +81,8 @@ class Settings:
     min_area: float = 10.0
     max_area: float | None = None
     exclude_border: bool = False
-    tile: int = 256
-    overlap: float = 0.25
+    tile: int | None = None
+    overlap: float | None = None
     batch: int | None = None
     precision: str = "auto"
     device: str = "auto"
@@ -104,11 +107,12 @@ class Settings:
             raise ValueError(
                 f"min_area ({self.min_area:g}) is larger than max_area ({self.max_area:g}); no object could be kept"
             )
-        if isinstance(self.tile, float) and not float(self.tile).is_integer():
-            raise ValueError(f"tile must be a whole number of pixels, got {self.tile}")
-        if number("tile", int) < 16:
-            raise ValueError(f"tile must be at least 16 pixels, got {self.tile}")
-        if not 0 <= number("overlap") < 1:
+        if self.tile is not None:
+            if isinstance(self.tile, float) and not float(self.tile).is_integer():
+                raise ValueError(f"tile must be a whole number of pixels, got {self.tile}")
+            if number("tile", int) < 16:
+                raise ValueError(f"tile must be at least 16 pixels, got {self.tile}")
+        if self.overlap is not None and not 0 <= number("overlap") < 1:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.batch is not None and number("batch", int) < 1:
             raise ValueError(f"batch must be at least 1 tile, got {self.batch}")
@@ -133,7 +137,7 @@ class Settings:
         base: dict[str, Any] = {}
         if card is not None:
             post = card.postprocess or {}
-            base = {"threshold": card.threshold, "tile": card.tile, "overlap": card.overlap}
+            base = {"threshold": card.threshold}  # tile and overlap: chosen per image from the card's
             for name in ("boundary_threshold", "min_area", "max_area"):
                 if post.get(name) is not None:
                     base[name] = post[name]
@@ -263,12 +267,32 @@ def segment_iter(
         Settings.for_model(None, **changes)  # names an unknown setting
         settings = settings.replace(**changes)
     dev = pick_device(settings.device)  # an absent device, then a shape that does not fit, before any work
-    n_planes = plane_layout(tuple(image.shape), axes, card.in_channels).n_planes
+    layout = plane_layout(tuple(image.shape), axes, card.in_channels)
+    n_planes = layout.n_planes
+    precision = resolve_precision(settings.precision, dev)
     resolved = settings.replace(
         device=str(dev) if settings.device == "auto" else settings.device,
-        precision=resolve_precision(settings.precision, dev),
+        precision=precision,
         batch=settings.batch or (8 if dev.type == "cuda" else 4),
     )
+    if resolved.tile is None:  # the tile that computes the fewest pixels for this plane shape
+        from napari_unet.inference import activation_bytes_per_pixel, memory_budget
+        from napari_unet.tiling import choose_tiling
+
+        chosen = choose_tiling(
+            layout.spatial_shape[-2:],
+            min_tile=card.tile,
+            overlap_px=round(card.tile * card.overlap),
+            divisor=getattr(model, "size_divisor", 16),
+            batch=resolved.batch if settings.batch is None else settings.batch,
+            bytes_per_pixel=activation_bytes_per_pixel(card, precision),
+            budget_bytes=memory_budget(dev),
+        )
+        fixed_batch = settings.batch is not None
+        resolved = resolved.replace(tile=chosen.tile, overlap=chosen.overlap if settings.overlap is None else settings.overlap,
+                                    batch=resolved.batch if fixed_batch else chosen.batch)  # fmt: skip
+    elif resolved.overlap is None:
+        resolved = resolved.replace(overlap=card.overlap)
     gen = predict_iter(
         model,
         image,

@@ -89,7 +89,6 @@ def _block_predict(
     data = apply_limits(block[:, 0].astype(np.float32), [tuple(v) for v in limits[z]])
     data = grid.pad(data)  # only an image smaller than a tile is padded: the window is the whole plane then
     acc = np.zeros((out_channels, hi[0] - lo[0], hi[1] - lo[1]), np.float32)
-    wsum = np.zeros(acc.shape[1:], np.float32)
     tiles = grid.tiles_touching(lo, hi)
     th, tw = grid.tile
     for first in range(0, len(tiles), batch_size):
@@ -98,8 +97,10 @@ def _block_predict(
             [data[:, ty - origin[0] : ty - origin[0] + th, tx - origin[1] : tx - origin[1] + tw] for ty, tx in batch]
         )
         for start, r in zip(batch, predictor(x)):
-            grid.blend(acc, wsum, start, r, lo)
-    return np.divide(acc, wsum, dtype=np.float32)[:, None]
+            grid.blend(acc, None, start, r, lo)
+    # every tile over the block was added, so its weights sum as over the whole plane
+    np.divide(acc, grid.weight_sum[lo[0] : hi[0], lo[1] : hi[1]], out=acc)
+    return acc[:, None]
 
 
 def predict_lazy(

@@ -133,6 +133,15 @@ class Grid:
     def weight(self) -> np.ndarray:
         return gaussian_weight(self.tile, self.sigma_scale)
 
+    @functools.cached_property
+    def weight_sum(self) -> np.ndarray:
+        """The blending weights summed over every tile, ``padded``-shaped: the same for every
+        plane, so it is made once (added in the tiles' C order, as :meth:`blend` adds them)."""
+        total = np.zeros(self.padded, np.float32)
+        for start in self.tiles():
+            total[tuple(slice(s, s + k) for s, k in zip(start, self.tile))] += self.weight
+        return total
+
     @property
     def computed_pixels(self) -> int:
         """Pixels the network computes for one plane: tiles x tile size (overlap included)."""
@@ -146,10 +155,11 @@ class Grid:
         return np.pad(plane, widths, mode="reflect" if min(self.shape) > 1 else "edge")
 
     def blend(
-        self, acc: np.ndarray, wsum: np.ndarray, start: tuple[int, ...], result: np.ndarray, lo: tuple[int, ...]
+        self, acc: np.ndarray, wsum: np.ndarray | None, start: tuple[int, ...], result: np.ndarray, lo: tuple[int, ...]
     ) -> None:
         """Add the part of one tile's ``result`` ``(K, *tile)`` that falls inside the box
-        ``acc`` covers (``(K, *box)``, starting at ``lo``), weighted; ``wsum`` gets the weights."""
+        ``acc`` covers (``(K, *box)``, starting at ``lo``), weighted; ``wsum``, if given, gets
+        the weights (or use :attr:`weight_sum`)."""
         hi = tuple(a + n for a, n in zip(lo, acc.shape[1:]))
         src, dst = [], []
         for s, k, a, b in zip(start, self.tile, lo, hi):
@@ -159,7 +169,63 @@ class Grid:
         src_t, dst_t = tuple(src), tuple(dst)
         w = self.weight[src_t]
         acc[(slice(None), *dst_t)] += result[(slice(None), *src_t)] * w
-        wsum[dst_t] += w
+        if wsum is not None:
+            wsum[dst_t] += w
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """A tile, overlap and batch chosen for one plane shape, and what they cost."""
+
+    tile: int
+    overlap: float
+    batch: int
+    computed: float  # pixels computed over pixels of the plane (1.0: no overlap waste)
+
+
+def choose_tiling(
+    plane_shape: tuple[int, ...],
+    *,
+    min_tile: int,
+    overlap_px: int,
+    divisor: int,
+    batch: int,
+    bytes_per_pixel: float,
+    budget_bytes: float,
+    max_tile: int = 2048,
+) -> Tiling:
+    """The tile (and batch) that computes the fewest pixels for a plane, within a memory budget.
+
+    Every tile shares ``overlap_px`` pixels with its neighbour (the context the model needs
+    for seamless masks), so a larger tile wastes a smaller share of its pixels; a tile as
+    large as the plane wastes none. The batch shrinks (down to 1) for large tiles so that
+    ``batch x tile pixels x bytes_per_pixel`` stays within ``budget_bytes``; among equal
+    costs the smaller tile wins.
+
+    >>> t = choose_tiling((1024, 1024), min_tile=256, overlap_px=64, divisor=16, batch=4,
+    ...                   bytes_per_pixel=400, budget_bytes=2**30)
+    >>> t.tile, t.batch, t.computed
+    (1024, 1, 1.0)
+    """
+    step = max(divisor, 64)
+    plane_px = float(np.prod(plane_shape))
+    best: Tiling | None = None
+    for tile in range(_round_up(min_tile, divisor), max(max_tile, min_tile) + 1, step):
+        fits = int(budget_bytes // (tile ** len(plane_shape) * bytes_per_pixel))
+        if fits < 1 and best is not None:
+            break
+        actual = max(Grid.for_shape(plane_shape, tile=tile, overlap=0.0, divisor=divisor).tile)  # shrunk to the plane
+        overlap = min(0.5, overlap_px / actual)
+        grid = Grid.for_shape(plane_shape, tile=actual, overlap=overlap, divisor=divisor)
+        n_tiles = int(np.prod([len(s) for s in grid.starts]))
+        cost = grid.computed_pixels / plane_px
+        candidate = Tiling(int(max(grid.tile)), overlap, max(1, min(batch, fits, n_tiles)), round(cost, 4))
+        if best is None or cost < best.computed - 1e-9:
+            best = candidate
+        if max(grid.tile) >= max(_round_up(n, divisor) for n in plane_shape):
+            break  # one tile covers the plane: larger ones are the same
+    assert best is not None
+    return best
 
 
 # --------------------------------------------------------------------------- input layout
@@ -239,8 +305,9 @@ def plane_layout(
     return PlaneLayout(axes, spatial, indices, channel_axis)
 
 
-def _read_plane(image: Any, layout: PlaneLayout, index: int, in_channels: int) -> np.ndarray:
-    """Plane ``index`` as float32 ``(C, *spatial)``; checks for NaN/inf."""
+def _read_plane(image: Any, layout: PlaneLayout, index: int, in_channels: int, *, raw: bool = False) -> np.ndarray:
+    """Plane ``index`` as float32 ``(C, *spatial)`` (``raw``: in the image's own type, often
+    a view of it, to be copied once by :func:`normalise_plane`); checks for NaN/inf."""
     idx = layout.plane_index[index]
     plane = image[idx]
     plane = np.asarray(plane.compute() if hasattr(plane, "compute") else plane)
@@ -252,7 +319,8 @@ def _read_plane(image: Any, layout: PlaneLayout, index: int, in_channels: int) -
         plane = plane[None]
     if rest.index("Y") > rest.index("X"):
         plane = plane.swapaxes(-1, -2)
-    plane = plane.astype(np.float32, copy=False)
+    if not raw:
+        plane = plane.astype(np.float32, copy=False)
     if plane.dtype.kind == "f" and not np.isfinite(plane).all():
         bad = int((~np.isfinite(plane)).sum())
         where = f" in plane {index}" if layout.n_planes > 1 else ""
@@ -293,18 +361,30 @@ def plane_limits(plane: np.ndarray, normalisation: dict) -> list[tuple[float, fl
     return limits
 
 
-def apply_limits(plane: np.ndarray, limits: list[tuple[float, float]]) -> np.ndarray:
-    out = np.empty(plane.shape, np.float32)
+def apply_limits(plane: np.ndarray, limits: list[tuple[float, float]], out: np.ndarray | None = None) -> np.ndarray:
+    """``(plane - low) / (high - low)`` per channel, as float32, without temporaries: into
+    ``out`` (which may be ``plane`` itself, when it is a float32 array of our own)."""
+    out = np.empty(plane.shape, np.float32) if out is None else out
     for c, (lo, hi) in enumerate(limits):
-        out[c] = (plane[c] - np.float32(lo)) / np.float32(hi - lo)
+        np.subtract(plane[c], np.float32(lo), out=out[c], dtype=np.float32)
+        np.divide(out[c], np.float32(hi - lo), out=out[c])
     return out
 
 
-def normalise_plane(plane: np.ndarray, normalisation: dict) -> np.ndarray:
-    """Scale a ``(C, H, W)`` plane as the model card says (per channel percentiles by default)."""
+def normalise_plane(plane: np.ndarray, normalisation: dict, *, own: bool = False) -> np.ndarray:
+    """Scale a ``(C, H, W)`` plane as the model card says (per channel percentiles by default).
+
+    ``own``: the plane is a float32 array nobody else holds, so it is scaled in place.
+    """
     if normalisation.get("kind", "percentile") == "none":
         return plane.astype(np.float32, copy=False)
-    return apply_limits(plane, plane_limits(plane, normalisation))
+    limits = plane_limits(plane, normalisation)
+    if own and plane.dtype == np.float32:
+        return apply_limits(plane, limits, out=plane)
+    if plane.dtype != np.float32:  # one float32 copy, scaled in place
+        copy = plane.astype(np.float32)
+        return apply_limits(copy, limits, out=copy)
+    return apply_limits(plane, limits)
 
 
 # --------------------------------------------------------------------------- the tiling engine
@@ -364,23 +444,31 @@ def tiled_predict_iter(
     tiles_per_plane = len(starts)
     total = tiles_per_plane * layout.n_planes
     expected = (out_channels, *layout.spatial_shape)
+    ours = out is None  # (a caller's out keeps unfinished planes untouched when the run is stopped)
     if out is None:
         out = np.empty(expected, np.float32)
     elif tuple(out.shape) != expected:
         raise ValueError(f"out has shape {tuple(out.shape)}, expected {expected}")
     stack_shape = layout.spatial_shape[:-spatial_dims]
+    # a contiguous numpy output is summed into and divided in place, plane by plane: no
+    # plane-sized buffer of our own when no padding is needed
+    direct = ours and grid.padded == tuple(plane_shape)
     out_planes = out.reshape(out_channels, layout.n_planes, *plane_shape) if isinstance(out, np.ndarray) else None
+    crop = (slice(None), *(slice(0, n) for n in plane_shape))
+    wsum = grid.weight_sum[crop[1:]]
 
-    def write(index: int, result: np.ndarray) -> None:
-        if out_planes is not None:
-            out_planes[:, index] = result
+    def finish(index: int, total_sum: np.ndarray) -> None:
+        if direct:
+            np.divide(total_sum, wsum, out=total_sum)  # total_sum is the output's own plane
+        elif out_planes is not None:
+            np.divide(total_sum[crop], wsum, out=out_planes[:, index])
         else:
             stack = np.unravel_index(index, stack_shape) if stack_shape else ()
-            out[(slice(None), *stack)] = result
+            out[(slice(None), *stack)] = np.divide(total_sum[crop], wsum, dtype=np.float32)
 
     def tiles() -> Iterator[tuple[int, tuple[int, ...], np.ndarray]]:
         for p in range(layout.n_planes):
-            plane = _read_plane(image, layout, p, in_channels)
+            plane = _read_plane(image, layout, p, in_channels, raw=normalisation is not None)
             if normalisation is not None:
                 plane = normalise_plane(plane, normalisation)
             plane = grid.pad(plane)
@@ -388,7 +476,7 @@ def tiled_predict_iter(
                 yield p, start, plane[(slice(None), *(slice(s, s + k) for s, k in zip(start, grid.tile)))]
 
     origin = (0,) * spatial_dims
-    acc: dict[int, list] = {}  # plane -> [sum, weight sum, tiles left]
+    acc: dict[int, list] = {}  # plane -> [sum, tiles left]
     done = finished = 0
     batch: list[tuple[int, tuple[int, ...], np.ndarray]] = []
     source = tiles()
@@ -407,17 +495,17 @@ def tiled_predict_iter(
             )
         for (p, start, _), r in zip(batch, result):
             if p not in acc:
-                acc[p] = [
-                    np.zeros((out_channels, *grid.padded), np.float32),
-                    np.zeros(grid.padded, np.float32),
-                    tiles_per_plane,
-                ]
-            total_sum, wsum, left = acc[p]
-            grid.blend(total_sum, wsum, start, r, origin)
-            acc[p][2] = left - 1
+                if direct:
+                    total_sum = out_planes[:, p]
+                    total_sum.fill(0)
+                else:
+                    total_sum = np.zeros((out_channels, *grid.padded), np.float32)
+                acc[p] = [total_sum, tiles_per_plane]
+            total_sum, left = acc[p]
+            grid.blend(total_sum, None, start, r, origin)
+            acc[p][1] = left - 1
             if left == 1:
-                crop = tuple(slice(0, n) for n in plane_shape)
-                write(p, np.divide(total_sum[(slice(None), *crop)], wsum[crop], dtype=np.float32))
+                finish(p, total_sum)
                 del acc[p]
                 finished += 1
         done += len(batch)

@@ -31,10 +31,10 @@ def misc_image():
 def test_settings_come_from_the_card_with_the_callers_overrides_on_top(shipped):
     card = shipped.card
     s = Settings.for_model(card)
-    assert s.threshold == card.threshold and s.tile == card.tile and s.overlap == card.overlap
+    assert s.threshold == card.threshold and s.tile is None and s.overlap is None  # chosen per image
     assert s.min_area == card.postprocess["min_area"] and s.boundary_threshold == card.postprocess["boundary_threshold"]
-    t = Settings.for_model(card, threshold=0.6, min_area=40, tile=None)  # None: not given
-    assert (t.threshold, t.min_area, t.tile) == (0.6, 40.0, card.tile)
+    t = Settings.for_model(card, threshold=0.6, min_area=40, tile=None, overlap=0.3)  # None: not given
+    assert (t.threshold, t.min_area, t.tile, t.overlap) == (0.6, 40.0, None, 0.3)
     assert Settings.for_model(None) == Settings()
     import dataclasses
 
@@ -73,7 +73,8 @@ def test_a_result_keeps_the_settings_it_was_made_with_resolved(shipped, misc_ima
     result = segment(shipped, image[:200, :200], threshold=0.6, min_area=40, device="cpu")
     s = result.settings
     assert (s.threshold, s.min_area, s.device) == (0.6, 40.0, "cpu")
-    assert s.precision in ("fp32", "bf16") and s.batch == 4  # resolved for this device
+    assert s.precision in ("fp32", "bf16")  # resolved for this device
+    assert (s.tile, s.batch, round(s.tile * s.overlap)) == (208, 1, 64)  # one tile covers the 200^2 image
     assert result.kind == "instance" and result.card is shipped.card
     assert result.probabilities.shape == (2, 200, 200) and result.labels.dtype == np.int32
     assert result.labels.max() > 0
@@ -201,3 +202,28 @@ def test_negative_workers_blocks_and_tiles_are_refused_at_once(argv, capsys):
     with pytest.raises(SystemExit) as stop:
         main(argv)
     assert stop.value.code == 2 and "must be 1 or more" in capsys.readouterr().err
+
+
+def test_the_tile_is_chosen_per_image_to_waste_the_fewest_pixels(shipped, misc_image):
+    from napari_unet.tiling import Grid
+
+    _, image, _ = misc_image  # 768 x 869
+    auto = segment(shipped, image, device="cpu", objects=False).settings
+    fixed = segment(shipped, image, device="cpu", tile=256, objects=False).settings
+    assert (fixed.tile, fixed.overlap) == (256, shipped.card.overlap)  # an explicit tile is kept
+    waste = {
+        s.tile: Grid.for_shape(image.shape, tile=s.tile, overlap=s.overlap, divisor=16).computed_pixels
+        for s in (auto, fixed)
+    }
+    assert waste[auto.tile] < 0.6 * waste[256]  # 1.01x the image's pixels instead of 1.96x
+    assert round(auto.tile * auto.overlap) >= round(shipped.card.tile * shipped.card.overlap)  # the same context in px
+
+
+def test_the_chosen_tile_stays_within_the_memory_budget(monkeypatch, shipped):
+    import napari_unet.inference as inference
+
+    monkeypatch.setattr(inference, "memory_budget", lambda device: 64 * 2**20)  # a small machine
+    image = np.random.default_rng(0).random((1500, 1500)).astype(np.float32)
+    s = segment(shipped, image, device="cpu", precision="fp32", objects=False).settings
+    per_px = inference.activation_bytes_per_pixel(shipped.card, "fp32")
+    assert s.batch * s.tile**2 * per_px <= 64 * 2**20 or (s.batch == 1 and s.tile == shipped.card.tile)

@@ -151,12 +151,18 @@ class PredictWidget(Step):
 
     def settings(self, card: Any) -> Any:
         """The :class:`~napari_unet.pipeline.Settings` of this form: the card's, with the
-        threshold, device and (advanced) tiling chosen here."""
+        threshold and device chosen here; the tiling too when *advanced* is ticked (else it
+        is chosen per image)."""
         from napari_unet.pipeline import Settings
 
-        return Settings.for_model(card, threshold=float(self.threshold.value), device=self.device.value,
-                                  tile=int(self.tile.value), overlap=float(self.overlap.value),
-                                  batch=int(self.batch.value))  # fmt: skip
+        tiling = {}
+        if self.advanced.value:
+            tiling = {
+                "tile": int(self.tile.value),
+                "overlap": float(self.overlap.value),
+                "batch": int(self.batch.value),
+            }
+        return Settings.for_model(card, threshold=float(self.threshold.value), device=self.device.value, **tiling)
 
     def cancel(self, *_: Any) -> None:
         if self.worker is not None:

@@ -115,9 +115,19 @@ def _positive_int(text: str) -> int:
 
 def _prediction_args(p: argparse.ArgumentParser) -> None:
     """How images are predicted: the Settings fields a user sets on the command line."""
-    p.add_argument("--tile", type=_positive_int, default=None, help="tile side in pixels (default: the model's)")
-    p.add_argument("--overlap", type=float, default=None, help="tile overlap fraction in [0, 1) (default: the model's)")
-    p.add_argument("--batch", type=_positive_int, default=None, help="tiles per batch (default: 8 on CUDA, else 4)")
+    p.add_argument(
+        "--tile", type=_positive_int, default=None,
+        help="tile side in pixels (default: chosen per image, the fewest computed pixels within memory)",
+    )  # fmt: skip
+    p.add_argument(
+        "--overlap", type=float, default=None, help="tile overlap fraction in [0, 1) (default: with the tile)"
+    )
+    p.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=None,
+        help="tiles per batch (default: with the tile, at most 8 on CUDA, 4 elsewhere)",
+    )
     p.add_argument(
         "--precision",
         default="auto",
