@@ -150,8 +150,9 @@ def prepare_model(
     """An inference copy of ``model``: BatchNorm folded, on ``device``, channels_last; cached.
 
     With ``compile``, the copy is also compiled by ``torch.compile`` (inductor, frozen
-    weights): on this project's 2-core CPU that ran 1.18x faster than the fused eager net
-    after a ~30 s first call, so it pays only for long batch jobs.
+    weights). On this project's 2-core CPU it ran 1.00-1.18x as fast as the fused eager
+    network in different measurements (1.00-1.05x in the latest), after a first call of
+    13-37 s per tile shape: it can pay only for long batch jobs, if at all.
     """
     import copy
 
@@ -315,8 +316,8 @@ def predict(
     out : array-like, optional
         Preallocated ``(classes, *spatial)`` float32 output (e.g. ``np.memmap`` or zarr).
     compile : bool
-        Compile the network with ``torch.compile`` first (~30 s once per process and tile
-        shape, then ~1.2x faster on CPU): for long batch jobs, not for interactive use.
+        Compile the network with ``torch.compile`` first (13-37 s once per process and tile
+        shape, then 1.00-1.18x as fast on this project's CPU): for long batch jobs at most.
 
     Returns
     -------

@@ -466,19 +466,31 @@ def tiled_predict_iter(
             stack = np.unravel_index(index, stack_shape) if stack_shape else ()
             out[(slice(None), *stack)] = np.divide(total_sum[crop], wsum, dtype=np.float32)
 
-    def tiles() -> Iterator[tuple[int, tuple[int, ...], np.ndarray]]:
+    scale = normalisation is not None and normalisation.get("kind", "percentile") != "none"
+
+    def tiles() -> Iterator[tuple[int, tuple[int, ...], np.ndarray, Any]]:
+        """Tiles as views of the plane in its own type; each is scaled to float32 only as
+        its batch is assembled, so no plane-sized float32 copy is ever made."""
         for p in range(layout.n_planes):
-            plane = _read_plane(image, layout, p, in_channels, raw=normalisation is not None)
-            if normalisation is not None:
-                plane = normalise_plane(plane, normalisation)
-            plane = grid.pad(plane)
+            plane = _read_plane(image, layout, p, in_channels, raw=True)
+            limits = plane_limits(plane, normalisation) if scale else None
+            plane = grid.pad(plane)  # (reflection commutes with the pointwise scaling)
             for start in starts:
-                yield p, start, plane[(slice(None), *(slice(s, s + k) for s, k in zip(start, grid.tile)))]
+                yield p, start, plane[(slice(None), *(slice(s, s + k) for s, k in zip(start, grid.tile)))], limits
+
+    def assemble(items: list) -> np.ndarray:
+        x = np.empty((len(items), items[0][2].shape[0], *grid.tile), np.float32)
+        for i, (_, _, tile_view, limits) in enumerate(items):
+            if limits is None:
+                x[i] = tile_view
+            else:
+                apply_limits(tile_view, limits, out=x[i])
+        return x
 
     origin = (0,) * spatial_dims
     acc: dict[int, list] = {}  # plane -> [sum, tiles left]
     done = finished = 0
-    batch: list[tuple[int, tuple[int, ...], np.ndarray]] = []
+    batch: list[tuple[int, tuple[int, ...], np.ndarray, Any]] = []
     source = tiles()
     while True:
         item = next(source, None)
@@ -488,12 +500,12 @@ def tiled_predict_iter(
                 continue
         if not batch:
             break
-        result = np.asarray(predictor(np.stack([b[2] for b in batch])), dtype=np.float32)
+        result = np.asarray(predictor(assemble(batch)), dtype=np.float32)
         if result.shape != (len(batch), out_channels, *grid.tile):
             raise ValueError(
                 f"predictor returned shape {result.shape}, expected {(len(batch), out_channels, *grid.tile)}"
             )
-        for (p, start, _), r in zip(batch, result):
+        for (p, start, _, _), r in zip(batch, result):
             if p not in acc:
                 if direct:
                     total_sum = out_planes[:, p]

@@ -33,7 +33,9 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     _model_args(p)
     _prediction_args(p)
     p.add_argument(
-        "--compile", action="store_true", help="torch.compile the network first (~30 s once; pays off for long runs)"
+        "--compile",
+        action="store_true",
+        help="torch.compile the network first (13-37 s once per tile shape; 1.00-1.18x as fast on a 2-core CPU)",
     )
     p.add_argument(
         "--block", type=_positive_int, default=2048, help="block side for images opened lazily (larger than --lazy-gb)"
