@@ -11,6 +11,20 @@ if TYPE_CHECKING:
     import napari
 
 
+def wrapping_label() -> Any:
+    """A status line that wraps long messages within the dock's width (instead of widening
+    the dock for good) and takes the whole width of its row (a wrapping label otherwise
+    shrinks to a narrow column)."""
+    from magicgui.widgets import Label
+    from qtpy.QtWidgets import QSizePolicy
+
+    label = Label(value="")
+    label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+    label.native.setMinimumWidth(200)
+    return label
+
+
 def notify_error(message: str) -> None:
     from napari.utils.notifications import show_error
 

@@ -7,9 +7,9 @@ import weakref
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import Container, Label, ProgressBar, PushButton
+from magicgui.widgets import Container, ProgressBar, PushButton
 
-from napari_unet._widgets._common import follow_layers, notify_error, start_job
+from napari_unet._widgets._common import follow_layers, notify_error, start_job, wrapping_label
 
 if TYPE_CHECKING:
     import napari
@@ -111,8 +111,7 @@ class Step(Container):
         self._viewer = viewer
         self.workflow = workflow_for(viewer)
         self.run_button, self.cancel_button = run_button, cancel_button
-        self.status = Label(value="")
-        self.status.native.setWordWrap(True)  # long messages wrap instead of widening the dock
+        self.status = wrapping_label()
         self.progress = ProgressBar(value=0, min=0, max=1, visible=False)  # in the step, not only napari's panel
         super().__init__(widgets=[*widgets, self.progress, self.status])
         self.native.layout().addStretch(1)  # fields at the top, not spread over the dock's height

@@ -6,9 +6,16 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import Container, Label, PushButton, Select, SpinBox, create_widget
+from magicgui.widgets import Container, PushButton, Select, SpinBox, create_widget
 
-from napari_unet._widgets._common import current_plane_index, flat_slice, follow_layers, notify_error, notify_info
+from napari_unet._widgets._common import (
+    current_plane_index,
+    flat_slice,
+    follow_layers,
+    notify_error,
+    notify_info,
+    wrapping_label,
+)
 from napari_unet._widgets._napari_compat import qt_window
 from napari_unet._widgets._step import labels_work, listen, workflow_for
 
@@ -35,8 +42,7 @@ class CorrectWidget(Container):
         self.merge_b = SpinBox(label="into object", min=1, max=2**31 - 1, value=2)
         self.merge_button = PushButton(text="Merge")
         self.restore_button = PushButton(text="Restore saved corrections", enabled=False)
-        self.status = Label(value="")
-        self.status.native.setWordWrap(True)
+        self.status = wrapping_label()
         self.checked.native.setMaximumHeight(96)  # a few rows, scrolling: not half of the tab
         super().__init__(widgets=[self.labels_layer, self.mark_button, self.unmark_button, self.checked, self.region_button,
                                   self.delete_button, self.merge_a, self.merge_b, self.merge_button, self.restore_button, self.status])  # fmt: skip

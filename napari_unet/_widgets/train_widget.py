@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Label, LineEdit, PushButton, SpinBox, create_widget
+from magicgui.widgets import CheckBox, ComboBox, LineEdit, PushButton, SpinBox, create_widget
 
 from napari_unet._widgets._common import (
     image_axes,
@@ -13,6 +13,7 @@ from napari_unet._widgets._common import (
     notify_info,
     preload_core,
     preload_training,
+    wrapping_label,
 )
 from napari_unet._widgets._curve import CurveWidget
 from napari_unet._widgets._step import Step, listen, paired_work
@@ -35,8 +36,7 @@ class TrainWidget(Step):
         self.base = ComboBox(label="base model", choices=model_choices)
         self.seconds = SpinBox(label="time budget (s)", value=60, min=5, max=24 * 3600, step=15)
         self.model_name = LineEdit(label="new model name", value="")
-        self.verdict = Label(value="")
-        self.verdict.native.setWordWrap(True)  # a long verdict wraps instead of widening the dock for good
+        self.verdict = wrapping_label()  # a long verdict wraps instead of widening the dock for good
         self.use_button = PushButton(text="Use new model", enabled=False)
         self.use_anyway = CheckBox(label="use it although it is not better", value=False, visible=False)
         self.repredict_button = PushButton(text="Re-predict unchecked slices", enabled=False)
