@@ -33,7 +33,7 @@ from napari_unet.io import read_image
 from napari_unet.metrics import pixel_scores
 from napari_unet.model import load_model
 from napari_unet.pipeline import segment
-from napari_unet.tiling import normalise_plane
+from napari_unet.planes import normalise_plane
 
 
 class PeakRSS:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_unet.jobs import Progress, run_to_end
-from napari_unet.tiling import Predictor, plane_layout, tiled_predict_iter
+from napari_unet.planes import plane_layout
+from napari_unet.tiling import Predictor, tiled_predict_iter
 
 if TYPE_CHECKING:
     import torch

@@ -256,7 +256,7 @@ def segment_iter(
     """Generator form of :func:`segment`: yields :class:`~napari_unet.jobs.Progress` per
     batch of tiles, then per slice of objects; closing it stops between steps."""
     from napari_unet.inference import pick_device, predict_iter, resolve_precision
-    from napari_unet.tiling import plane_layout
+    from napari_unet.planes import plane_layout
 
     card = getattr(model, "card", None)
     if card is None:

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.tiling import Grid, apply_limits, plane_limits
+from napari_unet.planes import apply_limits, plane_limits
+from napari_unet.tiling import Grid
 
 __all__ = ["FileResult", "load_model_cached", "predict_lazy", "predict_to_zarr", "run_files"]
 
@@ -140,7 +141,7 @@ def predict_lazy(
     import dask.array as da
 
     from napari_unet.inference import pick_device, resolve_precision, torch_predictor
-    from napari_unet.tiling import percentile_sample, plane_layout
+    from napari_unet.planes import percentile_sample, plane_layout
 
     if block < 1:
         raise ValueError(f"block must be a positive number of pixels, got {block}")

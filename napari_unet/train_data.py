@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_unet.tiling import normalise_plane
+from napari_unet.planes import normalise_plane
 
 if TYPE_CHECKING:
     from napari_unet.model import ModelCard
@@ -73,7 +73,7 @@ class _Plane:
 
 
 def _item_planes(item: TrainingItem, card: ModelCard) -> list[_Plane]:
-    from napari_unet.tiling import _read_plane, plane_layout
+    from napari_unet.planes import _read_plane, plane_layout
 
     image, labels = item.image, np.asarray(item.labels)
     layout = plane_layout(tuple(image.shape), item.axes, card.in_channels)

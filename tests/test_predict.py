@@ -8,7 +8,8 @@ from napari_unet.inference import pick_device, predict, predict_iter
 from napari_unet.jobs import Progress
 from napari_unet.model import ModelCard, build_model
 from napari_unet.pipeline import Settings, foreground_mask
-from napari_unet.tiling import gaussian_weight, normalise_plane, tile_starts, tiled_predict_iter
+from napari_unet.planes import normalise_plane
+from napari_unet.tiling import gaussian_weight, tile_starts, tiled_predict_iter
 
 
 def run(gen):
