@@ -168,16 +168,11 @@ def apply_limits(plane: np.ndarray, limits: list[tuple[float, float]], out: np.n
     return out
 
 
-def normalise_plane(plane: np.ndarray, normalisation: dict, *, own: bool = False) -> np.ndarray:
-    """Scale a ``(C, H, W)`` plane as the model card says (per channel percentiles by default).
-
-    ``own``: the plane is a float32 array nobody else holds, so it is scaled in place.
-    """
+def normalise_plane(plane: np.ndarray, normalisation: dict) -> np.ndarray:
+    """Scale a ``(C, H, W)`` plane as the model card says (per channel percentiles by default)."""
     if normalisation.get("kind", "percentile") == "none":
         return plane.astype(np.float32, copy=False)
     limits = plane_limits(plane, normalisation)
-    if own and plane.dtype == np.float32:
-        return apply_limits(plane, limits, out=plane)
     if plane.dtype != np.float32:  # one float32 copy, scaled in place
         copy = plane.astype(np.float32)
         return apply_limits(copy, limits, out=copy)

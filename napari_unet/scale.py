@@ -98,7 +98,7 @@ def _block_predict(
             [data[:, ty - origin[0] : ty - origin[0] + th, tx - origin[1] : tx - origin[1] + tw] for ty, tx in batch]
         )
         for start, r in zip(batch, predictor(x)):
-            grid.blend(acc, None, start, r, lo)
+            grid.blend(acc, start, r, lo)
     # every tile over the block was added, so its weights sum as over the whole plane
     np.divide(acc, grid.weight_sum[lo[0] : hi[0], lo[1] : hi[1]], out=acc)
     return acc[:, None]

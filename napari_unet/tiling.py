@@ -150,12 +150,10 @@ class Grid:
         widths = [(0, 0)] + [(0, p - n) for p, n in zip(self.padded, self.shape)]
         return np.pad(plane, widths, mode="reflect" if min(self.shape) > 1 else "edge")
 
-    def blend(
-        self, acc: np.ndarray, wsum: np.ndarray | None, start: tuple[int, ...], result: np.ndarray, lo: tuple[int, ...]
-    ) -> None:
+    def blend(self, acc: np.ndarray, start: tuple[int, ...], result: np.ndarray, lo: tuple[int, ...]) -> None:
         """Add the part of one tile's ``result`` ``(K, *tile)`` that falls inside the box
-        ``acc`` covers (``(K, *box)``, starting at ``lo``), weighted; ``wsum``, if given, gets
-        the weights (or use :attr:`weight_sum`)."""
+        ``acc`` covers (``(K, *box)``, starting at ``lo``), weighted; divide by
+        :attr:`weight_sum` once every tile is in."""
         hi = tuple(a + n for a, n in zip(lo, acc.shape[1:]))
         src, dst = [], []
         for s, k, a, b in zip(start, self.tile, lo, hi):
@@ -165,8 +163,6 @@ class Grid:
         src_t, dst_t = tuple(src), tuple(dst)
         w = self.weight[src_t]
         acc[(slice(None), *dst_t)] += result[(slice(None), *src_t)] * w
-        if wsum is not None:
-            wsum[dst_t] += w
 
 
 @dataclass(frozen=True)
@@ -351,7 +347,7 @@ def tiled_predict_iter(
                     total_sum = np.zeros((out_channels, *grid.padded), np.float32)
                 acc[p] = [total_sum, tiles_per_plane]
             total_sum, left = acc[p]
-            grid.blend(total_sum, None, start, r, origin)
+            grid.blend(total_sum, start, r, origin)
             acc[p][1] = left - 1
             if left == 1:
                 finish(p, total_sum)
