@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from napari_unet.model import ModelCard
 
-__all__ = ["ARCHITECTURES", "build_model", "fuse_batchnorm"]
+__all__ = ["ARCHITECTURES", "arch_args_for", "build_model", "fuse_batchnorm", "size_divisor"]
 
 ARCHITECTURES = ("unet", "resunet", "attention_unet", "unetpp")
 
@@ -82,6 +82,46 @@ def _classic_unet_class() -> type:
             return self.head(x)
 
     return UNet
+
+
+def arch_args_for(architecture: str, width: int = 16, depth: int = 5) -> dict:
+    """Architecture arguments from two numbers a person can choose: the width of the first
+    level (features double at each level down) and the number of levels.
+
+    >>> arch_args_for("unet", 16, 4)
+    {'features': [16, 32, 64, 128]}
+    >>> arch_args_for("resunet", 8, 3)
+    {'channels': [8, 16, 32]}
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
+    if not 1 <= int(width) <= 256:
+        raise ValueError(f"width must be 1 to 256 features, got {width}")
+    if not 2 <= int(depth) <= 7:
+        raise ValueError(f"depth must be 2 to 7 levels, got {depth}")
+    widths = [int(width) * 2**i for i in range(int(depth))]
+    if architecture == "unet":
+        return {"features": widths}
+    if architecture in ("resunet", "attention_unet"):
+        return {"channels": widths}
+    # BasicUNetPlusPlus has five levels by construction: the depth cannot change
+    if int(depth) != 5:
+        raise ValueError("unetpp always has 5 levels; leave the depth at 5 (or choose another architecture)")
+    return {"features": [*widths[:1], *widths[:4], int(width)]}
+
+
+def size_divisor(architecture: str, arch_args: dict) -> int:
+    """What every input side must be a multiple of (2 to the number of poolings).
+
+    >>> size_divisor("unet", {"features": [16, 32, 64, 128, 256]})
+    16
+    """
+    if architecture == "unet":
+        return 2 ** (len(arch_args.get("features", (32, 64, 128, 256, 512))) - 1)
+    if architecture in ("resunet", "attention_unet"):
+        channels = arch_args.get("channels", (16, 32, 64, 128, 256))
+        return 2 ** len(arch_args.get("strides", (2,) * (len(channels) - 1)))
+    return 16
 
 
 def build_model(card: ModelCard) -> torch.nn.Module:

@@ -8,31 +8,55 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["augment"]
+__all__ = ["LEVELS", "augment"]
+
+#: how strong each level is: (rotation in degrees, zoom range as log, shear, elastic,
+#: intensity scale, offset, gamma (log), blur sigma, noise)
+LEVELS = {
+    "light": (5.0, 0.15, 0.0, 0.0, 0.2, 0.1, 0.2, 0.0, 0.03),
+    "medium": (15.0, 0.45, 0.2, 0.06, 0.6, 0.3, 0.8, 1.5, 0.08),
+    "heavy": (30.0, 0.7, 0.3, 0.1, 0.8, 0.4, 1.0, 2.0, 0.12),
+}
 
 
-def augment(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """On-device augmentation of a batch: flips, 90-degree turns, rotation/shear/zoom,
-    elastic deformation, intensity scale/offset, gamma, blur and noise."""
+def augment(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    m: torch.Tensor,
+    gen: torch.Generator,
+    *,
+    level: str = "medium",
+    flips: bool = True,
+) -> tuple[torch.Tensor, ...]:
+    """On-device augmentation of a batch: flips and 90-degree turns (unless ``flips`` is
+    False: where left and right matter, neither a mirror nor a turn keeps the anatomy),
+    rotation/shear/zoom, elastic deformation, intensity scale/offset, gamma, blur and noise,
+    as strong as ``level`` (``none``, ``light``, ``medium`` or ``heavy``) says."""
     import torch
     import torch.nn.functional as F
 
+    if level == "none":
+        return x, y, m
+    if level not in LEVELS:
+        raise ValueError(f"augmentation must be none, {', '.join(LEVELS)}; got {level!r}")
+    rot, zoom_range, shear_range, elastic, iscale, ioffset, igamma, blur, noise = LEVELS[level]
     b, dev = x.shape[0], x.device
 
     def rand(*shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=gen, device="cpu").to(dev)
 
-    if rand(1).item() < 0.5:
-        x, y, m = x.flip(-1), y.flip(-1), m.flip(-1)
-    if rand(1).item() < 0.5:
-        x, y, m = x.flip(-2), y.flip(-2), m.flip(-2)
-    k = int(rand(1).item() * 4)
-    if k and x.shape[-1] == x.shape[-2]:
-        x, y, m = (t.rot90(k, (-2, -1)) for t in (x, y, m))
-    # affine (rotation +-15 deg, zoom 0.8-1.25, shear +-0.1) plus a smooth elastic field
-    angle = (rand(b) - 0.5) * (math.pi / 6)
-    zoom = torch.exp((rand(b) - 0.5) * 0.45)
-    shear = (rand(b) - 0.5) * 0.2
+    if flips:
+        if rand(1).item() < 0.5:
+            x, y, m = x.flip(-1), y.flip(-1), m.flip(-1)
+        if rand(1).item() < 0.5:
+            x, y, m = x.flip(-2), y.flip(-2), m.flip(-2)
+        k = int(rand(1).item() * 4)
+        if k and x.shape[-1] == x.shape[-2]:
+            x, y, m = (t.rot90(k, (-2, -1)) for t in (x, y, m))
+    # affine (rotation, zoom, shear) plus a smooth elastic field
+    angle = (rand(b) - 0.5) * (math.pi * rot / 90)
+    zoom = torch.exp((rand(b) - 0.5) * zoom_range)
+    shear = (rand(b) - 0.5) * shear_range
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack(
         [torch.stack([cos, -sin + shear, torch.zeros_like(cos)], 1), torch.stack([sin, cos, torch.zeros_like(cos)], 1)],
@@ -40,16 +64,16 @@ def augment(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor, gen: torch.Genera
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     h, w = x.shape[-2:]
-    coarse = (rand(b, 2, max(2, h // 32), max(2, w // 32)) - 0.5) * (0.06 * rand(b, 1, 1, 1))
+    coarse = (rand(b, 2, max(2, h // 32), max(2, w // 32)) - 0.5) * (elastic * rand(b, 1, 1, 1))
     grid = grid + F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     y = F.grid_sample(y, grid, mode="nearest", padding_mode="zeros", align_corners=False)
     m = F.grid_sample(m, grid, mode="nearest", padding_mode="zeros", align_corners=False)
     # intensity: scale/offset, gamma, blur, noise
-    x = x * (0.7 + 0.6 * rand(b, 1, 1, 1)) + (rand(b, 1, 1, 1) - 0.5) * 0.3
-    gamma = torch.exp((rand(b, 1, 1, 1) - 0.5) * 0.8)
+    x = x * (1 - iscale / 2 + iscale * rand(b, 1, 1, 1)) + (rand(b, 1, 1, 1) - 0.5) * ioffset
+    gamma = torch.exp((rand(b, 1, 1, 1) - 0.5) * igamma)
     x = torch.where(x > 0, x.clamp_min(1e-6) ** gamma, x)
-    sigma = float(rand(1).item() * 1.5)
+    sigma = float(rand(1).item() * blur)
     if sigma > 0.3:
         r = torch.arange(-3, 4, device=dev, dtype=x.dtype)
         kern = torch.exp(-0.5 * (r / sigma) ** 2)
@@ -57,5 +81,5 @@ def augment(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor, gen: torch.Genera
         c = x.shape[1]
         x = F.conv2d(F.pad(x, (3, 3, 0, 0), mode="reflect"), kern.view(1, 1, 1, 7).repeat(c, 1, 1, 1), groups=c)
         x = F.conv2d(F.pad(x, (0, 0, 3, 3), mode="reflect"), kern.view(1, 1, 7, 1).repeat(c, 1, 1, 1), groups=c)
-    x = x + torch.randn(x.shape, generator=gen).to(dev) * (0.08 * rand(b, 1, 1, 1))
+    x = x + torch.randn(x.shape, generator=gen).to(dev) * (noise * rand(b, 1, 1, 1))
     return x.contiguous(), y.contiguous(), m.contiguous()

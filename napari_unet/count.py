@@ -224,6 +224,16 @@ def count_iter(
     """
     from napari_unet.jobs import Progress
 
+    semantic = card is not None and getattr(card, "activation", None) == "softmax"
+    if semantic and kind in ("probability", "labels"):  # a class map: objects per class
+        if kind == "probability":
+            from napari_unet.pipeline import Settings, labels_iter
+
+            if settings is None:
+                settings = Settings.for_model(card, min_area=min_area)
+            source = yield from labels_iter(source, card, settings)
+        area = min_area if min_area is not None else (settings.min_area if settings is not None else 0.0)
+        return count_classes(np.asarray(source), card, area, intensity, scale=scale, unit=unit)
     if kind == "probability":
         from napari_unet.pipeline import Settings, labels_iter
 
@@ -246,3 +256,62 @@ def count_iter(
         offset += int(lab.max())
         yield Progress(z + 1, n, {"objects": offset})
     return labels, measure(labels, intensity, scale=scale, unit=unit)
+
+
+def class_objects(class_map: np.ndarray, min_area: float = 0.0) -> tuple[np.ndarray, dict[int, int]]:
+    """Objects of a class map: the connected regions of each class, slice by slice, as
+    instance ids unique over the stack; returns ``(labels, {object id: class id})``.
+    Regions smaller than ``min_area`` pixels are dropped."""
+    from scipy import ndimage as ndi
+
+    class_map = np.asarray(class_map)
+    labels = np.zeros(class_map.shape, np.int32)
+    classes: dict[int, int] = {}
+    flat_in, flat_out = _planes(class_map), _planes(labels)
+    offset = 0
+    for z in range(len(flat_in)):
+        for k in np.unique(flat_in[z][flat_in[z] > 0]):
+            lab, n = ndi.label(flat_in[z] == k)
+            if min_area and n:
+                sizes = np.bincount(lab.ravel())
+                keep = np.flatnonzero(sizes >= min_area)
+                keep = keep[keep > 0]
+                lab = np.where(np.isin(lab, keep), np.searchsorted(keep, lab) + 1, 0)
+                n = len(keep)
+            flat_out[z][lab > 0] = lab[lab > 0] + offset
+            classes.update({offset + i: int(k) for i in range(1, n + 1)})
+            offset += n
+    return labels, classes
+
+
+def count_classes(
+    class_map: np.ndarray,
+    card: Any,
+    min_area: float = 0.0,
+    intensity: np.ndarray | None = None,
+    *,
+    scale: tuple[float, ...] | None = None,
+    unit: str = "px",
+) -> tuple[np.ndarray, Any]:
+    """Objects of a semantic model's class map, measured, with a ``class`` column (its name):
+    ``(instance labels, table)``."""
+    labels, class_of = class_objects(class_map, min_area)
+    table = measure(labels, intensity, scale=scale, unit=unit)
+    names = card.class_names
+    table.insert(1, "class", [names.get(class_of[int(i)], str(class_of[int(i)])) for i in table["id"]])
+    return labels, table
+
+
+def count_per_class(table: Any, n_slices: int, names: dict[int, str]) -> Any:
+    """Objects per slice and class (every pair listed, empty ones with 0)."""
+    import pandas as pd
+
+    rows = []
+    for z in range(n_slices):
+        for k, name in names.items():
+            if k == 0:
+                continue
+            sel = table[(table["slice"] == z) & (table["class"] == name)] if len(table) else table
+            rows.append({"slice": z, "class": name, "count": len(sel),
+                         "mean_area": float(sel["area"].mean()) if len(sel) else 0.0})  # fmt: skip
+    return pd.DataFrame(rows, columns=["slice", "class", "count", "mean_area"])

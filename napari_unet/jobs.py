@@ -8,11 +8,13 @@ under a tqdm bar, and tests with :func:`run_to_end`. No torch, no Qt.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["Progress", "run_to_end"]
+__all__ = ["Progress", "relay", "run_to_end"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -39,3 +41,17 @@ def run_to_end(gen: Generator) -> Any:
             next(gen)
         except StopIteration as stop:
             return stop.value
+
+
+def relay(gen: Generator[Progress, None, T], transform: Callable[[Progress], Progress]) -> Generator[Progress, None, T]:
+    """``gen``'s events passed through ``transform`` (e.g. progress rescaled into a larger
+    job), and its result returned; closing the relay closes ``gen``."""
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield transform(event)
+    finally:
+        gen.close()

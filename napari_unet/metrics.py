@@ -146,3 +146,28 @@ def object_scores(pred: Any, truth: Any) -> dict[str, float]:
         "n_true": counts["n_true"],
         "count_rel_error": counts["rel_error"],
     }
+
+
+def class_scores(pred: Any, truth: Any, classes: Any = None) -> dict[str, dict[str, float]]:
+    """Dice, IoU, precision and recall of each class of two class maps (0 = background),
+    keyed by class id as text; ``classes`` lists the ids to score (default: every id > 0
+    in either map). A class swapped for another scores as the error it is.
+
+    >>> a = np.array([[1, 1, 2, 2]]); b = np.array([[2, 2, 1, 1]])
+    >>> class_scores(a, a)["1"]["dice"], class_scores(a, b)["1"]["dice"]
+    (1.0, 0.0)
+    """
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if classes is None:
+        classes = sorted(set(np.unique(pred).tolist()) | set(np.unique(truth).tolist()) - {0})
+    out = {}
+    for k in classes:
+        scores = pixel_scores(pred == k, truth == k)
+        out[str(int(k))] = {name: scores[name] for name in ("dice", "iou", "precision", "recall")}
+    return out
+
+
+def pixel_accuracy(pred: Any, truth: Any) -> float:
+    """Share of pixels whose class (or foreground/background, for instance labels) agrees."""
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    return float((pred == truth).mean()) if pred.size else 1.0

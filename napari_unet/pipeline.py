@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_unet.jobs import Progress, run_to_end
+from napari_unet.jobs import Progress, relay, run_to_end
 
 if TYPE_CHECKING:
     import torch
@@ -167,12 +167,16 @@ class Segmentation:
         The settings used, with the device, precision and batch as they were resolved.
     card : ModelCard
         The model's card.
+    warnings : tuple of str
+        Sentences saying why the result may not be trusted, e.g. an image far from what
+        the model was trained on (:func:`napari_unet.fit.fit_warnings`).
     """
 
     probabilities: np.ndarray
     labels: np.ndarray | None
     settings: Settings
     card: Any
+    warnings: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -193,11 +197,28 @@ def foreground_mask(probabilities: np.ndarray, card: Any, settings: Settings) ->
     return (np.asarray(probabilities[0]) > settings.threshold).astype(np.uint8)
 
 
+def clean_class_map(class_map: np.ndarray, min_area: float) -> np.ndarray:
+    """A 2D class map with every connected region smaller than ``min_area`` pixels set to
+    background (the speckle a semantic model leaves on structures that resemble its class)."""
+    if min_area <= 1 or not class_map.any():
+        return class_map
+    from scipy import ndimage as ndi
+
+    out = class_map.copy()
+    for k in np.unique(class_map[class_map > 0]):
+        lab = ndi.label(class_map == k)[0]
+        sizes = np.bincount(lab.ravel())
+        small = sizes < min_area
+        small[0] = False
+        out[small[lab]] = 0
+    return out
+
+
 def labels_iter(probabilities: Any, card: Any, settings: Settings) -> Generator[Progress, None, np.ndarray]:
     """Objects from a model's output ``(K, *spatial)``, slice by slice; yields progress.
 
-    Instance ids stay unique across a stack. This is the only place where probabilities
-    become labels.
+    Instance ids stay unique across a stack; a class map (softmax model) loses regions
+    under ``settings.min_area``. This is the only place where probabilities become labels.
     """
     from napari_unet.instances import labels_from_probabilities
 
@@ -219,7 +240,7 @@ def labels_iter(probabilities: Any, card: Any, settings: Settings) -> Generator[
             plane = np.asarray(prob[(slice(None), *index)])
         plane = np.asarray(plane, np.float32)
         if semantic:
-            flat_labels[z] = foreground_mask(plane, card, settings)
+            flat_labels[z] = clean_class_map(foreground_mask(plane, card, settings), settings.min_area)
         else:
             lab = labels_from_probabilities(
                 plane,
@@ -255,8 +276,9 @@ def segment_iter(
 ) -> Generator[Progress, None, Segmentation]:
     """Generator form of :func:`segment`: yields :class:`~napari_unet.jobs.Progress` per
     batch of tiles, then per slice of objects; closing it stops between steps."""
+    from napari_unet.fit import fit_warnings
     from napari_unet.inference import pick_device, predict_iter, resolve_precision
-    from napari_unet.planes import plane_layout
+    from napari_unet.planes import plane_layout, select_channels, with_context
 
     card = getattr(model, "card", None)
     if card is None:
@@ -267,7 +289,12 @@ def segment_iter(
         Settings.for_model(None, **changes)  # names an unknown setting
         settings = settings.replace(**changes)
     dev = pick_device(settings.device)  # an absent device, then a shape that does not fit, before any work
-    layout = plane_layout(tuple(image.shape), axes, card.in_channels)
+    try:
+        image, axes = select_channels(image, axes, card.channels, card.image_channels)
+        image, axes = with_context(image, axes, card.context)
+        layout = plane_layout(tuple(image.shape), axes, card.in_channels)
+    except ValueError as exc:
+        raise ValueError(f"model {card.name!r}: {exc}") from None
     n_planes = layout.n_planes
     precision = resolve_precision(settings.precision, dev)
     resolved = settings.replace(
@@ -275,7 +302,9 @@ def segment_iter(
         precision=precision,
         batch=settings.batch or (8 if dev.type == "cuda" else 4),
     )
-    if resolved.tile is None:  # the tile that computes the fewest pixels for this plane shape
+    if card.input_size:  # whole-image mode: one tile, the plane resized to the network's input
+        resolved = resolved.replace(tile=card.input_size, overlap=0.0)
+    elif resolved.tile is None:  # the tile that computes the fewest pixels for this plane shape
         from napari_unet.inference import activation_bytes_per_pixel, memory_budget
         from napari_unet.tiling import choose_tiling
 
@@ -293,7 +322,8 @@ def segment_iter(
                                     batch=resolved.batch if fixed_batch else chosen.batch)  # fmt: skip
     elif resolved.overlap is None:
         resolved = resolved.replace(overlap=card.overlap)
-    gen = predict_iter(
+    engine = _resized_predict_iter if card.input_size else predict_iter
+    gen = engine(
         model,
         image,
         axes=axes,
@@ -328,7 +358,50 @@ def segment_iter(
                 labels = stop.value
                 break
             yield Progress(tiles + event.done, tiles + n_planes, event.info)
-    return Segmentation(probabilities, labels, resolved, card)
+    found = fit_warnings(card, image, axes, probabilities, resolved) if normalise else ()
+    return Segmentation(probabilities, labels, resolved, card, tuple(found))
+
+
+def resize_planes(planes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(C, H, W)`` float32 resized to ``size`` (bilinear; area-averaged when shrinking)."""
+    import torch
+    import torch.nn.functional as F
+
+    if tuple(planes.shape[-2:]) == tuple(size):
+        return np.ascontiguousarray(planes, np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(planes, np.float32))[None]
+    shrink = size[0] < planes.shape[-2] or size[1] < planes.shape[-1]
+    y = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    return y[0].numpy()
+
+
+def _resized_predict_iter(
+    model: Any, image: Any, *, axes: str | None, tile: int, normalise: bool, out: Any = None, **engine: Any
+) -> Generator[Progress, None, np.ndarray]:
+    """Whole-image mode: each plane scaled, resized to ``tile`` squared, predicted in one
+    piece, and its probabilities resized back to the plane's size."""
+    from napari_unet.inference import predict_iter
+    from napari_unet.planes import _read_plane, normalise_plane, plane_layout
+
+    card = model.card
+    layout = plane_layout(tuple(image.shape), axes, card.in_channels)
+    h, w = layout.spatial_shape[-2:]
+    probs = np.zeros((card.out_channels, *layout.spatial_shape), np.float32) if out is None else out
+    flat = probs.reshape(card.out_channels, layout.n_planes, h, w) if isinstance(probs, np.ndarray) else None
+    for p in range(layout.n_planes):
+        plane = _read_plane(image, layout, p, card.in_channels)
+        if normalise:
+            plane = normalise_plane(plane, card.normalisation)
+        small = resize_planes(plane, (tile, tile))
+        gen = predict_iter(model, small, axes="CYX", tile=tile, normalise=False, **engine)
+        result = yield from relay(gen, lambda e, p=p: Progress(p * e.total + e.done, layout.n_planes * e.total, e.info))
+        big = resize_planes(result, (h, w))
+        if flat is not None:
+            flat[:, p] = big
+        else:
+            index = np.unravel_index(p, layout.spatial_shape[:-2]) if len(layout.spatial_shape) > 2 else ()
+            probs[(slice(None), *index)] = big
+    return probs
 
 
 def segment(

@@ -15,14 +15,20 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "CT_WINDOWS",
     "MIN_SIDE",
+    "NORMALISATIONS",
     "PlaneLayout",
     "apply_limits",
+    "check_normalisation",
+    "clips",
     "infer_axes",
     "normalise_plane",
     "percentile_sample",
     "plane_layout",
     "plane_limits",
+    "select_channels",
+    "with_context",
 ]
 
 MIN_SIDE = 4
@@ -102,6 +108,63 @@ def plane_layout(
     return PlaneLayout(axes, spatial, indices, channel_axis)
 
 
+def select_channels(image: Any, axes: str | None, channels: Any, in_channels: int = 1) -> tuple[Any, str]:
+    """The channels a model takes, picked from a multi-channel image (``channels``: indices
+    along its ``C`` or ``S`` axis, as the model card records them; None: as it is).
+
+    >>> img = np.zeros((4, 8, 8)); img[2] = 1
+    >>> sub, axes = select_channels(img, "CYX", [2, 0], 2)
+    >>> sub.shape, axes, float(sub[0].max())
+    ((2, 8, 8), 'CYX', 1.0)
+    """
+    axes = (axes or infer_axes(tuple(image.shape), in_channels)).upper()
+    if channels is None:
+        return image, axes
+    channels = [int(c) for c in channels]
+    where = next((axes.index(a) for a in "CS" if a in axes), None)
+    if where is None:
+        raise ValueError(
+            f"the model takes channel(s) {channels} of a multi-channel image, but this image has a single channel"
+        )
+    n = int(image.shape[where])
+    bad = [c for c in channels if not 0 <= c < n]
+    if bad:
+        raise ValueError(f"the model takes channel(s) {channels}, but the image has {n} channel(s) (0..{n - 1})")
+    if channels == list(range(n)):
+        return image, axes
+    if hasattr(image, "compute"):
+        return image[(slice(None),) * where + (channels,)], axes
+    return np.take(np.asarray(image), channels, axis=where), axes
+
+
+def with_context(image: Any, axes: str | None, context: int) -> tuple[Any, str]:
+    """2.5D: every slice of a grayscale stack with its ``context`` neighbours on each side
+    as channels, ``(Z, Y, X)`` -> ``(Z, 2 context + 1, Y, X)`` (axes ``ZCYX``); the first
+    and last slices repeat themselves where a neighbour is missing, and a single plane is
+    its own neighbour.
+
+    >>> stack = np.arange(3)[:, None, None] * np.ones((3, 2, 2))
+    >>> out, axes = with_context(stack, "ZYX", 1)
+    >>> axes, out.shape, out[0, :, 0, 0].tolist(), out[2, :, 0, 0].tolist()
+    ('ZCYX', (3, 3, 2, 2), [0.0, 0.0, 1.0], [1.0, 2.0, 2.0])
+    """
+    axes = (axes or infer_axes(tuple(image.shape), 1)).upper()
+    if not context:
+        return image, axes
+    n = 2 * context + 1
+    if "C" in axes and "Z" not in axes and image.shape[axes.index("C")] == n:
+        return image, axes  # one slice given with its neighbours already as channels
+    if "C" in axes or "S" in axes:
+        raise ValueError("a 2.5D model (neighbouring slices as channels) takes a grayscale image or stack")
+    if "Z" not in axes:
+        return np.stack([np.asarray(image)] * n), "C" + axes
+    z = axes.index("Z")
+    data = np.asarray(image.compute() if hasattr(image, "compute") else image)
+    depth = data.shape[z]
+    index = np.clip(np.arange(depth)[:, None] + np.arange(-context, context + 1)[None], 0, depth - 1)
+    return np.take(data, index, axis=z), axes[: z + 1] + "C" + axes[z + 1 :]
+
+
 def _read_plane(image: Any, layout: PlaneLayout, index: int, in_channels: int, *, raw: bool = False) -> np.ndarray:
     """Plane ``index`` as float32 ``(C, *spatial)`` (``raw``: in the image's own type, often
     a view of it, to be copied once by :func:`normalise_plane`); checks for NaN/inf."""
@@ -138,33 +201,123 @@ def percentile_sample(plane: Any) -> Any:
     return plane[..., ::step, ::step]
 
 
-def plane_limits(plane: np.ndarray, normalisation: dict) -> list[tuple[float, float]]:
-    """Per-channel (low, high) intensities that map to 0 and 1 for a ``(C, H, W)`` plane."""
+#: CT windows in Hounsfield units, (level, width), as radiology viewers name them
+CT_WINDOWS = {
+    "lung": (-600.0, 1500.0),
+    "mediastinum": (50.0, 350.0),
+    "soft_tissue": (40.0, 400.0),
+    "bone": (400.0, 1800.0),
+    "brain": (40.0, 80.0),
+    "liver": (60.0, 160.0),
+}
+
+NORMALISATIONS = ("percentile", "zscore", "dataset", "range", "window", "none")
+
+
+def check_normalisation(normalisation: dict) -> dict:
+    """A normalisation dict checked and completed (a window preset gets its level and width).
+
+    >>> check_normalisation({"kind": "window", "preset": "lung"})
+    {'kind': 'window', 'preset': 'lung', 'level': -600.0, 'width': 1500.0}
+    >>> check_normalisation({"kind": "window", "level": 40, "width": 0})
+    Traceback (most recent call last):
+    ...
+    ValueError: a CT window needs a positive width in HU, got 0.0
+    """
+    norm = dict(normalisation or {"kind": "percentile"})
+    kind = norm.get("kind", "percentile")
+    if kind not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {kind!r}; use one of {', '.join(NORMALISATIONS)}")
+    if kind == "percentile":
+        low, high = float(norm.get("low", 1.0)), float(norm.get("high", 99.8))
+        if not 0 <= low < high <= 100:
+            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {low} and {high}")
+    elif kind == "window":
+        if "preset" in norm:
+            if norm["preset"] not in CT_WINDOWS:
+                raise ValueError(f"unknown CT window {norm['preset']!r}; presets: {', '.join(CT_WINDOWS)}")
+            level, width = CT_WINDOWS[norm["preset"]]
+            norm.setdefault("level", level)
+            norm.setdefault("width", width)
+        if "level" not in norm or "width" not in norm:
+            raise ValueError("a CT window needs a level and a width in HU, or a preset: " + ", ".join(CT_WINDOWS))
+        norm["level"], norm["width"] = float(norm["level"]), float(norm["width"])
+        if not norm["width"] > 0:
+            raise ValueError(f"a CT window needs a positive width in HU, got {norm['width']}")
+    elif kind == "range":
+        lo, hi = float(norm.get("min", 0.0)), float(norm.get("max", 1.0))
+        if not hi > lo:
+            raise ValueError(f"a fixed range needs max > min, got min={lo}, max={hi}")
+    elif kind == "dataset" and ("mean" in norm or "std" in norm):  # without both: computed when training
+        mean, std = norm.get("mean"), norm.get("std")
+        if not isinstance(mean, list) or not isinstance(std, list) or len(mean) != len(std) or not mean:
+            raise ValueError("dataset normalisation needs 'mean' and 'std' lists, one value per channel")
+        if any(not float(v) > 0 for v in std):
+            raise ValueError(f"dataset standard deviations must be positive, got {std}")
+    return norm
+
+
+def clips(normalisation: dict) -> bool:
+    """Whether scaled values are clipped to [0, 1]: always for a CT window, for a fixed
+    range when its ``clip`` says so."""
     kind = normalisation.get("kind", "percentile")
+    return kind == "window" or (kind == "range" and bool(normalisation.get("clip", False)))
+
+
+def plane_limits(plane: np.ndarray, normalisation: dict) -> list[tuple[float, float]]:
+    """Per-channel ``(low, high)`` for a ``(C, H, W)`` plane: the values that map to 0 and 1.
+
+    ``percentile``: the plane's own percentiles; ``zscore``: its mean and mean + one
+    standard deviation (so the result is ``(x - mean) / std``); ``dataset``: the same with
+    the training set's mean and std stored in the card; ``range``: fixed values;
+    ``window``: a CT window, ``level -+ width / 2`` in HU.
+    """
+    kind = normalisation.get("kind", "percentile")
+    n = plane.shape[0]
     if kind == "none":
-        return [(0.0, 1.0)] * plane.shape[0]
+        return [(0.0, 1.0)] * n
     if kind == "range":
-        return [(float(normalisation.get("min", 0.0)), float(normalisation.get("max", 1.0)))] * plane.shape[0]
-    if kind != "percentile":
-        raise ValueError(f"unknown normalisation {kind!r}; use 'percentile', 'range' or 'none'")
-    low, high = float(normalisation.get("low", 1.0)), float(normalisation.get("high", 99.8))
+        return [(float(normalisation.get("min", 0.0)), float(normalisation.get("max", 1.0)))] * n
+    if kind == "window":
+        norm = check_normalisation(normalisation)
+        return [(norm["level"] - norm["width"] / 2, norm["level"] + norm["width"] / 2)] * n
+    if kind == "dataset":
+        if "mean" not in normalisation:
+            raise ValueError("the model's card has no dataset mean and std; they are computed when it is trained")
+        mean, std = normalisation["mean"], normalisation["std"]
+        if len(mean) != n:
+            raise ValueError(f"the model's dataset statistics are for {len(mean)} channel(s), the image has {n}")
+        return [(float(m), float(m) + float(s)) for m, s in zip(mean, std)]
+    if kind not in ("percentile", "zscore"):
+        raise ValueError(f"unknown normalisation {kind!r}; use one of {', '.join(NORMALISATIONS)}")
     sample = np.asarray(percentile_sample(plane), np.float32)
     limits = []
-    for c in range(plane.shape[0]):
-        lo, hi = (float(v) for v in np.percentile(sample[c], (low, high)))
-        if hi <= lo:
-            hi = lo + max(abs(lo) * 1e-6, 1.0)
+    for c in range(n):
+        if kind == "zscore":
+            values = sample[c].astype(np.float64)
+            lo, spread = float(values.mean()), float(values.std())
+            hi = lo + (spread if spread > 0 else 1.0)
+        else:
+            low, high = float(normalisation.get("low", 1.0)), float(normalisation.get("high", 99.8))
+            lo, hi = (float(v) for v in np.percentile(sample[c], (low, high)))
+            if hi <= lo:
+                hi = lo + max(abs(lo) * 1e-6, 1.0)
         limits.append((lo, hi))
     return limits
 
 
-def apply_limits(plane: np.ndarray, limits: list[tuple[float, float]], out: np.ndarray | None = None) -> np.ndarray:
+def apply_limits(
+    plane: np.ndarray, limits: list[tuple[float, float]], out: np.ndarray | None = None, *, clip: bool = False
+) -> np.ndarray:
     """``(plane - low) / (high - low)`` per channel, as float32, without temporaries: into
-    ``out`` (which may be ``plane`` itself, when it is a float32 array of our own)."""
+    ``out`` (which may be ``plane`` itself, when it is a float32 array of our own);
+    ``clip`` then limits the result to [0, 1] (a CT window)."""
     out = np.empty(plane.shape, np.float32) if out is None else out
     for c, (lo, hi) in enumerate(limits):
         np.subtract(plane[c], np.float32(lo), out=out[c], dtype=np.float32)
         np.divide(out[c], np.float32(hi - lo), out=out[c])
+        if clip:
+            np.clip(out[c], 0.0, 1.0, out=out[c])
     return out
 
 
@@ -172,8 +325,8 @@ def normalise_plane(plane: np.ndarray, normalisation: dict) -> np.ndarray:
     """Scale a ``(C, H, W)`` plane as the model card says (per channel percentiles by default)."""
     if normalisation.get("kind", "percentile") == "none":
         return plane.astype(np.float32, copy=False)
-    limits = plane_limits(plane, normalisation)
+    limits, clip = plane_limits(plane, normalisation), clips(normalisation)
     if plane.dtype != np.float32:  # one float32 copy, scaled in place
         copy = plane.astype(np.float32)
-        return apply_limits(copy, limits, out=copy)
-    return apply_limits(plane, limits)
+        return apply_limits(copy, limits, out=copy, clip=clip)
+    return apply_limits(plane, limits, clip=clip)

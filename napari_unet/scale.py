@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.planes import apply_limits, plane_limits
+from napari_unet.planes import apply_limits, clips, plane_limits
 from napari_unet.tiling import Grid
 
 __all__ = ["FileResult", "load_model_cached", "predict_lazy", "predict_to_zarr", "run_files"]
@@ -77,6 +77,7 @@ def _block_predict(
     out_channels: int,
     batch_size: int,
     depth: int,
+    clip: bool = False,
     block_id: tuple[int, ...] = (0, 0, 0, 0),
 ) -> np.ndarray:
     """Predict one block of one plane from its window (block plus a margin of ``depth``
@@ -87,7 +88,7 @@ def _block_predict(
     lo = (starts[0][i], starts[1][j])
     hi = (starts[0][i + 1], starts[1][j + 1])
     origin = (lo[0] - (depth if i > 0 else 0), lo[1] - (depth if j > 0 else 0))  # the window in plane coordinates
-    data = apply_limits(block[:, 0].astype(np.float32), [tuple(v) for v in limits[z]])
+    data = apply_limits(block[:, 0].astype(np.float32), [tuple(v) for v in limits[z]], clip=clip)
     data = grid.pad(data)  # only an image smaller than a tile is padded: the window is the whole plane then
     acc = np.zeros((out_channels, hi[0] - lo[0], hi[1] - lo[1]), np.float32)
     tiles = grid.tiles_touching(lo, hi)
@@ -188,6 +189,7 @@ def predict_lazy(
         out_channels=card.out_channels,
         batch_size=batch_size,
         depth=depth,
+        clip=clips(card.normalisation),
         meta=np.empty((0, 0, 0, 0), np.float32),
     )
     return out if image.ndim == 3 else out[:, 0]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet.jobs import Progress
-from napari_unet.planes import _read_plane, apply_limits, plane_layout, plane_limits
+from napari_unet.planes import _read_plane, apply_limits, clips, plane_layout, plane_limits
 
 __all__ = [
     "Grid",
@@ -300,6 +300,7 @@ def tiled_predict_iter(
             out[(slice(None), *stack)] = np.divide(total_sum[crop], wsum, dtype=np.float32)
 
     scale = normalisation is not None and normalisation.get("kind", "percentile") != "none"
+    clip = scale and clips(normalisation)
 
     def tiles() -> Iterator[tuple[int, tuple[int, ...], np.ndarray, Any]]:
         """Tiles as views of the plane in its own type; each is scaled to float32 only as
@@ -317,7 +318,7 @@ def tiled_predict_iter(
             if limits is None:
                 x[i] = tile_view
             else:
-                apply_limits(tile_view, limits, out=x[i])
+                apply_limits(tile_view, limits, out=x[i], clip=clip)
         return x
 
     origin = (0,) * spatial_dims

@@ -55,7 +55,15 @@ class TrainConfig:
     #: a minute of small noisy batches leaves the raw weights jumping from step to step
     ema: float = 0.9
     foreground_bias: float = 0.6
-    augment: bool = True
+    #: ``none``, ``light``, ``medium`` or ``heavy`` (True/False: medium/none)
+    augment: bool | str = True
+    #: ``dice_ce``, ``dice``, ``ce``, ``focal`` or ``dice_focal``
+    loss: str = "dice_ce"
+    #: weight of each output class in the cross-entropy or focal term (None: equal)
+    class_weights: tuple[float, ...] | None = None
+    #: early stopping waits at least this many epochs (and half of max_seconds) before it
+    #: may stop a run: a model trained from scratch learns little in its first epochs
+    min_epochs: int = 0
     device: str = "auto"
     precision: str = "auto"
     seed: int = 0
@@ -71,6 +79,23 @@ class TrainConfig:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.augmentation not in ("none", "light", "medium", "heavy"):
+            raise ValueError(f"augment must be none, light, medium or heavy, got {self.augment!r}")
+        if self.class_weights is not None:
+            object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
+            if any(not w >= 0 for w in self.class_weights) or not any(self.class_weights):
+                raise ValueError(f"class weights must be >= 0 and not all 0, got {list(self.class_weights)}")
+        if not self.lr > 0:
+            raise ValueError(f"the learning rate must be positive, got {self.lr}")
+
+    @property
+    def augmentation(self) -> str:
+        """The augmentation level by name."""
+        if isinstance(self.augment, bool):
+            return "medium" if self.augment else "none"
+        return str(self.augment)
 
 
 @dataclass
@@ -89,6 +114,10 @@ class TrainResult:
     def verdict(self) -> str:
         new = self.new_scores
         if self.parent_scores is None:
+            per_class = new.get("classes") or {}
+            if per_class:
+                names = ", ".join(f"{v['name']} {v['dice']:.3f}" for v in per_class.values())
+                return f"new model: Dice per class {names} on held-out checked data (no parent to compare)"
             return (
                 f"new model: Dice {new['dice']:.3f}, F1 {new['f1']:.3f} on held-out checked data (no parent to compare)"
             )
@@ -103,12 +132,26 @@ class TrainResult:
 # --------------------------------------------------------------------------- targets and loss
 
 
+LOSSES = ("dice_ce", "dice", "ce", "focal", "dice_focal")
+
+
 def masked_loss(
-    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, activation: str = "sigmoid"
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    activation: str = "sigmoid",
+    *,
+    loss: str = "dice_ce",
+    class_weights: Any = None,
 ) -> torch.Tensor:
-    """Dice + cross-entropy computed only where ``mask`` is 1; zero weight elsewhere.
+    """A segmentation loss computed only where ``mask`` is 1; zero weight elsewhere.
 
     ``logits`` and ``target`` are ``(B, K, H, W)``; ``mask`` is ``(B, 1, H, W)``.
+    ``loss`` names the terms: ``dice``, ``ce`` (cross-entropy), ``focal`` (cross-entropy
+    weighted by ``(1 - p)**2``, which follows the hard pixels) or a sum of two. For a
+    softmax model the Dice term averages the foreground classes (not the background, which
+    would drown a lesion of 0.1% of the image); ``class_weights`` weigh each output class
+    in the cross-entropy or focal term.
     """
     import torch
     import torch.nn.functional as F
@@ -116,17 +159,37 @@ def masked_loss(
     logits = logits.float()
     m = mask.float()
     n = m.sum().clamp_min(1.0)
+    weights = (
+        None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=logits.device)
+    )
+    total = logits.new_zeros(())
     if activation == "softmax":
-        ce = F.cross_entropy(logits, target.argmax(1), reduction="none")[:, None]
         prob = torch.softmax(logits, 1)
+        classes = target.argmax(1)
+        if "ce" in loss or "focal" in loss:
+            ce = F.cross_entropy(logits, classes, weight=weights, reduction="none")[:, None]
+            if "focal" in loss:
+                p_true = prob.gather(1, classes[:, None])
+                ce = ce * (1 - p_true) ** 2
+            total = total + (ce * m).sum() / n
     else:
-        ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         prob = torch.sigmoid(logits)
-    ce = (ce * m).sum() / (n * (ce.shape[1] if activation != "softmax" else 1))
-    inter = (prob * target * m).sum((0, 2, 3))
-    denom = ((prob + target) * m).sum((0, 2, 3))
-    dice = 1 - ((2 * inter + 1.0) / (denom + 1.0)).mean()
-    return ce + dice
+        if "ce" in loss or "focal" in loss:
+            ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            if "focal" in loss:
+                p_true = prob * target + (1 - prob) * (1 - target)
+                ce = ce * (1 - p_true) ** 2
+            if weights is not None:
+                ce = ce * weights.view(1, -1, 1, 1)
+            total = total + (ce * m).sum() / (n * ce.shape[1])
+    if "dice" in loss:
+        inter = (prob * target * m).sum((0, 2, 3))
+        denom = ((prob + target) * m).sum((0, 2, 3))
+        dice = (2 * inter + 1.0) / (denom + 1.0)
+        if activation == "softmax" and dice.shape[0] > 1:
+            dice = dice[1:]
+        total = total + 1 - dice.mean()
+    return total
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -167,10 +230,22 @@ class Trainer:
         self.name = name or f"{card.name}-finetuned-{dt.datetime.now():%Y%m%d-%H%M%S}"
         if not items:
             raise ValueError("no training images given")
+        if card.normalisation.get("kind") == "dataset" and "mean" not in card.normalisation:
+            card = card.replace(normalisation=dataset_normalisation(items, card))
         planes = [p for item in items for p in _item_planes(item, card)]
+        self.full_size = None
+        if card.input_size:  # the smallest image's plane size, to scale areas back
+            from napari_unet.planes import plane_layout, select_channels, with_context
+
+            sizes = []
+            for it in items:
+                image, axes = select_channels(it.image, it.axes, card.channels, card.image_channels)
+                image, axes = with_context(image, axes, card.context)
+                sizes.append(plane_layout(tuple(image.shape), axes, card.in_channels).spatial_shape[-2:])
+            self.full_size = min(sizes, key=lambda s: s[0] * s[1])
         if not planes:
             raise ValueError("nothing is annotated: mark at least one slice (or region) as checked before training")
-        if all(not p.target[0][p.region].any() for p in planes) and card.activation == "sigmoid":
+        if all(not (p.labels[p.region] > 0).any() for p in planes):
             raise ValueError(
                 "the annotated region holds no objects; annotate at least one object so the model can learn"
             )
@@ -182,6 +257,11 @@ class Trainer:
             self.train_planes, self.val_planes = _split_validation(
                 planes, self.config.val_fraction, self.rng, self.config.crop
             )
+        from napari_unet.fit import input_statistics
+
+        self.input_stats = _merge_stats(
+            card.input_stats if base is not None else {}, input_statistics((p.image, p.labels) for p in planes)
+        )
         self.items_meta = [
             {"name": it.name, "sha256": _hash(it.image), "labels_sha256": _hash(it.labels)} for it in items
         ]
@@ -257,22 +337,61 @@ class Trainer:
             model.__dict__.pop("_napari_unet_prepared", None)
 
     def evaluate(self, model: Any) -> dict:
-        """Dice and object F1@0.5 of ``model`` on the held-out annotated region."""
+        """Held-out figures of ``model`` on the annotated region: Dice and object F1@0.5 of
+        the foreground, and for a semantic model Dice, IoU, precision and recall of each
+        class (pooled over the held-out planes), whose foreground-class mean is ``dice``."""
         from napari_unet.metrics import match_objects, pixel_scores
 
         card = model.card
         dices, tp, fp, fn = [], 0, 0, 0
+        semantic = card.activation == "softmax"
+        counts = np.zeros((card.out_channels, 3), np.int64)  # per class: intersection, predicted, true
         for plane, result in zip(self.val_planes, self.validation_results(model)):
             region, pred = plane.region, result.labels
-            dices.append(pixel_scores(result.mask[region] > 0, plane.labels[region] > 0)["dice"])
-            if card.activation == "softmax":
+            if semantic:
+                p, t = result.mask[region], plane.labels[region]
+                for k in range(1, card.out_channels):
+                    counts[k] += ((p == k) & (t == k)).sum(), (p == k).sum(), (t == k).sum()
                 continue
+            dices.append(pixel_scores(result.mask[region] > 0, plane.labels[region] > 0)["dice"])
             # objects count where most of their true pixels lie inside the region
             truth = np.where(region, plane.labels, 0)
             m = match_objects(np.where(region, pred, 0), truth, threshold=0.5)
             tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
+        if semantic:
+            classes = {}
+            for k in range(1, card.out_channels):
+                inter, npred, ntrue = (int(v) for v in counts[k])
+                classes[str(k)] = {
+                    "name": card.classes[k],
+                    "dice": 2 * inter / (npred + ntrue) if npred + ntrue else 1.0,
+                    "iou": inter / (npred + ntrue - inter) if npred + ntrue else 1.0,
+                    "precision": inter / npred if npred else float(ntrue == 0),
+                    "recall": inter / ntrue if ntrue else float(npred == 0),
+                }
+            return {"dice": float(np.mean([c["dice"] for c in classes.values()])), "f1": float("nan"),
+                    "classes": classes}  # fmt: skip
         f1 = 2 * tp / max(1, 2 * tp + fp + fn) if (tp + fp + fn) else float("nan")
         return {"dice": float(np.mean(dices)), "f1": float(f1)}
+
+    def smallest_region_area(self) -> float:
+        """A new semantic model drops predicted regions under a quarter of the smallest
+        annotated region (at least 10 pixels): what a person drew sets the scale of a speck."""
+        from scipy import ndimage as ndi
+
+        smallest = None
+        for plane in self.train_planes + self.val_planes:
+            labels = np.where(plane.region, plane.labels, 0)
+            for k in np.unique(labels[labels > 0]):
+                sizes = np.bincount(ndi.label(labels == k)[0].ravel())[1:]
+                if len(sizes):
+                    smallest = min(smallest or sizes.min(), sizes.min())
+        if smallest is None:
+            return 10.0
+        if self.card.input_size:  # areas were counted on resized planes; the class map is full size
+            h, w = self.full_size or (self.card.input_size, self.card.input_size)
+            smallest = smallest * h * w / self.card.input_size**2
+        return float(max(10.0, round(0.25 * smallest)))
 
     def steps(self) -> Generator[Progress, None, TrainResult]:
         import torch
@@ -311,13 +430,12 @@ class Trainer:
                 if self._stop.is_set() or (cfg.max_seconds and time.perf_counter() - self._t0 > cfg.max_seconds):
                     break
                 x, y, m = (torch.from_numpy(a).to(self.device) for a in sampler.batch(cfg.batch_size))
-                if cfg.augment:
-                    x, y, m = augment(x, y, m, gen)
+                x, y, m = augment(x, y, m, gen, level=cfg.augmentation, flips=self.card.flips)
                 if self.device.type == "cpu":
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(self.device.type, dtype=amp, enabled=amp is not None):
                     logits = net(x)
-                loss = masked_loss(logits, y, m, self.card.activation)
+                loss = masked_loss(logits, y, m, self.card.activation, loss=cfg.loss, class_weights=cfg.class_weights)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
@@ -350,6 +468,8 @@ class Trainer:
                 "val_f1": scores["f1"],
                 "elapsed": time.perf_counter() - self._t0,
             }
+            if "classes" in scores:
+                record["val_dice_per_class"] = {v["name"]: v["dice"] for v in scores["classes"].values()}
             self.history.append(record)
             # checkpoints are chosen on held-out Dice and object F1 together: on a few dozen
             # held-out objects F1 alone swings from epoch to epoch, Dice is steadier
@@ -359,13 +479,21 @@ class Trainer:
                 self._best_state = self._snapshot()
                 if self.on_best is not None:
                     self.on_best(self._best_state, record)
+            elif self._best_score <= 0:  # nothing found yet (a new model's first epochs): not a plateau
+                bad_epochs = 0
             else:
                 bad_epochs += 1
             if ema is not None:
                 net.load_state_dict(raw)  # training goes on from the raw weights
             yield Progress(step, total_steps, {**record, "best_epoch": self._best_epoch, "kind": "epoch"})
-            if (
+            elapsed = time.perf_counter() - self._t0
+            patience_over = (
                 bad_epochs >= cfg.patience
+                and epoch + 1 >= cfg.min_epochs
+                and (not cfg.max_seconds or elapsed > 0.5 * cfg.max_seconds)
+            )
+            if (
+                patience_over
                 or self._stop.is_set()
                 or (cfg.max_seconds and time.perf_counter() - self._t0 > cfg.max_seconds)
             ):
@@ -395,7 +523,11 @@ class Trainer:
         if parent_scores is not None:
             key = "f1" if not math.isnan(new_scores["f1"]) and not math.isnan(parent_scores["f1"]) else "dice"
             better = new_scores[key] > parent_scores[key]
+        postprocess = dict(self.card.postprocess)
+        if self.card.activation == "softmax" and self.parent is None:
+            postprocess["min_area"] = self.smallest_region_area()
         card = self.card.replace(
+            postprocess=postprocess,
             name=self.name,
             parent=self.parent.card.name if self.parent is not None else None,
             created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -410,10 +542,15 @@ class Trainer:
                 "val_planes": len(self.val_planes),
                 "seconds": round(time.perf_counter() - self._t0, 1),
                 "torch": torch.__version__,
+                "history": [
+                    {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in self.history
+                ],
             },
+            input_stats=self.input_stats,
             metrics={
                 "heldout_dice": new_scores["dice"],
                 "heldout_f1": new_scores["f1"],
+                **({"heldout_classes": new_scores["classes"]} if "classes" in new_scores else {}),
                 **(
                     {"parent_heldout_dice": parent_scores["dice"], "parent_heldout_f1": parent_scores["f1"]}
                     if parent_scores
@@ -435,6 +572,35 @@ class Trainer:
             time.perf_counter() - self._t0,
         )
         return self._result
+
+
+def _merge_stats(old: dict, new: dict) -> dict:
+    """The range of each statistic over a parent's training data and this run's."""
+    out = dict(new)
+    for key, (lo, hi) in (old or {}).items():
+        if key in out:
+            out[key] = [min(lo, out[key][0]), max(hi, out[key][1])]
+    return out
+
+
+def dataset_normalisation(items: Sequence[TrainingItem], card: Any) -> dict:
+    """``{"kind": "dataset", "mean": [...], "std": [...]}``: per channel, over the
+    annotated planes of the training images (from the same strided sample as percentiles)."""
+    from napari_unet.planes import _read_plane, percentile_sample, plane_layout, select_channels, with_context
+
+    sums = np.zeros((card.in_channels, 3))
+    for item in items:
+        image, axes = select_channels(item.image, item.axes, card.channels, card.image_channels)
+        image, axes = with_context(image, axes, card.context)
+        layout = plane_layout(tuple(image.shape), axes, card.in_channels)
+        for p in range(layout.n_planes):
+            sample = np.asarray(percentile_sample(_read_plane(image, layout, p, card.in_channels)), np.float64)
+            flat = sample.reshape(card.in_channels, -1)
+            sums += np.stack([np.full(card.in_channels, flat.shape[1]), flat.sum(1), (flat**2).sum(1)], 1)
+    mean = sums[:, 1] / sums[:, 0]
+    std = np.sqrt(np.maximum(sums[:, 2] / sums[:, 0] - mean**2, 0))
+    return {"kind": "dataset", "mean": [round(float(v), 6) for v in mean],
+            "std": [round(float(v), 6) if v > 0 else 1.0 for v in std]}  # fmt: skip
 
 
 def train(items: Sequence[TrainingItem], **kwargs: Any) -> TrainResult:

@@ -47,8 +47,13 @@ def make_targets(labels: np.ndarray, card: ModelCard) -> np.ndarray:
 
     labels = np.asarray(labels)
     if card.activation == "softmax":
-        if labels.max() >= card.out_channels:
-            raise ValueError(f"labels hold class {int(labels.max())} but the model has {card.out_channels} classes")
+        if labels.size and (labels.max() >= card.out_channels or labels.min() < 0):
+            bad = int(labels.max()) if labels.max() >= card.out_channels else int(labels.min())
+            raise ValueError(
+                f"the labels hold class {bad} but the model has {card.out_channels} classes "
+                f"({', '.join(f'{i} = {n}' for i, n in enumerate(card.classes))}); give --classes "
+                f"{max(int(labels.max()) + 1, 2)} (with a name per class), or fix the labels"
+            )
         return np.stack([labels == k for k in range(card.out_channels)]).astype(np.float32)
     out = []
     for name in card.classes:
@@ -70,13 +75,19 @@ class _Plane:
     region: np.ndarray  # (H, W) bool
     labels: np.ndarray  # (H, W) instance/class ids, for validation
     source: str
+    semantic: bool = False
 
 
 def _item_planes(item: TrainingItem, card: ModelCard) -> list[_Plane]:
-    from napari_unet.planes import _read_plane, plane_layout
+    from napari_unet.planes import _read_plane, plane_layout, select_channels, with_context
 
-    image, labels = item.image, np.asarray(item.labels)
-    layout = plane_layout(tuple(image.shape), item.axes, card.in_channels)
+    labels = np.asarray(item.labels)
+    try:
+        image, axes = select_channels(item.image, item.axes, card.channels, card.image_channels)
+        image, axes = with_context(image, axes, card.context)
+        layout = plane_layout(tuple(image.shape), axes, card.in_channels)
+    except ValueError as exc:
+        raise ValueError(f"{item.name}: {exc}") from None
     if labels.shape != layout.spatial_shape:
         raise ValueError(
             f"{item.name}: labels have shape {labels.shape} but the image has {layout.spatial_shape}; "
@@ -105,19 +116,50 @@ def _item_planes(item: TrainingItem, card: ModelCard) -> list[_Plane]:
         if not region_planes[p].any():
             continue
         img = normalise_plane(_read_plane(image, layout, p, card.in_channels), card.normalisation)
-        lab = flat_labels[p]
-        planes.append(_Plane(img, make_targets(lab, card), region_planes[p].copy(), lab, f"{item.name}[{p}]"))
+        lab, region = flat_labels[p], region_planes[p].copy()
+        if card.input_size:  # whole-image mode: the network only ever sees the plane resized
+            from napari_unet.pipeline import resize_planes
+
+            size = (card.input_size, card.input_size)
+            img, lab, region = resize_planes(img, size), _resize_nearest(lab, size), _resize_nearest(region, size)
+        planes.append(
+            _Plane(img, make_targets(lab, card), region, lab, f"{item.name}[{p}]", card.activation == "softmax")
+        )
     return planes
+
+
+def _resize_nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Labels or a mask resized by nearest neighbour (pixel centres)."""
+    h, w = a.shape
+    rows = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(int), h - 1)
+    cols = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(int), w - 1)
+    return a[np.ix_(rows, cols)]
+
+
+def _has_foreground(plane: _Plane) -> bool:
+    return bool((plane.labels[plane.region] > 0).any())
 
 
 def _split_validation(
     planes: list[_Plane], fraction: float, rng: np.random.Generator, crop: int
 ) -> tuple[list[_Plane], list[_Plane]]:
-    """Hold out whole planes when there are several, else a share of tiles of the one plane."""
+    """Hold out whole planes when there are several, else a share of tiles of the one plane.
+
+    Planes with objects and empty planes are held out separately, each in proportion
+    (at least one of a kind that has two or more), so that with 3 lesion slices and 3
+    lesion-free ones both kinds are validated and both are trained on.
+    """
     if len(planes) >= 2:
-        order = rng.permutation(len(planes))
-        n_val = max(1, round(fraction * len(planes)))
-        return [planes[i] for i in sorted(order[n_val:])], [planes[i] for i in sorted(order[:n_val])]
+        groups = [[i for i, p in enumerate(planes) if _has_foreground(p)]]
+        groups.append([i for i in range(len(planes)) if i not in groups[0]])
+        held: list[int] = []
+        for group in groups:
+            if len(group) >= 2:
+                order = rng.permutation(group)
+                held += [int(i) for i in order[: max(1, round(fraction * len(group)))]]
+        if not held:  # one plane with objects and one without: validate on the one with objects
+            held = groups[0][:1] or [0]
+        return [p for i, p in enumerate(planes) if i not in held], [planes[i] for i in sorted(held)]
     (plane,) = planes
     h, w = plane.region.shape
     cell = max(32, min(crop, h // 2, w // 2))
@@ -150,15 +192,31 @@ class _Sampler:
         area = np.array([p.region.sum() for p in planes], float)
         self.p = area / area.sum()
         self.where = [np.flatnonzero(p.region) for p in planes]
-        self.fg = [np.flatnonzero(p.region & (p.target[0] > 0 if p.target.shape[0] else p.region)) for p in planes]
+        self.semantic = bool(planes) and planes[0].semantic
+        self.fg = [np.flatnonzero(p.region & (p.labels > 0)) for p in planes]
+        # a semantic model's crops centred on foreground pick the class first, so a lesion
+        # of 0.1% of a slice is seen as often as a lung: class id -> [(plane, pixels)]
+        self.by_class: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for k, p in enumerate(planes if self.semantic else []):
+            values = p.labels[p.region]
+            for cls in np.unique(values[values > 0]):
+                self.by_class.setdefault(int(cls), []).append((k, np.flatnonzero(p.region & (p.labels == cls))))
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         xs, ys, ms = [], [], []
         c = self.crop
         for _ in range(n):
-            k = self.rng.choice(len(self.planes), p=self.p)
+            if self.by_class and self.rng.random() < self.bias:
+                pools = self.by_class[list(self.by_class)[self.rng.integers(len(self.by_class))]]
+                k, pool = pools[self.rng.integers(len(pools))]
+            else:
+                k = self.rng.choice(len(self.planes), p=self.p)
+                pool = (
+                    self.fg[k]
+                    if not self.semantic and len(self.fg[k]) and self.rng.random() < self.bias
+                    else self.where[k]
+                )
             plane = self.planes[k]
-            pool = self.fg[k] if len(self.fg[k]) and self.rng.random() < self.bias else self.where[k]
             cy, cx = np.unravel_index(pool[self.rng.integers(len(pool))], plane.region.shape)
             xs.append(_crop(plane.image, cy, cx, c))
             ys.append(_crop(plane.target, cy, cx, c))

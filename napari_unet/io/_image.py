@@ -19,9 +19,11 @@ LAZY_THRESHOLD = 1 << 30
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".ome.tif", ".ome.tiff")
 OTHER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+#: medical volumes
+MEDICAL_SUFFIXES = (".nrrd",)
 #: OME-Zarr stores (folders), as ``predict`` writes them for images larger than memory
 ZARR_SUFFIXES = (".zarr", ".ome.zarr")
-SUPPORTED_SUFFIXES = TIFF_SUFFIXES + OTHER_SUFFIXES + ZARR_SUFFIXES
+SUPPORTED_SUFFIXES = TIFF_SUFFIXES + OTHER_SUFFIXES + MEDICAL_SUFFIXES + ZARR_SUFFIXES
 
 #: Pixel types a U-Net can be fed. Anything else (complex, bool, object) is refused.
 SUPPORTED_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64")

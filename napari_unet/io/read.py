@@ -67,6 +67,10 @@ def read_image(path: str | os.PathLike, *, lazy: bool | None = None, lazy_thresh
     path = _check_path(path)
     if path.name.lower().endswith(OTHER_SUFFIXES):
         return _read_imageio(path)
+    if path.name.lower().endswith(".nrrd"):
+        from napari_unet.io.nrrd import read_nrrd
+
+        return read_nrrd(path)
     return read_tiff(path, lazy=lazy, lazy_threshold=lazy_threshold)
 
 
@@ -80,13 +84,34 @@ def _read_imageio(path: Path) -> ImageData:
             f"{path}: not a readable {path.suffix.lstrip('.').upper()} image ({_safe_reason(exc)})."
         ) from exc
     _check_dtype(path, data.dtype)
+    metadata: dict = {}
+    if (
+        data.ndim == 3
+        and data.shape[-1] in (3, 4)
+        and _equal_channels(data, lossy=path.suffix.lower() in (".jpg", ".jpeg"))
+    ):
+        # an X-ray or a gray picture saved as RGB: one channel is the whole image
+        data = np.ascontiguousarray(data[..., 0])
+        metadata["note"] = f"{path.name}: its colour channels are equal, so it was read as a grayscale image"
     if data.ndim == 3 and data.shape[-1] in (3, 4):
         axes = "YXS"
     elif data.ndim == 2:
         axes = "YX"
     else:
         raise ImageReadError(f"{path}: unexpected image shape {data.shape} for a 2D picture.")
-    return ImageData(data, axes, (1.0, 1.0), ("pixel", "pixel"), path, is_label_path(path))
+    return ImageData(data, axes, (1.0, 1.0), ("pixel", "pixel"), path, is_label_path(path), metadata)
+
+
+def _equal_channels(data: np.ndarray, *, lossy: bool) -> bool:
+    """True when R, G and B are the same picture (alpha, if any, fully opaque): equal, or
+    within 2 levels for a JPEG, whose compression can shift the channels apart a little."""
+    if data.shape[-1] == 4 and not (data[..., 3] == data[..., 3].max()).all():
+        return False
+    rgb = data[..., :3]
+    if lossy:
+        a, b, c = (rgb[..., i].astype(np.int32) for i in range(3))
+        return bool(np.abs(a - b).max() <= 2 and np.abs(a - c).max() <= 2)
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 0] == rgb[..., 2]).all())
 
 
 def check_labels_shape(labels_shape: tuple[int, ...], image: ImageData, *, labels_path: Any = None) -> None:
