@@ -235,3 +235,25 @@ def test_the_grid_gives_the_same_tiles_and_weights_as_before_in_2d():
     np.testing.assert_array_equal(g.weight, np.maximum(w / w.max(), 1e-3).astype(np.float32))
     assert g.tiles_touching((0, 0), (10, 10)) == [(0, 0)]
     assert len(g.tiles_touching((0, 0), (300, 144))) == len(g.tiles())
+
+
+@pytest.mark.parametrize("shape, tile", [((2, 50, 70), 32), ((1, 20, 24), 64), ((3, 96, 80), 48)])
+def test_device_resident_engine_agrees_with_the_host_engine(tiny_model, rng, shape, tile):
+    """The GPU path (each plane kept on the device) is the same arithmetic as the host
+    engine: checked here on the CPU device, where CI runs; on CUDA it is what predict uses."""
+    from napari_unet.inference import device_tiled_iter, prepare_model
+    from napari_unet.jobs import run_to_end
+    from napari_unet.tiling import tiled_predict_iter
+
+    image = (rng.random(shape) * 4000).astype(np.uint16)
+    card = tiny_model.card
+    dev = torch.device("cpu")
+    options = dict(out_channels=2, axes="ZYX", in_channels=1, tile=tile, overlap=0.25, batch_size=3,
+                   size_divisor=4, normalisation=card.normalisation)  # fmt: skip
+    on_device = run_to_end(device_tiled_iter(image, prepare_model(tiny_model, dev, "fp32"), dev, "fp32",
+                                             card.activation, **options))  # fmt: skip
+    from napari_unet.inference import torch_predictor
+
+    on_host = run_to_end(tiled_predict_iter(image, torch_predictor(tiny_model, dev, "fp32", card.activation),
+                                            **options))  # fmt: skip
+    np.testing.assert_allclose(on_device, on_host, atol=2e-5)
