@@ -18,6 +18,7 @@ from napari_unet.cli._base import (
     _report,
     _scale_args,
     command,
+    error,
     folder_lock,
     manifest_path,
     outputs_complete,
@@ -87,7 +88,7 @@ def count_outputs(path: str, out: str) -> list[str]:
 def count_file(path: str, *, out: str, options: dict) -> list[str]:
     """Count one file into ``out`` (runs in this process or on a dask worker)."""
 
-    from napari_unet.count import count_iter, count_per_slice, measure
+    from napari_unet.count import count_classes, count_iter, count_per_class, count_per_slice, measure
     from napari_unet.io import read_image, write_tiff
     from napari_unet.pipeline import segment_iter
     from napari_unet.scale import load_model_cached
@@ -104,7 +105,10 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
     if kind == "image":
         intensity = np.asarray(img.data) if img.channel_axis is None and not img.rgb else None
         model = load_model_cached(args.model)
-        labels = _drive(segment_iter(model, img.data, axes=img.axes, settings=settings), Path(path).name).labels
+        result = _drive(segment_iter(model, img.data, axes=img.axes, settings=settings), Path(path).name)
+        for warning in result.warnings:
+            error(f"warning: {path}: {warning}")
+        labels = result.labels
     else:
         source = np.asarray(img.data)
         if kind == "probability" and "C" not in img.axes:
@@ -116,18 +120,22 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
             )
     spatial_scale = img.scale[-2:] if img.units[-1] != "pixel" else None
     unit = {"micrometer": "um"}.get(img.units[-1], img.units[-1]) if spatial_scale else "px"
-    if labels is not None:  # objects from the pipeline, as they are: only measured here
-        table = measure(labels, intensity, scale=spatial_scale, unit=unit)
-    else:
+    semantic = card is not None and card.activation == "softmax"
+    if labels is None:
         gen = count_iter(source, kind=kind, card=card, settings=settings, intensity=intensity, scale=spatial_scale,
                          unit=unit, min_area=args.min_area, max_area=args.max_area, exclude_border=args.exclude_border)  # fmt: skip
         labels, table = _drive(gen, Path(path).name)
+    if semantic and kind == "image":  # a class map: each connected region of a class is an object of that class
+        labels, table = count_classes(labels, card, settings.min_area, intensity, scale=spatial_scale, unit=unit)
+    elif kind == "image":  # objects from the pipeline, as they are: only measured here
+        table = measure(labels, intensity, scale=spatial_scale, unit=unit)
     labels_path, objects_path, counts_path = count_outputs(path, out)
     write_tiff(labels_path, labels, axes=img.spatial_axes, scale=img.scale, units=img.units, labels=True)
     table.insert(0, "file", img.name)
     write_csv(table, objects_path)
     n_slices = int(np.prod(labels.shape[:-2])) if labels.ndim > 2 else 1
-    per = count_per_slice(table, n_slices)  # slice 0 for a 2D image, as in the objects table
+    # slice 0 for a 2D image, as in the objects table; a row per class for a semantic model
+    per = count_per_class(table, n_slices, card.class_names) if semantic else count_per_slice(table, n_slices)
     per.insert(0, "file", img.name)
     per["unit"] = unit
     write_csv(per, counts_path)
@@ -165,7 +173,8 @@ def count_cmd(args: argparse.Namespace) -> int:
             if r.ok and len(r.outputs) == 3 and Path(r.outputs[2]).exists()
         ]
         if per_file:
-            table = pd.concat(per_file, ignore_index=True)[["file", "slice", "count", "mean_area", "unit"]]
+            table = pd.concat(per_file, ignore_index=True)
+            table = table[[c for c in ("file", "slice", "class", "count", "mean_area", "unit") if c in table.columns]]
             write_csv(table, out / "counts.csv")
             print(f"counts: {out / 'counts.csv'}")
     return _report(results)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from napari_unet.cli._base import (
     _report,
     _scale_args,
     command,
+    error,
     folder_lock,
     manifest_path,
     outputs_complete,
@@ -24,7 +26,8 @@ from napari_unet.cli._base import (
     write_manifest,
 )
 
-OPTIONS = ("model", "device", "tile", "overlap", "batch", "precision", "threshold", "compile", "block", "lazy_gb")
+OPTIONS = ("model", "device", "tile", "overlap", "batch", "precision", "threshold", "compile", "block", "lazy_gb",
+           "overlay", "truth")  # fmt: skip
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
@@ -42,6 +45,17 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--lazy-gb", type=float, default=1.0, help="images larger than this (GB) are predicted out of core into zarr"
+    )
+    p.add_argument(
+        "--overlay",
+        action="store_true",
+        help="also write <stem>_overlay.png: the image with the prediction's outlines (the busiest slice of a stack)",
+    )
+    p.add_argument(
+        "--truth",
+        default=None,
+        metavar="DIR",
+        help="with --overlay: draw the true labels from DIR (matched by stem) too",
     )
     _scale_args(p)
 
@@ -67,6 +81,11 @@ def predict_file(path: str, *, out: str, options: dict) -> list[str]:
     lazy_bytes = options["lazy_gb"] * 1e9
     img = read_image(path, lazy_threshold=int(lazy_bytes))
     out_of_core = img.lazy and img.channel_axis is None and not img.rgb and img.axes in ("YX", "ZYX")
+    if out_of_core and (model.card.input_size or model.card.context or model.card.channels):
+        raise ValueError(
+            f"model {model.card.name!r} resizes whole images or reads neighbouring slices, which the out-of-core engine "
+            f"for images over --lazy-gb ({options['lazy_gb']:g} GB) does not do yet; raise --lazy-gb if it fits in memory"
+        )
     prob_path, mask_path = predict_outputs(path, out, out_of_core)
     if out_of_core:
         from napari_unet.io.ome_zarr import read_ome_zarr, write_ome_zarr
@@ -82,12 +101,63 @@ def predict_file(path: str, *, out: str, options: dict) -> list[str]:
         write_ome_zarr(mask_path, mask.astype(np.uint8), axes=img.axes, scale=img.scale, units=img.units)
         write_manifest(out, path, "predict", options, [prob_path, mask_path])  # last: the outputs are whole
         return [prob_path, mask_path]
-    result = _drive(segment_iter(model, img.data, axes=img.axes, settings=settings, objects=False), Path(path).name)
+    if img.metadata.get("note"):
+        print(img.metadata["note"])
+    semantic = model.card.activation == "softmax"  # its mask is the class map, cleaned of specks
+    gen = segment_iter(model, img.data, axes=img.axes, settings=settings, objects=semantic)
+    result = _drive(gen, Path(path).name)
+    for warning in result.warnings:
+        error(f"warning: {path}: {warning}")
     write_tiff(prob_path, result.probabilities, axes="C" + img.spatial_axes, scale=img.scale, units=img.units)
-    mask = foreground_mask(result.probabilities, model.card, result.settings)
+    mask = result.labels if semantic else foreground_mask(result.probabilities, model.card, result.settings)
     write_tiff(mask_path, mask, axes=img.spatial_axes, scale=img.scale, units=img.units, labels=True)
-    write_manifest(out, path, "predict", options, [prob_path, mask_path])  # last: the outputs are whole
-    return [prob_path, mask_path]
+    outputs = [prob_path, mask_path]
+    if options.get("overlay"):
+        outputs.append(write_report_overlay(img, mask, model.card, out, options.get("truth")))
+    write_manifest(out, path, "predict", options, outputs)  # last: the outputs are whole
+    return outputs
+
+
+def write_report_overlay(img: Any, mask: np.ndarray, card: Any, out: str, truth_dir: str | None) -> str:
+    """``<stem>_overlay.png``: the image (its busiest slice, for a stack) with the prediction's
+    outlines, and the truth's from ``truth_dir`` when given."""
+    from napari_unet.io import read_image
+    from napari_unet.planes import _read_plane, plane_layout, select_channels
+    from napari_unet.report import display_plane, overlay, write_overlay
+
+    truth = None
+    if truth_dir:
+        found = _truth_file(img.name, truth_dir)
+        truth = np.asarray(read_image(found).data)
+        if truth.shape != mask.shape:
+            raise ValueError(f"{found}: the truth has shape {truth.shape} but the prediction {mask.shape}")
+    data, axes = select_channels(img.data, img.axes, card.channels, card.image_channels)
+    layout = plane_layout(tuple(data.shape), axes, card.image_channels)
+    h, w = mask.shape[-2:]
+    flat = mask.reshape(-1, h, w)
+    busiest = int(np.argmax((flat > 0).reshape(len(flat), -1).sum(1))) if len(flat) > 1 else 0
+    plane = _read_plane(data, layout, busiest, card.image_channels)
+    picture = overlay(
+        display_plane(plane, card.normalisation),
+        flat[busiest],
+        None if truth is None else truth.reshape(-1, h, w)[busiest],
+    )
+    path = Path(out) / f"{img.name}_overlay.png"
+    write_overlay(path, picture)
+    if len(flat) > 1:
+        print(f"{img.name}: overlay of slice {busiest}, the one with the most foreground")
+    return str(path)
+
+
+def _truth_file(stem: str, folder: str) -> Path:
+    from napari_unet.cli.evaluate_cmd import _base_stem, read_stem
+
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder (given as --truth)")
+    for candidate in sorted(Path(folder).iterdir()):
+        if candidate.is_file() and _base_stem(read_stem(candidate)) == stem:
+            return candidate
+    raise FileNotFoundError(f"no true labels for {stem} in {folder} (looked for {stem}.tif, {stem}_labels.tif ...)")
 
 
 @command("predict", _predict_args)

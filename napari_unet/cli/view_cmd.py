@@ -9,7 +9,9 @@ from napari_unet.cli._base import command
 
 def _view_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files to open")
-    p.add_argument("--sample", choices=["rpe1", "u2os", "misc"], help="open a shipped sample image with its labels")
+    p.add_argument(
+        "--sample", choices=["rpe1", "u2os", "misc", "ct"], help="open a shipped sample image with its labels"
+    )
 
 
 @command("view", _view_args)
