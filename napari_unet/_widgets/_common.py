@@ -37,6 +37,12 @@ def notify_info(message: str) -> None:
     show_info(message)
 
 
+def notify_warning(message: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(message)
+
+
 class JobFailed(Exception):
     """An exception raised inside a job, carried out of the worker thread.
 

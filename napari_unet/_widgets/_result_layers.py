@@ -31,6 +31,8 @@ class ResultLayers:
         self._deferred: tuple[Any, list[str]] = (None, [])
         self._ready = False
         self._next_id: int | None = None
+        #: a semantic model's labels are class ids (0 = background), named in the card
+        self.semantic = getattr(card, "activation", None) == "softmax"
 
     def _layer(self, role: str) -> Any:
         layer = self.work.handles.get(role)
@@ -56,7 +58,8 @@ class ResultLayers:
         scale = image.scale[-len(spatial) :]
         k = len(self.card.classes)
         if self.prob is None:
-            layer = self._viewer.add_image(self._array("probability", np.float32), name=f"{image.name} probability",
+            what = "probability (any class)" if self.semantic else "probability"
+            layer = self._viewer.add_image(self._array("probability", np.float32), name=f"{image.name} {what}",
                                            visible=False, scale=scale, colormap="magma", contrast_limits=(0, 1))  # fmt: skip
             self.workflow.attach(work, layer, "probability")
             return True
@@ -68,6 +71,10 @@ class ResultLayers:
             from napari.layers import Labels
 
             labels = Labels(self._array("labels", np.int32), name=f"{image.name} labels", scale=scale)
+            if self.semantic:  # each label value carries its class name (shown in the status bar)
+                import pandas as pd
+
+                labels.features = pd.DataFrame({"index": range(k), "class": list(self.card.classes)})
             self._deferred = (labels, defer_tool_overlays(labels))
             self.workflow.attach(work, labels, "labels")
             work.labels = labels.data
@@ -108,16 +115,20 @@ class ResultLayers:
             p = min(partial)
             prob, labels = partial.pop(p)
             index = tuple(np.unravel_index(p, spatial[:-2])) if len(spatial) > 2 else ()
-            shifted = np.where(labels > 0, labels + (self._next_id - 1), 0) if self._next_id > 1 else labels
+            if self.semantic:  # class ids are names, not objects: they are kept as they are
+                shifted = labels
+            else:
+                shifted = np.where(labels > 0, labels + (self._next_id - 1), 0) if self._next_id > 1 else labels
             merged = work.merge(p, shifted, overwrite_checked=overwrite_checked)
             if merged is None:  # checked (perhaps while the job ran): neither labels nor probabilities change
                 kept.append(p)
                 continue
-            prob_layer.data[index] = prob[0]
+            prob_layer.data[index] = 1.0 - prob[0] if self.semantic else prob[0]  # (any class but background)
             if full is not None:
                 full[(slice(None), *index)] = prob
             labels_layer.data[index] = merged
-            self._next_id += int(labels.max())
+            if not self.semantic:
+                self._next_id += int(labels.max())
             written.append(p)
         if written:
             work.predicted.update(written)

@@ -20,6 +20,7 @@ from napari_unet._widgets._common import (
     flat_slice,
     image_axes,
     notify_info,
+    notify_warning,
     preload_core,
     preload_layers,
 )
@@ -225,6 +226,7 @@ class PredictWidget(Step):
         # finished planes go from the worker into _partial; the GUI thread moves them into
         # the layers a few at a time, so no single event-loop turn holds the window long
         self._partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._warnings: set[str] = set()
         self._out = {"image": layer, "written": [], "kept": kept, "ended": False, "result": None, "cancelled": False,
                      "work": work, "settings": settings, "card": model.card, "overwrite": overwrite}  # fmt: skip
         self._results = ResultLayers(self._viewer, self.workflow, work, layer, model.card)
@@ -273,8 +275,13 @@ class PredictWidget(Step):
         steps_per_plane = None
         for k, p in enumerate(planes):
             index = np.unravel_index(p, stack_shape) if stack_shape else ()
-            plane = np.asarray(data[tuple(index)])
-            gen = segment_iter(model, plane, axes=plane_axes, settings=settings)
+            plane, paxes = np.asarray(data[tuple(index)]), plane_axes
+            context = model.card.context
+            if context and len(stack_shape) == 1 and "C" not in plane_axes and "S" not in plane_axes:
+                # a 2.5D model sees the neighbouring slices too, as channels (the ends repeat)
+                near = [min(max(p + d, 0), stack_shape[0] - 1) for d in range(-context, context + 1)]
+                plane, paxes = np.stack([np.asarray(data[z]) for z in near]), "C" + plane_axes
+            gen = segment_iter(model, plane, axes=paxes, settings=settings)
             while True:
                 try:
                     ev = next(gen)
@@ -286,6 +293,7 @@ class PredictWidget(Step):
             # stored here, in the worker, rather than sent through a signal: the GUI reads it only
             # after the job has ended (returned or aborted), so no result can arrive late
             self._partial[p] = (result.probabilities, result.labels)
+            self._warnings.update(result.warnings)  # (a set: one notification per kind of warning)
             done = (k + 1) * (steps_per_plane or 1)
             yield Progress(done, len(planes) * (steps_per_plane or 1), {"plane": p, "planes_done": k + 1})
         return len(planes)
@@ -370,6 +378,8 @@ class PredictWidget(Step):
             self.status.value = f"stopped: kept {n} slice(s)"
         if kept:
             notify_info(f"Predict: {len(kept)} checked slice(s) kept as they were ({_short(kept)}).")
+        for warning in sorted(getattr(self, "_warnings", ())):
+            notify_warning(f"Predict {out['image'].name}: {warning}")
         if n:
             self.workflow.emit("predicted", work)
 

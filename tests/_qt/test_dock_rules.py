@@ -311,3 +311,56 @@ def test_each_step_shows_its_progress_and_an_honest_status(make_napari_viewer, r
     after_first_step = [s for _, s in statuses[1:]]
     assert after_first_step and not any(s.startswith("preparing") for s in after_first_step)
     assert any(s.startswith("training: epoch") for kind, s in statuses if kind == "epoch")
+
+
+def test_a_multi_class_model_predicts_and_counts_in_the_dock(make_napari_viewer, registry, qtbot):
+    """A semantic model's labels keep their class ids (named in the layer's features), and
+    Count gives each object its class, as the CLI does."""
+    from napari_unet._synthetic import lateral_phantom
+    from napari_unet.model import ModelCard, build_model, save_model
+
+    torch.manual_seed(0)
+    card = ModelCard("lungs", classes=("background", "left_lung", "right_lung"), activation="softmax",
+                     arch_args={"features": [4, 8, 16]}, tile=64)  # fmt: skip
+    save_model(build_model(card), registry / "lungs")
+    viewer = make_napari_viewer()
+    image = np.stack([lateral_phantom(s, 96)[0] for s in range(2)])
+    viewer.add_image(image, name="chest")
+    predict = PredictWidget(viewer)
+    predict.model.value, predict.device.value = "lungs", "cpu"
+    assert predict.run() is not None
+    wait_for(qtbot, predict)
+    labels = viewer.layers["chest labels"]
+    assert set(np.unique(labels.data)) <= {0, 1, 2}, "class ids were shifted like object ids"
+    assert list(labels.features["class"]) == ["background", "left_lung", "right_lung"]
+    assert "chest probability (any class)" in [layer.name for layer in viewer.layers]
+    count = CountWidget(viewer)
+    count.labels_layer.value = labels
+    assert count.run() is not None
+    wait_for(qtbot, count)
+    _, table = count.result
+    assert "class" in table.columns and set(table["class"]) <= {"left_lung", "right_lung"}
+
+
+def test_the_nuclei_model_on_an_xray_warns_in_the_dock(make_napari_viewer, registry, qtbot):
+    from napari.utils.notifications import notification_manager
+
+    from napari_unet._synthetic import lateral_phantom
+
+    seen: list[str] = []
+
+    def record(notification):
+        if notification.severity == "warning":
+            seen.append(notification.message)
+
+    notification_manager.notification_ready.connect(record)
+    try:
+        viewer = make_napari_viewer()
+        viewer.add_image(lateral_phantom(3, 256)[0], name="chest")
+        predict = PredictWidget(viewer)
+        predict.model.value, predict.device.value = "nuclei", "cpu"
+        assert predict.run() is not None
+        wait_for(qtbot, predict)
+    finally:
+        notification_manager.notification_ready.disconnect(record)
+    assert any("unlike the images model 'nuclei' was trained on" in m for m in seen), seen

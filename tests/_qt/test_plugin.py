@@ -17,7 +17,7 @@ def test_manifest_is_discovered():
     pm.discover()
     manifest = pm.get_manifest("napari-unet")
     assert manifest.contributions.readers and manifest.contributions.writers
-    assert {s.key for s in manifest.contributions.sample_data} == {"rpe1", "u2os", "misc"}
+    assert {s.key for s in manifest.contributions.sample_data} == {"rpe1", "u2os", "misc", "ct"}
 
 
 def test_open_hyperstack_gives_channel_layers_with_scale(make_napari_viewer, tmp_path, rng):
@@ -113,6 +113,16 @@ def test_sample_data_loads_image_and_labels(make_napari_viewer, key):
     assert type(image).__name__ == "Image" and type(labels).__name__ == "Labels"
     assert image.data.shape == labels.data.shape
     assert labels.data.max() >= 5
+
+
+def test_ct_sample_keeps_hounsfield_units_and_shows_the_lung_window(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-unet", "ct")
+    image, labels = viewer.layers
+    assert image.data.dtype == np.int16 and image.data.min() < -900  # air, in HU
+    assert tuple(image.contrast_limits) == (-1350.0, 150.0)
+    assert image.data.shape == labels.data.shape == (12, 512, 512)
+    assert [z for z in range(12) if labels.data[z].any()] == [5, 6, 7]
 
 
 def test_writer_saves_labels_layer(make_napari_viewer, tmp_path, stack_path):
