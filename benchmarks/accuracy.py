@@ -15,7 +15,7 @@ import numpy as np
 from _common import emit_json, machine, table
 from mnfinder import iter_split
 
-from napari_unet._sample_data import SAMPLES, sample_paths
+from napari_unet._sample_data import NUCLEI_SAMPLES, sample_paths
 from napari_unet.io import read_image
 from napari_unet.metrics import object_scores
 from napari_unet.model import load_model
@@ -31,7 +31,7 @@ def main() -> None:
     sets = {"validation": [(name, img, lab) for name, img, lab in iter_split("validation")]}
     sets["sample_data (train split)"] = [
         (key, np.asarray(read_image(sample_paths(key)[0]).data), np.asarray(read_image(sample_paths(key)[1]).data))
-        for key in SAMPLES
+        for key in NUCLEI_SAMPLES
     ]
     rows, summary = [], {}
     for set_name, items in sets.items():

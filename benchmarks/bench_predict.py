@@ -126,9 +126,9 @@ def monai_predict(model: torch.nn.Module, stack: np.ndarray, card, channels_last
 
 def real_stack(n: int, size: int) -> np.ndarray:
     """n slices of size x size cut (with reflection) from the shipped sample images."""
-    from napari_unet._sample_data import SAMPLES, sample_paths
+    from napari_unet._sample_data import NUCLEI_SAMPLES, sample_paths
 
-    images = [np.asarray(read_image(sample_paths(k)[0]).data).astype(np.float32) for k in SAMPLES]
+    images = [np.asarray(read_image(sample_paths(k)[0]).data).astype(np.float32) for k in NUCLEI_SAMPLES]
     out = np.empty((n, size, size), np.float32)
     for z in range(n):
         img = images[z % len(images)]

@@ -21,10 +21,10 @@ from _common import emit_json, machine, table
 
 
 def make_files(folder: Path, n: int) -> None:
-    from napari_unet._sample_data import SAMPLES, sample_paths
+    from napari_unet._sample_data import NUCLEI_SAMPLES, sample_paths
     from napari_unet.io import read_image, write_tiff
 
-    images = [np.asarray(read_image(sample_paths(k)[0]).data).astype(np.float32) for k in SAMPLES]
+    images = [np.asarray(read_image(sample_paths(k)[0]).data).astype(np.float32) for k in NUCLEI_SAMPLES]
     for i in range(n):
         img = images[i % len(images)]
         img = np.pad(img, ((0, max(0, 1024 - img.shape[0])), (0, max(0, 1024 - img.shape[1]))), mode="reflect")[
