@@ -56,14 +56,15 @@ def make_targets(labels: np.ndarray, card: ModelCard) -> np.ndarray:
             )
         return np.stack([labels == k for k in range(card.out_channels)]).astype(np.float32)
     out = []
-    for name in card.classes:
-        if name in ("foreground", "nucleus", "cell", "object"):
-            out.append(labels > 0)
-        elif name == "boundary":
+    for i, name in enumerate(card.classes):
+        if name == "boundary":
             out.append(find_boundaries(labels, mode="inner") & (labels > 0))
+        elif i == 0:  # the first output is the objects' foreground, whatever they are called
+            out.append(labels > 0)
         else:
             raise ValueError(
-                f"cannot make a target for output {name!r}; sigmoid outputs are 'foreground' and 'boundary'"
+                f"cannot make a target for output {name!r}; an object model's outputs are its foreground "
+                "(first) and 'boundary'"
             )
     return np.stack(out).astype(np.float32)
 

@@ -361,7 +361,7 @@ def test_class_names_that_do_not_match_are_refused(lateral_data, capsys):
     labels = sorted(str(p) for p in lateral_data["train_labels"].iterdir())[:1]
     assert main(["train", "--scratch", "--classes", "3", "--class-names", "left_lung", "--images", *images,
                  "--labels", *labels, "--out", "x", "--epochs", "1"]) == 1  # fmt: skip
-    assert "--class-names gives 1 name(s) (left_lung) but --classes 3 needs 2" in capsys.readouterr().err
+    assert "1 class name(s) given (left_lung) but 3 classes need 2" in capsys.readouterr().err
 
 
 def test_rgb_image_given_to_a_one_channel_model_names_both(tmp_path, capsys):
@@ -379,7 +379,7 @@ def test_input_size_not_divisible_by_the_network_factor_is_refused(lateral_data,
     labels = sorted(str(p) for p in lateral_data["train_labels"].iterdir())[:1]
     assert main(["train", "--scratch", "--classes", "3", "--input-size", "100", "--images", *images, "--labels",
                  *labels, "--out", "x", "--epochs", "1"]) == 1  # fmt: skip
-    assert "--input-size 100 is not a multiple of 16" in capsys.readouterr().err
+    assert "input size 100 is not a multiple of 16" in capsys.readouterr().err
 
 
 def test_new_model_options_without_scratch_are_refused(lateral_data, capsys):

@@ -148,60 +148,18 @@ def guess_normalisation(image: Any) -> dict:
 
 def new_card(args: argparse.Namespace, first: Any) -> Any:
     """The card of a model trained from scratch, from the command line and the first image."""
-    from napari_unet.architectures import arch_args_for, size_divisor
-    from napari_unet.model import ModelCard
-    from napari_unet.planes import check_normalisation
+    from napari_unet.model import new_model_card
 
-    if args.classes < 1:
-        raise ValueError(f"--classes must be 1 (objects) or N >= 2 (classes including background), got {args.classes}")
-    if args.class_names is not None:
-        wanted = 1 if args.classes == 1 else args.classes - 1
-        if len(args.class_names) != wanted:
-            raise ValueError(
-                f"--class-names gives {len(args.class_names)} name(s) ({', '.join(args.class_names)}) but --classes "
-                f"{args.classes} needs {wanted}: one per class after background"
-            )
-    arch_args = arch_args_for(args.arch, args.width, args.depth)
-    if args.input_size is not None:
-        factor = size_divisor(args.arch, arch_args)
-        if args.input_size < factor or args.input_size % factor:
-            raise ValueError(
-                f"--input-size {args.input_size} is not a multiple of {factor}, the factor by which this {args.arch} "
-                f"of depth {args.depth} shrinks the image; use e.g. {max(factor, round(args.input_size / factor) * factor)}"
-            )
     channels = (
         len(args.channels)
         if args.channels
         else (3 if first.rgb else (first.shape[first.channel_axis] if first.channel_axis is not None else 1))
     )
-    names = args.class_names
-    if args.classes > 1:
-        classes = ("background", *(names or [f"class_{i}" for i in range(1, args.classes)]))
-        activation, outputs = "softmax", {}
-    else:
-        classes = ((names[0] if names else "foreground"), "boundary")
-        activation = "sigmoid"
-        outputs = {"boundary": "inner edge of each object, to part touching objects"}
-    if args.context and channels != 1:
-        raise ValueError("--context (2.5D) takes grayscale stacks; this image has several channels")
-    if not 0 <= args.context <= 3:
-        raise ValueError(f"--context must be 0 to 3 slices on each side, got {args.context}")
-    return ModelCard(
-        "scratch",
-        architecture=args.arch,
-        arch_args=arch_args,
-        in_channels=channels * (2 * args.context + 1),
-        context=args.context,
-        channels=args.channels,
-        classes=classes,
-        activation=activation,
-        outputs=outputs,
-        normalisation=check_normalisation(args.normalize or guess_normalisation(first)),
-        input_size=args.input_size,
-        flips=not args.no_flips,
-        tile=args.input_size or 256,
-        overlap=0.0 if args.input_size else 0.25,
-    )
+    return new_model_card(
+        classes=args.classes, class_names=args.class_names, in_channels=channels, channels=args.channels,
+        normalisation=args.normalize or guess_normalisation(first), architecture=args.arch, width=args.width,
+        depth=args.depth, input_size=args.input_size, context=args.context, flips=not args.no_flips, name="scratch",
+    )  # fmt: skip
 
 
 @command("train", _train_args)
