@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import Container, PushButton, Select, SpinBox, create_widget
+from magicgui.widgets import ComboBox, Container, PushButton, Select, SpinBox, create_widget
 
 from napari_unet._widgets._common import (
     current_plane_index,
@@ -25,6 +25,18 @@ if TYPE_CHECKING:
 MARK_KEY = "Shift-C"
 
 
+def class_names_of(layer: Any, work: Any = None) -> dict[int, str]:
+    """Label value -> class name for a layer of class ids (from the model that made it, or
+    the layer's ``class`` feature); empty for instance labels."""
+    card = getattr(work, "card", None)
+    if card is not None and getattr(card, "activation", None) == "softmax":
+        return {k: n for k, n in enumerate(card.classes) if k > 0}
+    features = getattr(layer, "features", None)
+    if features is not None and "class" in getattr(features, "columns", ()) and "index" in features.columns:
+        return {int(i): str(n) for i, n in zip(features["index"], features["class"]) if int(i) > 0}
+    return {}
+
+
 class CorrectWidget(Container):
     """Checked slices, a checked-region layer for single images, delete/merge, autosave."""
 
@@ -33,6 +45,8 @@ class CorrectWidget(Container):
         self.workflow = workflow_for(viewer)
         self.work: Any = None
         self.labels_layer = create_widget(annotation="napari.layers.Labels", label="labels")
+        # a multi-class model's labels are class ids: paint by class name (hidden otherwise)
+        self.paint_class = ComboBox(label="paint class", choices=[], visible=False)
         self.mark_button = PushButton(text=f"Mark slice checked ({MARK_KEY})")
         self.unmark_button = PushButton(text="Unmark slice")
         self.checked = Select(label="checked slices", choices=[], value=[])
@@ -44,7 +58,7 @@ class CorrectWidget(Container):
         self.restore_button = PushButton(text="Restore saved corrections", enabled=False)
         self.status = wrapping_label()
         self.checked.native.setMaximumHeight(96)  # a few rows, scrolling: not half of the tab
-        super().__init__(widgets=[self.labels_layer, self.mark_button, self.unmark_button, self.checked, self.region_button,
+        super().__init__(widgets=[self.labels_layer, self.paint_class, self.mark_button, self.unmark_button, self.checked, self.region_button,
                                   self.delete_button, self.merge_a, self.merge_b, self.merge_button, self.restore_button, self.status])  # fmt: skip
         self.native.layout().addStretch(1)
         listen(self.workflow, "predicted", self._predicted)
@@ -55,6 +69,7 @@ class CorrectWidget(Container):
         self.merge_button.changed.connect(self.merge)
         self.restore_button.changed.connect(self.restore)
         self.labels_layer.changed.connect(self._attach)
+        self.paint_class.changed.connect(self._paint_class_chosen)
         self._dirty: set[int] = set()
         self._attached: Any = None
         self.session: Any = None
@@ -78,6 +93,8 @@ class CorrectWidget(Container):
         if labels is not None and labels in self._viewer.layers and self.labels_layer.value is not labels:
             self.labels_layer.reset_choices()
             self.labels_layer.value = labels
+        if labels is not None and labels is self.labels_layer.value:
+            self._show_classes(labels)
 
     def _attach(self, *_: Any) -> None:
         layer = self.labels_layer.value
@@ -94,6 +111,7 @@ class CorrectWidget(Container):
             return
         layer.events.paint.connect(self._on_paint)
         self.work = labels_work(self.workflow, layer)
+        self._show_classes(layer)
         self.session = self.work.session
         self._sync_checked()
         saved = self.session.state() if self.session is not None else {}
@@ -105,6 +123,19 @@ class CorrectWidget(Container):
             notify_info(
                 f"Saved corrections of {layer.name} from {when} were found; press 'Restore saved corrections' to load them."
             )
+
+    def _show_classes(self, layer: Any) -> None:
+        """The class picker, for labels whose values are named classes (a multi-class model's)."""
+        names = class_names_of(layer, self.work)
+        self.paint_class.visible = bool(names)
+        self.paint_class.choices = [f"{k}: {n}" for k, n in names.items()] if names else []
+        if names and layer.selected_label in names:
+            self.paint_class.value = f"{layer.selected_label}: {names[layer.selected_label]}"
+
+    def _paint_class_chosen(self, *_: Any) -> None:
+        layer, value = self.labels_layer.value, self.paint_class.value
+        if layer is not None and value:
+            layer.selected_label = int(str(value).split(":", 1)[0])
 
     def _on_paint(self, event: Any) -> None:
         layer = self._attached

@@ -72,7 +72,7 @@ class CountWidget(Step):
                          run_button=self.count_button)  # fmt: skip
         self.labels_layer.changed.connect(self._source_chosen)
         listen(self.workflow, "predicted", self._predicted)
-        self.table_model = MeasurementModel(SHOWN, integer=("id", "slice"))
+        self.table_model = MeasurementModel(SHOWN, integer=("id", "slice"), text=("class",))
         self.table = QTableView()
         self.table.setModel(self.table_model)
         self.table.setSortingEnabled(True)
@@ -281,7 +281,7 @@ class CountWidget(Step):
     def _fill_table(self, table: Any) -> None:
         self.table_model.set_table(table)
         header = self.table.horizontalHeader()
-        if header.sortIndicatorSection() < len(SHOWN):  # keep the user's sort order
+        if header.sortIndicatorSection() < len(self.table_model.columns):  # keep the user's sort order
             self.table_model.sort(header.sortIndicatorSection(), header.sortIndicatorOrder())
 
     def _row_clicked(self, row: int, col: int = 0) -> None:

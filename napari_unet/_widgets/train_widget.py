@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, LineEdit, PushButton, SpinBox, create_widget
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, PushButton, SpinBox, create_widget
 
 from napari_unet._widgets._common import (
     image_axes,
@@ -23,8 +23,13 @@ if TYPE_CHECKING:
     import napari
 
 
+START_CHOICES = ("improve an existing model", "a new model for these images")
+TASKS = ("objects to count", "regions", "several named classes")
+
+
 class TrainWidget(Step):
-    """Base model, time budget and name; Train/Stop; live curve; quality-gate verdict."""
+    """Improve a model, or start a new one for images no model knows; time budget and name;
+    Train/Stop; live curve; quality-gate verdict."""
 
     title = "Fine-tune"
 
@@ -33,7 +38,28 @@ class TrainWidget(Step):
         preload_training()
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.labels_layer = create_widget(annotation="napari.layers.Labels", label="labels")
+        from napari_unet.architectures import ARCHITECTURES
+        from napari_unet.model import IMAGE_KINDS
+        from napari_unet.train import LOSSES
+
+        self.start_from = ComboBox(label="start from", choices=START_CHOICES, value=START_CHOICES[0])
         self.base = ComboBox(label="base model", choices=model_choices)
+        # a new model: what a person knows of the task; the rest under "advanced"
+        self.task = ComboBox(label="the model finds", choices=TASKS, value=TASKS[0], visible=False)
+        self.class_names = LineEdit(label="class names", value="", visible=False)
+        self.class_names.tooltip = (
+            "comma-separated, in the order of their label values 1, 2, ... e.g. left_lung, right_lung"
+        )
+        self.image_kind = ComboBox(label="image kind", choices=list(IMAGE_KINDS), visible=False)
+        self.lateral = CheckBox(label="left and right matter (no mirror flips)", value=False, visible=False)
+        self.advanced = CheckBox(label="advanced", value=False, visible=False)
+        self.architecture = ComboBox(label="architecture", choices=ARCHITECTURES, value="unet", visible=False)
+        self.loss = ComboBox(label="loss", choices=LOSSES, value="dice_ce", visible=False)
+        self.lr = FloatSpinBox(label="learning rate", value=3e-3, min=1e-5, max=1e-1, step=1e-4, visible=False)
+        self.input_size = SpinBox(label="whole-image size (0: tiles)", value=0, min=0, max=2048, step=16,
+                                  visible=False)  # fmt: skip
+        self._new_model_widgets = [self.task, self.class_names, self.image_kind, self.lateral, self.advanced]
+        self._advanced_widgets = [self.architecture, self.loss, self.lr, self.input_size]
         self.seconds = SpinBox(label="time budget (s)", value=60, min=5, max=24 * 3600, step=15)
         self.model_name = LineEdit(label="new model name", value="")
         self.verdict = wrapping_label()  # a long verdict wraps instead of widening the dock for good
@@ -41,12 +67,16 @@ class TrainWidget(Step):
         self.use_anyway = CheckBox(label="use it although it is not better", value=False, visible=False)
         self.repredict_button = PushButton(text="Re-predict unchecked slices", enabled=False)
         train_button, cancel_button = PushButton(text="Train"), PushButton(text="Stop (keep best)")
-        super().__init__(viewer, [self.image, self.labels_layer, self.base, self.seconds, self.model_name, train_button,
-                                  cancel_button, self.verdict, self.use_anyway, self.use_button, self.repredict_button],
-                         run_button=train_button, cancel_button=cancel_button)  # fmt: skip
+        form = [self.image, self.labels_layer, self.start_from, self.base, *self._new_model_widgets,
+                *self._advanced_widgets, self.seconds, self.model_name, train_button]  # fmt: skip
+        super().__init__(viewer, [*form, cancel_button, self.verdict, self.use_anyway, self.use_button,
+                                  self.repredict_button], run_button=train_button, cancel_button=cancel_button)  # fmt: skip
         self.train_button = train_button
         self.curve = CurveWidget()
-        self.native.layout().insertWidget(7, self.curve)
+        self.native.layout().insertWidget(len(form) + 2, self.curve)
+        self.start_from.changed.connect(self._show_form)
+        self.advanced.changed.connect(self._show_form)
+        self.task.changed.connect(self._show_form)
         self.train_button.changed.connect(self.run)
         self.use_button.changed.connect(self.use_model)
         self.use_anyway.changed.connect(self._update_use_button)
@@ -57,6 +87,43 @@ class TrainWidget(Step):
         self._stop_requested = False
         self.result: Any = None
         self.saved_name: str | None = None
+
+    @property
+    def new_model(self) -> bool:
+        return self.start_from.value == START_CHOICES[1]
+
+    def _show_form(self, *_: Any) -> None:
+        new = self.new_model
+        self.base.visible = not new
+        for widget in self._new_model_widgets:
+            widget.visible = new
+        self.class_names.visible = new and self.task.value != TASKS[0]
+        for widget in self._advanced_widgets:
+            widget.visible = new and bool(self.advanced.value)
+
+    def new_card(self, image: Any) -> Any:
+        """The card of the new model the form describes (checked: a ValueError says what to change)."""
+        from napari_unet.model import IMAGE_KINDS, new_model_card
+
+        names = [n.strip() for n in self.class_names.value.split(",") if n.strip()]
+        if self.task.value == TASKS[0]:
+            classes, names = 1, None
+        elif self.task.value == TASKS[1]:
+            names = names or ["region"]
+            if len(names) != 1:
+                raise ValueError("'regions' takes one class name; choose 'several named classes' for more")
+            classes = 2
+        else:
+            if len(names) < 2:
+                raise ValueError("name the classes, separated by commas (at least two), e.g. left_lung, right_lung")
+            classes = len(names) + 1
+        in_channels = 3 if image.rgb else 1
+        return new_model_card(
+            classes=classes, class_names=names, in_channels=in_channels,
+            normalisation=IMAGE_KINDS[self.image_kind.value], architecture=self.architecture.value,
+            input_size=int(self.input_size.value) or None, flips=not self.lateral.value,
+            name=self.model_name.value.strip() or "new",
+        )  # fmt: skip
 
     def _model_switched(self, name: str) -> None:
         self.base.reset_choices()
@@ -86,12 +153,20 @@ class TrainWidget(Step):
 
         if self.busy():
             return None
+        base = card = None
         try:
             items = self._items()
-            base = load_model(self.base.value)
+            if self.new_model:
+                card = self.new_card(self.image.value)
+            else:
+                base = load_model(self.base.value)
         except (ValueError, OSError, ModelLoadError) as exc:
             self.refuse(str(exc))
             return None
+        if config is None and card is not None:  # a new model learns from nothing: no early give-up
+            config = TrainConfig(epochs=100_000, steps_per_epoch=10, max_seconds=float(self.seconds.value),
+                                 crop=card.input_size or 192, lr=float(self.lr.value), loss=self.loss.value,
+                                 min_epochs=10, patience=15)  # fmt: skip
         config = config or TrainConfig(
             epochs=1000, steps_per_epoch=10, max_seconds=float(self.seconds.value), crop=192, patience=1000
         )
@@ -103,15 +178,21 @@ class TrainWidget(Step):
         self.use_anyway.visible = False
         self.verdict.value = ""
         self.status.value = "preparing the checked data..."
-        job = self._job(items, base, config, self.model_name.value.strip() or None)
+        job = self._job(items, base, config, self.model_name.value.strip() or None, card)
         return self.start(job, desc="Fine-tune", on_yield=self._on_event, on_done=self._on_done)
 
-    def _job(self, items: list, base: Any, config: Any, name: str | None) -> Any:
+    def _job(self, items: list, base: Any, config: Any, name: str | None, card: Any = None) -> Any:
         """Build the trainer in the worker (copying the model and preparing the data takes
         seconds for a big stack: never on the GUI thread), then train."""
         from napari_unet.train import Trainer
 
-        trainer = Trainer(items, base=base, config=config, name=name)
+        if card is not None and name is None:
+            import datetime as dt
+
+            name = (
+                f"{card.classes[1] if card.kind == 'semantic' else card.classes[0]}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+            )
+        trainer = Trainer(items, base=base, card=card, config=config, name=name)
         self.trainer = trainer
         if self._stop_requested:
             trainer.stop()

@@ -334,12 +334,20 @@ def test_a_multi_class_model_predicts_and_counts_in_the_dock(make_napari_viewer,
     assert set(np.unique(labels.data)) <= {0, 1, 2}, "class ids were shifted like object ids"
     assert list(labels.features["class"]) == ["background", "left_lung", "right_lung"]
     assert "chest probability (any class)" in [layer.name for layer in viewer.layers]
+    correct = CorrectWidget(viewer)
+    correct.labels_layer.value = labels
+    assert list(correct.paint_class.choices) == ["1: left_lung", "2: right_lung"]
+    correct.paint_class.value = "2: right_lung"
+    assert labels.selected_label == 2  # the brush paints the right lung
+    labels.data = np.stack([lateral_phantom(s, 96)[1] for s in range(2)]).astype(np.int32)  # corrected by hand
     count = CountWidget(viewer)
     count.labels_layer.value = labels
     assert count.run() is not None
     wait_for(qtbot, count)
     _, table = count.result
-    assert "class" in table.columns and set(table["class"]) <= {"left_lung", "right_lung"}
+    assert sorted(table["class"]) == ["left_lung", "left_lung", "right_lung", "right_lung"]  # a lung each, per slice
+    assert count.table_model.columns[:3] == ["id", "slice", "class"]  # the table shows it beside id and slice
+    assert count.table_model.row_values(0)["class"] in {"left_lung", "right_lung"}
 
 
 def test_the_nuclei_model_on_an_xray_warns_in_the_dock(make_napari_viewer, registry, qtbot):
@@ -364,3 +372,42 @@ def test_the_nuclei_model_on_an_xray_warns_in_the_dock(make_napari_viewer, regis
     finally:
         notification_manager.notification_ready.disconnect(record)
     assert any("unlike the images model 'nuclei' was trained on" in m for m in seen), seen
+
+
+def test_a_new_model_for_images_no_model_knows_from_the_dock(make_napari_viewer, registry, qtbot):
+    """A clinician's first model: the form asks what a person knows (classes and their names,
+    whether left and right matter, the image kind); the card records it; Use makes it the
+    model of every step."""
+    from napari_unet._synthetic import lateral_phantom
+    from napari_unet._widgets._step import labels_work, workflow_for
+    from napari_unet.model import load_model
+
+    viewer = make_napari_viewer()
+    pairs = [lateral_phantom(s, 96) for s in range(3)]
+    image = viewer.add_image(np.stack([p[0] for p in pairs]), name="chest")
+    labels = viewer.add_labels(np.stack([p[1] for p in pairs]).astype(np.int32), name="lungs drawn")
+    labels_work(workflow_for(viewer), labels).checked.update({0, 1, 2})
+    train = TrainWidget(viewer)
+    train.image.value, train.labels_layer.value = image, labels
+    train.start_from.value = "a new model for these images"
+    shown = lambda w: not w.native.isHidden()  # noqa: E731 - (the widget is not docked)
+    assert not shown(train.base) and shown(train.task) and not shown(train.class_names)
+    train.task.value = "several named classes"
+    assert shown(train.class_names) and not shown(train.architecture)
+    train.advanced.value = True
+    assert shown(train.architecture) and shown(train.input_size)
+    train.class_names.value = "left_lung"
+    assert train.run() is None and "at least two" in train.status.value
+    train.class_names.value = "left_lung, right_lung"
+    train.lateral.value = True
+    train.image_kind.value = "X-ray"
+    train.seconds.value = 8
+    train.model_name.value = "first-lungs"
+    assert train.run() is not None
+    wait_for(qtbot, train, 120_000)
+    card = train.result.card
+    assert card.classes == ("background", "left_lung", "right_lung") and card.flips is False
+    assert card.normalisation["kind"] == "percentile" and card.parent is None
+    assert train.result.verdict().startswith("new model: Dice per class left_lung")
+    assert train.use_model() == "first-lungs"
+    assert load_model("first-lungs").card.activation == "softmax"
