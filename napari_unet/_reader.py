@@ -38,8 +38,22 @@ def _notify_error(message: str) -> None:
     show_error(message)
 
 
+def looks_like_ct(img: ImageData) -> bool:
+    """Signed 16-bit values with air near -1000 and bone above 200: Hounsfield units."""
+    if img.data.dtype != np.int16 or img.rgb or img.channel_axis is not None or img.lazy:
+        return False
+    data = np.asarray(img.data)
+    return bool(data.min() <= -900 and data.max() >= 200)
+
+
 def _contrast_limits(img: ImageData) -> list[float] | None:
-    """For lazy data, take contrast limits from one middle plane so nothing else is read."""
+    """A CT in Hounsfield units is shown in the lung window (its values are kept); for lazy
+    data, the limits come from one middle plane so nothing else is read."""
+    if looks_like_ct(img):
+        from napari_unet.planes import CT_WINDOWS
+
+        level, width = CT_WINDOWS["lung"]
+        return [level - width / 2, level + width / 2]
     if not img.lazy or img.data.dtype.kind not in "iuf":
         return None
     index = tuple(n // 2 if a not in "YXS" else slice(None) for n, a in zip(img.shape, img.axes))

@@ -4,7 +4,12 @@
 
 Drives the real dock (no mocks): opens the RPE1 sample, predicts with the shipped model,
 paints a correction and marks the slice checked, fine-tunes for a few seconds, counts.
-Writes docs/images/{sample,predict,correct,finetune,count}.png.
+Writes docs/images/{sample,predict,correct,finetune,count}.png. Then the first model on
+a CT stack: opens the CT sample, draws the lesion on its 3 slices (copied from the sample's
+mask, as a careful hand would), marks 3 lesion-free slices checked too, trains a new model
+for ``--ct-seconds`` and predicts the other slices: docs/images/ct_{open,drawn,train,predict}.png.
+
+    xvfb-run -a python scripts/screenshots.py [--only ct] [--ct-seconds 180]
 """
 
 from __future__ import annotations
@@ -29,11 +34,76 @@ def wait(app, widget, timeout: float = 300) -> None:
 
 
 def shot(viewer, name: str) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    for _ in range(20):  # let the window lay out what just changed (a dock added, a tab switched)
+        QApplication.instance().processEvents()
+        time.sleep(0.01)
     viewer.screenshot(str(OUT / f"{name}.png"), canvas_only=False)
     print(f"wrote {OUT / f'{name}.png'}")
 
 
+def ct_walkthrough(viewer, app, dock, seconds: float) -> None:
+    """Your first model on a CT stack, step by step, as the README tells it."""
+    from napari_unet._widgets._step import labels_work, workflow_for
+
+    for layer in list(viewer.layers):
+        viewer.layers.remove(layer)
+    viewer.open_sample("napari-unet", "ct")
+    image, truth = viewer.layers[0], viewer.layers[1]
+    truth.visible = False
+    viewer.dims.set_current_step(0, 6)  # a slice through the lesion
+    viewer.reset_view()
+    shot(viewer, "ct_open")
+
+    drawn = viewer.add_labels(np.zeros(truth.data.shape, np.int32), name="lesion drawn", scale=image.scale)
+    lesion_slices, free_slices = [5, 6, 7], [0, 2, 10]
+    for z in lesion_slices:  # what a careful hand paints on the slices with the lesion
+        drawn.data[z] = truth.data[z]
+    drawn.refresh()
+    dock.setCurrentIndex(1)
+    dock.correct_step.labels_layer.value = drawn
+    labels_work(workflow_for(viewer), drawn).checked.update(lesion_slices + free_slices)
+    dock.correct_step._sync_checked()
+    camera = getattr(viewer, "scene", viewer).camera
+    lesion = np.argwhere(truth.data[6] > 0).mean(0) * np.asarray(image.scale[-2:])  # in mm, as the view is
+    camera.zoom, camera.center = 4.0, (float(lesion[0]), float(lesion[1]))
+    shot(viewer, "ct_drawn")
+
+    dock.setCurrentIndex(2)
+    train = dock.train_step
+    train.image.value, train.labels_layer.value = image, drawn
+    train.start_from.value = "a new model for these images"
+    train.task.value = "regions"
+    train.class_names.value = "lesion"
+    train.image_kind.value = "CT, soft-tissue window"
+    train.seconds.value = int(seconds)
+    train.model_name.value = "ct-lesion"
+    train.run()
+    wait(app, train, seconds + 300)
+    viewer.reset_view()
+    shot(viewer, "ct_train")
+
+    train.use_model()
+    train.repredict()
+    wait(app, dock.predict_step, 600)
+    predicted = viewer.layers["ct_lung1 labels"] if "ct_lung1 labels" in viewer.layers else drawn
+    predicted.opacity = 0.7
+    if predicted is not drawn:
+        drawn.visible = False
+    dock.setCurrentIndex(0)
+    viewer.dims.set_current_step(0, 4)  # a slice the model was not shown
+    viewer.reset_view()
+    shot(viewer, "ct_predict")
+
+
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("nuclei", "ct"), default=None)
+    parser.add_argument("--ct-seconds", type=float, default=180.0)
+    args = parser.parse_args()
     os.environ.setdefault("NAPARI_UNET_MODELS", tempfile.mkdtemp(prefix="napari-unet-models-"))
     os.environ.setdefault("NAPARI_UNET_SESSIONS", tempfile.mkdtemp(prefix="napari-unet-sessions-"))
     import napari
@@ -47,6 +117,12 @@ def main() -> None:
     viewer = napari.Viewer(title="napari-unet")
     app = QApplication.instance()
     viewer.window.resize(1400, 860)
+    if args.only == "ct":
+        dock = UNetDock(viewer)
+        viewer.window.add_dock_widget(dock, name="U-Net", area="right")
+        ct_walkthrough(viewer, app, dock, args.ct_seconds)
+        viewer.close()
+        return
     viewer.open_sample("napari-unet", "rpe1")
     truth = viewer.layers[-1]
     truth.contour = 2
@@ -100,6 +176,8 @@ def main() -> None:
     labels.visible = False
     dock.count_step.table.sortByColumn(2, Qt.SortOrder.AscendingOrder)
     shot(viewer, "count")
+    if args.only is None:
+        ct_walkthrough(viewer, app, dock, args.ct_seconds)
     viewer.close()
 
 

@@ -137,3 +137,19 @@ def test_writer_saves_labels_layer(make_napari_viewer, tmp_path, stack_path):
     back = read_image(out)
     assert back.is_labels and back.scale == (2.0, 0.5, 0.5)
     np.testing.assert_array_equal(back.data, labels)
+
+
+def test_a_ct_volume_opens_in_hounsfield_units_with_the_lung_window(make_napari_viewer, tmp_path):
+    import gzip
+
+    data = np.full((3, 16, 16), -1000, np.int16)
+    data[:, 4:12, 4:12] = 40
+    data[:, 0, :] = 900
+    head = ("NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: 16 16 3\n"
+            "space directions: (0.7,0,0) (0,0.7,0) (0,0,5)\nendian: little\nencoding: gzip\n\n")  # fmt: skip
+    (tmp_path / "chest.nrrd").write_bytes(head.encode() + gzip.compress(data.tobytes()))
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(tmp_path / "chest.nrrd"), plugin="napari-unet")
+    assert layer.data.dtype == np.int16 and int(layer.data.min()) == -1000  # values kept in HU
+    assert tuple(layer.contrast_limits) == (-1350.0, 150.0)
+    assert tuple(np.round(layer.scale, 3)) == (5.0, 0.7, 0.7)
