@@ -1,4 +1,5 @@
-"""A tiny live plot of training loss (per step) and validation Dice (per epoch)."""
+"""A tiny live plot of training loss (per step) and validation Dice (per epoch; one line
+per class for a multi-class model)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,19 @@ class CurveWidget(QWidget):
         self.setMinimumHeight(90)
         self.loss: list[float] = []
         self.dice: list[tuple[int, float]] = []  # (step, dice)
+        self.per_class: dict[str, list[tuple[int, float]]] = {}  # class name -> [(step, dice)]
+
+    #: line colours of the classes (the mean Dice keeps its blue)
+    CLASS_COLOURS = ((255, 96, 96), (96, 220, 96), (230, 120, 255), (255, 210, 60), (60, 230, 230))
 
     def clear(self) -> None:
-        self.loss, self.dice = [], []
+        self.loss, self.dice, self.per_class = [], [], {}
+        self.update()
+
+    def add_class_dice(self, step: int, values: dict[str, float]) -> None:
+        """One validation Dice per class at ``step`` (a multi-class model's epoch)."""
+        for name, value in values.items():
+            self.per_class.setdefault(str(name), []).append((int(step), float(value)))
         self.update()
 
     def add_loss(self, value: float) -> None:
@@ -48,8 +59,15 @@ class CurveWidget(QWidget):
                 p.drawLine(a, b)
             for pt in pts:
                 p.drawEllipse(pt, 2, 2)
+        for k, series in enumerate(self.per_class.values()) if len(self.per_class) > 1 else ():
+            p.setPen(QPen(QColor(*self.CLASS_COLOURS[k % len(self.CLASS_COLOURS)]), 1.2))
+            pts = [QPointF(4 + w * (s - 1) / (n - 1), 4 + h * (1 - d)) for s, d in series]
+            for a, b in itertools.pairwise(pts):
+                p.drawLine(a, b)
         p.setPen(QColor(200, 200, 200))
         last = f"  val Dice {self.dice[-1][1]:.3f}" if self.dice else ""
+        if len(self.per_class) > 1:
+            last += "  (" + ", ".join(f"{name} {v[-1][1]:.2f}" for name, v in self.per_class.items()) + ")"
         text = f"loss {self.loss[-1]:.3f}" if self.loss else "loss / validation Dice"
         p.drawText(6, self.height() - 3, text + last)
         p.end()

@@ -202,6 +202,8 @@ class TrainWidget(Step):
         info = event.info
         if info.get("kind") == "epoch":
             self.curve.add_dice(event.done, info["val_dice"])
+            if info.get("val_dice_per_class"):
+                self.curve.add_class_dice(event.done, info["val_dice_per_class"])
             self.status.value = f"training: epoch {event.done}, validation Dice {info['val_dice']:.3f}"
         elif "loss" in info:
             self.curve.add_loss(info["loss"])

@@ -409,5 +409,7 @@ def test_a_new_model_for_images_no_model_knows_from_the_dock(make_napari_viewer,
     assert card.classes == ("background", "left_lung", "right_lung") and card.flips is False
     assert card.normalisation["kind"] == "percentile" and card.parent is None
     assert train.result.verdict().startswith("new model: Dice per class left_lung")
+    assert set(train.curve.per_class) == {"left_lung", "right_lung"}  # the live curve, a line per class
+    assert len(train.curve.per_class["left_lung"]) == len(train.curve.dice) >= 1
     assert train.use_model() == "first-lungs"
     assert load_model("first-lungs").card.activation == "softmax"
