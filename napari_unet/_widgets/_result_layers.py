@@ -42,6 +42,13 @@ class ResultLayers:
     def prob(self) -> Any:
         return self._layer("probability")
 
+    def class_layers(self) -> list[tuple[int, Any]]:
+        """``(class id, layer)`` of a semantic model's per-class probability layers still open."""
+        if not self.semantic:
+            return []
+        found = [(c, self._layer(f"probability:{name}")) for c, name in enumerate(self.card.classes) if c > 0]
+        return [(c, layer) for c, layer in found if layer is not None]
+
     @property
     def labels(self) -> Any:
         return self._layer("labels")
@@ -63,6 +70,14 @@ class ResultLayers:
                                            visible=False, scale=scale, colormap="magma", contrast_limits=(0, 1))  # fmt: skip
             self.workflow.attach(work, layer, "probability")
             return True
+        for c, class_name in enumerate(self.card.classes[1:] if self.semantic else (), start=1):
+            role = f"probability:{class_name}"  # a semantic model: one probability layer per class
+            if self._layer(role) is None:
+                layer = self._viewer.add_image(self._array(f"probability_{c}", np.float32), visible=False, scale=scale,
+                                               name=f"{image.name} probability {class_name}", colormap="magma",
+                                               contrast_limits=(0, 1))  # fmt: skip
+                self.workflow.attach(work, layer, role)
+                return True
         if work.probabilities is None or tuple(work.probabilities.shape) != (k, *spatial):
             # every class of the prediction, for Count (in memory; not for a lazily opened image)
             lazy = not isinstance(image.data, np.ndarray)
@@ -124,6 +139,8 @@ class ResultLayers:
                 kept.append(p)
                 continue
             prob_layer.data[index] = 1.0 - prob[0] if self.semantic else prob[0]  # (any class but background)
+            for c, layer in self.class_layers():
+                layer.data[index] = prob[c]
             if full is not None:
                 full[(slice(None), *index)] = prob
             labels_layer.data[index] = merged
@@ -136,6 +153,8 @@ class ResultLayers:
                 labels_layer.data.attrs["napari_unet_max_label"] = self._next_id - 1
             prob_layer.refresh()
             labels_layer.refresh()
+            for _, layer in self.class_layers():
+                layer.refresh()
         return written, kept
 
     def _array(self, what: str, dtype: Any) -> Any:

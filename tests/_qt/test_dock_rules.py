@@ -333,7 +333,12 @@ def test_a_multi_class_model_predicts_and_counts_in_the_dock(make_napari_viewer,
     labels = viewer.layers["chest labels"]
     assert set(np.unique(labels.data)) <= {0, 1, 2}, "class ids were shifted like object ids"
     assert list(labels.features["class"]) == ["background", "left_lung", "right_lung"]
-    assert "chest probability (any class)" in [layer.name for layer in viewer.layers]
+    names = [layer.name for layer in viewer.layers]
+    assert {"chest probability (any class)", "chest probability left_lung", "chest probability right_lung"} <= set(
+        names
+    )
+    right = viewer.layers["chest probability right_lung"].data
+    assert right.shape == image.shape and 0 <= right.min() and right.max() <= 1 and right.any()
     correct = CorrectWidget(viewer)
     correct.labels_layer.value = labels
     assert list(correct.paint_class.choices) == ["1: left_lung", "2: right_lung"]
