@@ -61,6 +61,9 @@ class TrainConfig:
     loss: str = "dice_ce"
     #: weight of each output class in the cross-entropy or focal term (None: equal)
     class_weights: tuple[float, ...] | None = None
+    #: a semantic model's crops also centre on checked background it marks as a class (its
+    #: false positives, found after each epoch): what it confuses, it learns to leave out
+    hard_negatives: bool = True
     #: early stopping waits at least this many epochs (and half of max_seconds) before it
     #: may stop a run: a model trained from scratch learns little in its first epochs
     min_epochs: int = 0
@@ -336,6 +339,22 @@ class Trainer:
         finally:
             model.__dict__.pop("_napari_unet_prepared", None)
 
+    def false_positives(self, model: Any) -> list[tuple[int, np.ndarray]]:
+        """Per training plane, the checked background pixels ``model`` gives a class: the
+        hard negatives the next epoch's crops centre on."""
+        from napari_unet.pipeline import segment
+
+        model.eval()
+        settings = self.validation_settings(model.card)
+        pools = []
+        try:
+            for k, plane in enumerate(self.train_planes):
+                mask = segment(model, plane.image, axes="CYX", settings=settings, normalise=False).mask
+                pools.append((k, np.flatnonzero((mask > 0) & (plane.labels == 0) & plane.region)))
+        finally:
+            model.__dict__.pop("_napari_unet_prepared", None)
+        return pools
+
     def evaluate(self, model: Any) -> dict:
         """Held-out figures of ``model`` on the annotated region: Dice and object F1@0.5 of
         the foreground, and for a semantic model Dice, IoU, precision and recall of each
@@ -460,6 +479,8 @@ class Trainer:
                 raw = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 net.load_state_dict(ema)
             scores = self.evaluate(net)
+            if self.card.activation == "softmax" and cfg.hard_negatives:
+                sampler.set_hard_negatives(self.false_positives(net))
             record = {
                 "epoch": epoch,
                 "step": step,

@@ -203,13 +203,25 @@ class _Sampler:
             for cls in np.unique(values[values > 0]):
                 self.by_class.setdefault(int(cls), []).append((k, np.flatnonzero(p.region & (p.labels == cls))))
 
+    #: share of the crops not centred on a class that centre on a hard negative, when there are some
+    HARD_SHARE = 0.5
+
+    def set_hard_negatives(self, pools: list[tuple[int, np.ndarray]]) -> None:
+        """Pixels where the model marks a class on checked background: ``[(plane, flat indices)]``.
+        Crops centre on them too, so that what the model confuses with a class is what it
+        learns to leave out (a semantic model's false positives on vessels, say)."""
+        self.hard = [(k, where) for k, where in pools if len(where)]
+
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         xs, ys, ms = [], [], []
         c = self.crop
+        hard = getattr(self, "hard", [])
         for _ in range(n):
             if self.by_class and self.rng.random() < self.bias:
                 pools = self.by_class[list(self.by_class)[self.rng.integers(len(self.by_class))]]
                 k, pool = pools[self.rng.integers(len(pools))]
+            elif hard and self.rng.random() < self.HARD_SHARE:
+                k, pool = hard[self.rng.integers(len(hard))]
             else:
                 k = self.rng.choice(len(self.planes), p=self.p)
                 pool = (

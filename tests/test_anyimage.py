@@ -452,3 +452,20 @@ def test_lesion_crops_centre_on_the_rare_class():
     _, y, _ = sampler.batch(200)
     share = float((y[:, 1, 16, 16] > 0).mean())  # the crop's centre pixel is lesion
     assert 0.45 < share < 0.75
+
+
+def test_crops_also_centre_on_the_false_positives_of_the_last_epoch():
+    from napari_unet.train import TrainingItem
+    from napari_unet.train_data import _item_planes, _Sampler
+
+    labels = np.zeros((2, 96, 96), np.int32)
+    labels[0, 40:44, 40:44] = 1
+    card = ModelCard("rare", classes=("background", "lesion"), activation="softmax")
+    image = np.random.default_rng(1).random((2, 96, 96)).astype(np.float32)
+    planes = _item_planes(TrainingItem(image, labels, None, "x", "ZYX"), card)
+    sampler = _Sampler(planes, 16, 0.5, np.random.default_rng(0))
+    spot = np.ravel_multi_index((80, 10), (96, 96))  # a vessel the model took for a lesion, say
+    sampler.set_hard_negatives([(1, np.array([spot])), (0, np.array([], int))])
+    x, _, _ = sampler.batch(400)
+    at_spot = np.isclose(x[:, 0, 8, 8], planes[1].image[0, 80, 10])  # the crop's centre pixel is the hard negative
+    assert 0.15 < at_spot.mean() < 0.4  # about half of the half not centred on the lesion
