@@ -34,12 +34,13 @@ def filter_objects(
     exclude_border: bool = False,
     fill_holes: bool = True,
 ) -> np.ndarray:
-    """Fill holes, drop objects outside ``[min_area, max_area]`` (pixels) or touching the
-    border, and renumber 1..N in scan order. Works on one 2D label image."""
+    """Part an id painted in separate places into one object per place, fill holes, drop
+    objects outside ``[min_area, max_area]`` (pixels) or touching the border, and renumber
+    1..N. Works on one 2D label image."""
     from skimage.segmentation import clear_border
 
     _check_area(min_area, max_area)
-    labels = _compact(np.asarray(labels))
+    labels = _split_disconnected(_compact(np.asarray(labels)))
     if fill_holes and labels.any():
         labels = _fill_holes_locally(labels)
     if exclude_border:
@@ -54,6 +55,63 @@ def filter_objects(
             labels = np.where(drop[labels], 0, labels)
             areas = np.where(drop, 0, areas)
     return _relabel_sequential(labels, areas)
+
+
+#: an id whose pixels fill less than this share of its bounding box is checked for separate pieces
+SPARSE_BOX = 0.5
+
+
+def _split_disconnected(labels: np.ndarray) -> np.ndarray:
+    """One object per connected piece (8-connected) of each id: an id painted twice by hand
+    in two places, or a pasted correction that reuses an id, is two objects, not one.
+
+    Only ids whose pixels fill less than :data:`SPARSE_BOX` of their bounding box are
+    checked (a nucleus fills about three quarters of its box; two pieces far apart fill
+    little), so that labels without such ids cost a bincount and ``find_objects``; when
+    many ids are sparse the whole image is labelled at once. The largest piece keeps the
+    id; the others get new ids after the largest. Labels without such ids come back as
+    they are.
+
+    >>> lab = np.zeros((6, 9), np.int32); lab[1:3, 1:3] = 5; lab[3:5, 6:8] = 5
+    >>> np.unique(_split_disconnected(lab)).tolist()
+    [0, 5, 6]
+    """
+    from scipy import ndimage as ndi
+
+    if not labels.any():
+        return labels
+    areas = np.bincount(labels.ravel())
+    boxes = ndi.find_objects(labels)
+    sparse = []
+    for i, box in enumerate(boxes, start=1):
+        if box is not None and areas[i] < SPARSE_BOX * (box[0].stop - box[0].start) * (box[1].stop - box[1].start):
+            sparse.append(i)
+    if not sparse:
+        return labels
+    eight = np.ones((3, 3), bool)
+    next_id = int(labels.max()) + 1
+    out = labels.astype(np.int64 if next_id + len(sparse) * 64 > np.iinfo(np.int32).max else np.int32)  # (a copy)
+    if len(sparse) > max(50, len(boxes) // 10):  # many: label the whole image once
+        from skimage.measure import label
+
+        pieces = label(labels, connectivity=2, background=0)
+        for i in sparse:  # (only the sparse ids: the others are one piece by their box)
+            ids, counts = np.unique(pieces[labels == i], return_counts=True)
+            for piece in ids[np.argsort(-counts)][1:]:
+                out[pieces == piece] = next_id
+                next_id += 1
+        return out
+    for i in sparse:
+        box = boxes[i - 1]
+        parts, n = ndi.label(labels[box] == i, structure=eight)
+        if n < 2:
+            continue
+        sizes = np.bincount(parts.ravel())[1:]
+        region = out[box]
+        for piece in np.argsort(-sizes)[1:] + 1:
+            region[parts == piece] = next_id
+            next_id += 1
+    return out
 
 
 def _fill_holes_locally(labels: np.ndarray) -> np.ndarray:

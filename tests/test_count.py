@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from napari_unet.count import COLUMNS, contours, count_iter, count_per_slice, measure
-from napari_unet.instances import filter_objects, labels_from_probabilities, split_mask
+from napari_unet.instances import _split_disconnected, filter_objects, labels_from_probabilities, split_mask
 from napari_unet.model import ModelCard
 
 
@@ -171,7 +171,9 @@ def test_holes_are_filled_locally_exactly_as_by_a_whole_image_distance_transform
     rng = np.random.default_rng(7)
     for _ in range(60):
         labels = (rng.integers(0, 6, (30, 40)) * rng.integers(0, 2, (30, 40))).astype(dtype)
-        expected, _, _ = relabel_sequential(whole_image_fill(labels.astype(np.int64)))
+        # (an id scattered in pieces is one object per piece first: see the test below)
+        pieces = _split_disconnected(labels.astype(np.int64))
+        expected, _, _ = relabel_sequential(whole_image_fill(pieces))
         np.testing.assert_array_equal(filter_objects(labels), expected)
 
 
@@ -181,3 +183,24 @@ def test_huge_or_gapped_ids_are_counted_without_a_huge_table():
     labels[10:14, 10:14] = 7
     out = filter_objects(labels, min_area=4)
     assert out.dtype == np.int32 and out.max() == 2 and out[3, 3] == 2 and out[11, 11] == 1
+
+
+def test_an_id_painted_in_two_places_counts_as_two_objects():
+    """A correction that reuses an id far away (pasted, or painted with the wrong label)
+    is two nuclei, each measured and outlined: not one object with a contour around one."""
+    from napari_unet.count import contours, count_iter
+    from napari_unet.jobs import run_to_end
+
+    labels = np.zeros((80, 80), np.int32)
+    labels[5:15, 5:15] = 3
+    labels[50:62, 50:60] = 3  # the same id, elsewhere
+    labels[20:30, 30:40] = 7
+    out, table = run_to_end(count_iter(labels, kind="labels", min_area=10))
+    assert len(table) == 3 and len(contours(out)) == 3
+    assert sorted(table["area"].round().astype(int)) == [100, 100, 120]
+    many = np.zeros((200, 200), np.int32)  # many reused ids: the whole-image path
+    for k in range(60):
+        y, x = divmod(k, 10)
+        many[y * 20 + 2 : y * 20 + 8, x * 20 + 2 : x * 20 + 8] = 1 + k % 30
+    _, table = run_to_end(count_iter(many, kind="labels", min_area=1))
+    assert len(table) == 60
