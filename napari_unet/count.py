@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from napari_unet.geometry import outlines, plane_properties
-from napari_unet.instances import _planes, filter_objects, split_mask
+from napari_unet.instances import _planes, split_mask
+from napari_unet.label_cleanup import filter_objects
 
 __all__ = [
     "COLUMNS",

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_unet.jobs import Progress, relay, run_to_end
+from napari_unet.jobs import Progress, run_to_end
 
 if TYPE_CHECKING:
     import torch
@@ -322,7 +322,10 @@ def segment_iter(
                                     batch=resolved.batch if fixed_batch else chosen.batch)  # fmt: skip
     elif resolved.overlap is None:
         resolved = resolved.replace(overlap=card.overlap)
-    engine = _resized_predict_iter if card.input_size else predict_iter
+    if card.input_size:
+        from napari_unet.whole_image import resized_predict_iter as engine
+    else:
+        engine = predict_iter
     gen = engine(
         model,
         image,
@@ -360,48 +363,6 @@ def segment_iter(
             yield Progress(tiles + event.done, tiles + n_planes, event.info)
     found = fit_warnings(card, image, axes, probabilities, resolved) if normalise else ()
     return Segmentation(probabilities, labels, resolved, card, tuple(found))
-
-
-def resize_planes(planes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(C, H, W)`` float32 resized to ``size`` (bilinear; area-averaged when shrinking)."""
-    import torch
-    import torch.nn.functional as F
-
-    if tuple(planes.shape[-2:]) == tuple(size):
-        return np.ascontiguousarray(planes, np.float32)
-    x = torch.from_numpy(np.ascontiguousarray(planes, np.float32))[None]
-    shrink = size[0] < planes.shape[-2] or size[1] < planes.shape[-1]
-    y = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-    return y[0].numpy()
-
-
-def _resized_predict_iter(
-    model: Any, image: Any, *, axes: str | None, tile: int, normalise: bool, out: Any = None, **engine: Any
-) -> Generator[Progress, None, np.ndarray]:
-    """Whole-image mode: each plane scaled, resized to ``tile`` squared, predicted in one
-    piece, and its probabilities resized back to the plane's size."""
-    from napari_unet.inference import predict_iter
-    from napari_unet.planes import _read_plane, normalise_plane, plane_layout
-
-    card = model.card
-    layout = plane_layout(tuple(image.shape), axes, card.in_channels)
-    h, w = layout.spatial_shape[-2:]
-    probs = np.zeros((card.out_channels, *layout.spatial_shape), np.float32) if out is None else out
-    flat = probs.reshape(card.out_channels, layout.n_planes, h, w) if isinstance(probs, np.ndarray) else None
-    for p in range(layout.n_planes):
-        plane = _read_plane(image, layout, p, card.in_channels)
-        if normalise:
-            plane = normalise_plane(plane, card.normalisation)
-        small = resize_planes(plane, (tile, tile))
-        gen = predict_iter(model, small, axes="CYX", tile=tile, normalise=False, **engine)
-        result = yield from relay(gen, lambda e, p=p: Progress(p * e.total + e.done, layout.n_planes * e.total, e.info))
-        big = resize_planes(result, (h, w))
-        if flat is not None:
-            flat[:, p] = big
-        else:
-            index = np.unravel_index(p, layout.spatial_shape[:-2]) if len(layout.spatial_shape) > 2 else ()
-            probs[(slice(None), *index)] = big
-    return probs
 
 
 def segment(

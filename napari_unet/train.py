@@ -27,11 +27,18 @@ import numpy as np
 from napari_unet.augment import augment
 from napari_unet.inference import cpu_has_fast_bf16, pick_device
 from napari_unet.jobs import Progress, run_to_end
-from napari_unet.train_data import TrainingItem, _item_planes, _Sampler, _split_validation, make_targets
+from napari_unet.losses import LOSSES, masked_loss
+from napari_unet.train_data import (
+    TrainingItem,
+    _item_planes,
+    _merge_stats,
+    _Sampler,
+    _split_validation,
+    dataset_normalisation,
+    make_targets,
+)
 
 if TYPE_CHECKING:
-    import torch
-
     from napari_unet.model import ModelCard
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingItem", "make_targets", "masked_loss", "train"]
@@ -133,66 +140,6 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------- targets and loss
-
-
-LOSSES = ("dice_ce", "dice", "ce", "focal", "dice_focal")
-
-
-def masked_loss(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    mask: torch.Tensor,
-    activation: str = "sigmoid",
-    *,
-    loss: str = "dice_ce",
-    class_weights: Any = None,
-) -> torch.Tensor:
-    """A segmentation loss computed only where ``mask`` is 1; zero weight elsewhere.
-
-    ``logits`` and ``target`` are ``(B, K, H, W)``; ``mask`` is ``(B, 1, H, W)``.
-    ``loss`` names the terms: ``dice``, ``ce`` (cross-entropy), ``focal`` (cross-entropy
-    weighted by ``(1 - p)**2``, which follows the hard pixels) or a sum of two. For a
-    softmax model the Dice term averages the foreground classes (not the background, which
-    would drown a lesion of 0.1% of the image); ``class_weights`` weigh each output class
-    in the cross-entropy or focal term.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    logits = logits.float()
-    m = mask.float()
-    n = m.sum().clamp_min(1.0)
-    weights = (
-        None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=logits.device)
-    )
-    total = logits.new_zeros(())
-    if activation == "softmax":
-        prob = torch.softmax(logits, 1)
-        classes = target.argmax(1)
-        if "ce" in loss or "focal" in loss:
-            ce = F.cross_entropy(logits, classes, weight=weights, reduction="none")[:, None]
-            if "focal" in loss:
-                p_true = prob.gather(1, classes[:, None])
-                ce = ce * (1 - p_true) ** 2
-            total = total + (ce * m).sum() / n
-    else:
-        prob = torch.sigmoid(logits)
-        if "ce" in loss or "focal" in loss:
-            ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-            if "focal" in loss:
-                p_true = prob * target + (1 - prob) * (1 - target)
-                ce = ce * (1 - p_true) ** 2
-            if weights is not None:
-                ce = ce * weights.view(1, -1, 1, 1)
-            total = total + (ce * m).sum() / (n * ce.shape[1])
-    if "dice" in loss:
-        inter = (prob * target * m).sum((0, 2, 3))
-        denom = ((prob + target) * m).sum((0, 2, 3))
-        dice = (2 * inter + 1.0) / (denom + 1.0)
-        if activation == "softmax" and dice.shape[0] > 1:
-            dice = dice[1:]
-        total = total + 1 - dice.mean()
-    return total
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -593,35 +540,6 @@ class Trainer:
             time.perf_counter() - self._t0,
         )
         return self._result
-
-
-def _merge_stats(old: dict, new: dict) -> dict:
-    """The range of each statistic over a parent's training data and this run's."""
-    out = dict(new)
-    for key, (lo, hi) in (old or {}).items():
-        if key in out:
-            out[key] = [min(lo, out[key][0]), max(hi, out[key][1])]
-    return out
-
-
-def dataset_normalisation(items: Sequence[TrainingItem], card: Any) -> dict:
-    """``{"kind": "dataset", "mean": [...], "std": [...]}``: per channel, over the
-    annotated planes of the training images (from the same strided sample as percentiles)."""
-    from napari_unet.planes import _read_plane, percentile_sample, plane_layout, select_channels, with_context
-
-    sums = np.zeros((card.in_channels, 3))
-    for item in items:
-        image, axes = select_channels(item.image, item.axes, card.channels, card.image_channels)
-        image, axes = with_context(image, axes, card.context)
-        layout = plane_layout(tuple(image.shape), axes, card.in_channels)
-        for p in range(layout.n_planes):
-            sample = np.asarray(percentile_sample(_read_plane(image, layout, p, card.in_channels)), np.float64)
-            flat = sample.reshape(card.in_channels, -1)
-            sums += np.stack([np.full(card.in_channels, flat.shape[1]), flat.sum(1), (flat**2).sum(1)], 1)
-    mean = sums[:, 1] / sums[:, 0]
-    std = np.sqrt(np.maximum(sums[:, 2] / sums[:, 0] - mean**2, 0))
-    return {"kind": "dataset", "mean": [round(float(v), 6) for v in mean],
-            "std": [round(float(v), 6) if v > 0 else 1.0 for v in std]}  # fmt: skip
 
 
 def train(items: Sequence[TrainingItem], **kwargs: Any) -> TrainResult:

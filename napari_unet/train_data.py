@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from napari_unet.planes import normalise_plane
 if TYPE_CHECKING:
     from napari_unet.model import ModelCard
 
-__all__ = ["TrainingItem", "make_targets"]
+__all__ = ["TrainingItem", "dataset_normalisation", "make_targets"]
 
 
 @dataclass
@@ -119,7 +120,7 @@ def _item_planes(item: TrainingItem, card: ModelCard) -> list[_Plane]:
         img = normalise_plane(_read_plane(image, layout, p, card.in_channels), card.normalisation)
         lab, region = flat_labels[p], region_planes[p].copy()
         if card.input_size:  # whole-image mode: the network only ever sees the plane resized
-            from napari_unet.pipeline import resize_planes
+            from napari_unet.whole_image import resize_planes
 
             size = (card.input_size, card.input_size)
             img, lab, region = resize_planes(img, size), _resize_nearest(lab, size), _resize_nearest(region, size)
@@ -246,3 +247,32 @@ def _crop(a: np.ndarray, cy: int, cx: int, c: int) -> np.ndarray:
     ey, ex = min(h, y0 + c), min(w, x0 + c)
     out[:, sy - y0 : ey - y0, sx - x0 : ex - x0] = a[:, sy:ey, sx:ex]
     return out
+
+
+def _merge_stats(old: dict, new: dict) -> dict:
+    """The range of each statistic over a parent's training data and this run's."""
+    out = dict(new)
+    for key, (lo, hi) in (old or {}).items():
+        if key in out:
+            out[key] = [min(lo, out[key][0]), max(hi, out[key][1])]
+    return out
+
+
+def dataset_normalisation(items: Sequence[TrainingItem], card: Any) -> dict:
+    """``{"kind": "dataset", "mean": [...], "std": [...]}``: per channel, over the
+    annotated planes of the training images (from the same strided sample as percentiles)."""
+    from napari_unet.planes import _read_plane, percentile_sample, plane_layout, select_channels, with_context
+
+    sums = np.zeros((card.in_channels, 3))
+    for item in items:
+        image, axes = select_channels(item.image, item.axes, card.channels, card.image_channels)
+        image, axes = with_context(image, axes, card.context)
+        layout = plane_layout(tuple(image.shape), axes, card.in_channels)
+        for p in range(layout.n_planes):
+            sample = np.asarray(percentile_sample(_read_plane(image, layout, p, card.in_channels)), np.float64)
+            flat = sample.reshape(card.in_channels, -1)
+            sums += np.stack([np.full(card.in_channels, flat.shape[1]), flat.sum(1), (flat**2).sum(1)], 1)
+    mean = sums[:, 1] / sums[:, 0]
+    std = np.sqrt(np.maximum(sums[:, 2] / sums[:, 0] - mean**2, 0))
+    return {"kind": "dataset", "mean": [round(float(v), 6) for v in mean],
+            "std": [round(float(v), 6) if v > 0 else 1.0 for v in std]}  # fmt: skip

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from napari_unet.count import COLUMNS, contours, count_iter, count_per_slice, measure
-from napari_unet.instances import _split_disconnected, filter_objects, labels_from_probabilities, split_mask
+from napari_unet.instances import labels_from_probabilities, split_mask
+from napari_unet.label_cleanup import _split_disconnected, filter_objects
 from napari_unet.model import ModelCard
 
 

@@ -241,7 +241,8 @@ def test_the_grid_gives_the_same_tiles_and_weights_as_before_in_2d():
 def test_device_resident_engine_agrees_with_the_host_engine(tiny_model, rng, shape, tile):
     """The GPU path (each plane kept on the device) is the same arithmetic as the host
     engine: checked here on the CPU device, where CI runs; on CUDA it is what predict uses."""
-    from napari_unet.inference import device_tiled_iter, prepare_model
+    from napari_unet.device_engine import device_tiled_iter
+    from napari_unet.inference import prepare_model
     from napari_unet.jobs import run_to_end
     from napari_unet.tiling import tiled_predict_iter
 

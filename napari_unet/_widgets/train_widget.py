@@ -39,7 +39,7 @@ class TrainWidget(Step):
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.labels_layer = create_widget(annotation="napari.layers.Labels", label="labels")
         from napari_unet.architectures import ARCHITECTURES
-        from napari_unet.model import IMAGE_KINDS
+        from napari_unet.recipes import IMAGE_KINDS
         from napari_unet.train import LOSSES
 
         self.start_from = ComboBox(label="start from", choices=START_CHOICES, value=START_CHOICES[0])
@@ -103,7 +103,7 @@ class TrainWidget(Step):
 
     def new_card(self, image: Any) -> Any:
         """The card of the new model the form describes (checked: a ValueError says what to change)."""
-        from napari_unet.model import IMAGE_KINDS, new_model_card
+        from napari_unet.recipes import IMAGE_KINDS, new_model_card
 
         names = [n.strip() for n in self.class_names.value.split(",") if n.strip()]
         if self.task.value == TASKS[0]:

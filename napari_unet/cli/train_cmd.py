@@ -148,7 +148,7 @@ def guess_normalisation(image: Any) -> dict:
 
 def new_card(args: argparse.Namespace, first: Any) -> Any:
     """The card of a model trained from scratch, from the command line and the first image."""
-    from napari_unet.model import new_model_card
+    from napari_unet.recipes import new_model_card
 
     channels = (
         len(args.channels)

@@ -1,0 +1,159 @@
+"""Clean-up of a labels image, whoever made it (the pipeline, a person's corrections, a
+file): one object per connected place of an id, holes filled, objects outside the area
+limits or on the border dropped, ids renumbered 1..N. Pure numpy + scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["filter_objects"]
+
+
+def _check_area(min_area: float, max_area: float | None) -> None:
+    if min_area < 0:
+        raise ValueError(f"min_area must be >= 0, got {min_area}")
+    if max_area is not None and max_area < min_area:
+        raise ValueError(f"min_area ({min_area}) is larger than max_area ({max_area}); no object could be kept")
+
+
+def filter_objects(
+    labels: np.ndarray,
+    *,
+    min_area: float = 0,
+    max_area: float | None = None,
+    exclude_border: bool = False,
+    fill_holes: bool = True,
+) -> np.ndarray:
+    """Part an id painted in separate places into one object per place, fill holes, drop
+    objects outside ``[min_area, max_area]`` (pixels) or touching the border, and renumber
+    1..N. Works on one 2D label image."""
+    from skimage.segmentation import clear_border
+
+    _check_area(min_area, max_area)
+    labels = _split_disconnected(_compact(np.asarray(labels)))
+    if fill_holes and labels.any():
+        labels = _fill_holes_locally(labels)
+    if exclude_border:
+        labels = clear_border(labels)
+    areas = np.bincount(labels.ravel()) if labels.any() else np.zeros(1, np.int64)
+    if min_area > 0 or max_area is not None:
+        drop = areas < min_area
+        if max_area is not None:
+            drop |= areas > max_area
+        drop[0] = False
+        if drop.any():
+            labels = np.where(drop[labels], 0, labels)
+            areas = np.where(drop, 0, areas)
+    return _relabel_sequential(labels, areas)
+
+
+#: an id whose pixels fill less than this share of its bounding box is checked for separate pieces
+SPARSE_BOX = 0.5
+
+
+def _split_disconnected(labels: np.ndarray) -> np.ndarray:
+    """One object per connected piece (8-connected) of each id: an id painted twice by hand
+    in two places, or a pasted correction that reuses an id, is two objects, not one.
+
+    Only ids whose pixels fill less than :data:`SPARSE_BOX` of their bounding box are
+    checked (a nucleus fills about three quarters of its box; two pieces far apart fill
+    little), so that labels without such ids cost a bincount and ``find_objects``; when
+    many ids are sparse the whole image is labelled at once. The largest piece keeps the
+    id; the others get new ids after the largest. Labels without such ids come back as
+    they are.
+
+    >>> lab = np.zeros((6, 9), np.int32); lab[1:3, 1:3] = 5; lab[3:5, 6:8] = 5
+    >>> np.unique(_split_disconnected(lab)).tolist()
+    [0, 5, 6]
+    """
+    from scipy import ndimage as ndi
+
+    if not labels.any():
+        return labels
+    areas = np.bincount(labels.ravel())
+    boxes = ndi.find_objects(labels)
+    sparse = []
+    for i, box in enumerate(boxes, start=1):
+        if box is not None and areas[i] < SPARSE_BOX * (box[0].stop - box[0].start) * (box[1].stop - box[1].start):
+            sparse.append(i)
+    if not sparse:
+        return labels
+    eight = np.ones((3, 3), bool)
+    next_id = int(labels.max()) + 1
+    out = labels.astype(np.int64 if next_id + len(sparse) * 64 > np.iinfo(np.int32).max else np.int32)  # (a copy)
+    if len(sparse) > max(50, len(boxes) // 10):  # many: label the whole image once
+        from skimage.measure import label
+
+        pieces = label(labels, connectivity=2, background=0)
+        for i in sparse:  # (only the sparse ids: the others are one piece by their box)
+            ids, counts = np.unique(pieces[labels == i], return_counts=True)
+            for piece in ids[np.argsort(-counts)][1:]:
+                out[pieces == piece] = next_id
+                next_id += 1
+        return out
+    for i in sparse:
+        box = boxes[i - 1]
+        parts, n = ndi.label(labels[box] == i, structure=eight)
+        if n < 2:
+            continue
+        sizes = np.bincount(parts.ravel())[1:]
+        region = out[box]
+        for piece in np.argsort(-sizes)[1:] + 1:
+            region[parts == piece] = next_id
+            next_id += 1
+    return out
+
+
+def _fill_holes_locally(labels: np.ndarray) -> np.ndarray:
+    """Each hole of a labels image (background not connected to the image edge, 4-connected
+    as ``binary_fill_holes`` sees it) takes the id of the nearest labelled pixel, as a
+    distance transform of the whole image gives it, computed within the hole's box plus
+    one pixel: the pixels around a hole are labelled, so its nearest one lies there.
+    A 4096^2 image with 1,500 hole pixels: 2.9 s -> ~0.15 s (benchmarks/bench_count.py)."""
+    from scipy import ndimage as ndi
+
+    background, n = ndi.label(labels == 0)
+    if n == 0:
+        return labels
+    edge = set(np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])))
+    out = None
+    h, w = labels.shape
+    for k, box in enumerate(ndi.find_objects(background), start=1):
+        if k in edge or box is None:
+            continue
+        y0, y1 = max(box[0].start - 1, 0), min(box[0].stop + 1, h)
+        x0, x1 = max(box[1].start - 1, 0), min(box[1].stop + 1, w)
+        crop = labels[y0:y1, x0:x1]
+        hole = background[y0:y1, x0:x1] == k
+        _, (iy, ix) = ndi.distance_transform_edt(crop == 0, return_indices=True)
+        out = labels.copy() if out is None else out
+        out[y0:y1, x0:x1][hole] = crop[iy[hole], ix[hole]]
+    return labels if out is None else out
+
+
+def _compact(labels: np.ndarray) -> np.ndarray:
+    """Labels as a signed integer array whose largest id is no larger than needed to count
+    areas with a bincount: ids far above the number of pixels (hashes, uint64) are ranked
+    first, keeping their order."""
+    if labels.dtype.kind == "b":
+        return labels.astype(np.int32)
+    if (labels.dtype.kind == "u" and labels.dtype.itemsize >= 8) or labels.dtype.kind not in "iu":
+        labels = labels.astype(np.int64)
+    if labels.size and int(labels.max()) > max(1 << 24, 4 * labels.size):
+        ids, inverse = np.unique(labels.ravel(), return_inverse=True)
+        return (inverse + (0 if ids[0] == 0 else 1)).reshape(labels.shape).astype(np.int32)
+    return labels
+
+
+def _relabel_sequential(labels: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """Ids 1..N in the order of the old ids (as skimage's ``relabel_sequential``), int32;
+    no pass over the image when they already are."""
+    labels = labels.astype(np.int32, copy=False)
+    counts = np.bincount(labels.ravel()) if counts is None else counts
+    present = counts > 0
+    present[0] = False
+    if present[1:].all():
+        return labels
+    lut = np.zeros(len(counts), np.int32)
+    lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
+    return lut[labels]
