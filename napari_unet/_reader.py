@@ -39,11 +39,10 @@ def _notify_error(message: str) -> None:
 
 
 def looks_like_ct(img: ImageData) -> bool:
-    """Signed 16-bit values with air near -1000 and bone above 200: Hounsfield units."""
-    if img.data.dtype != np.int16 or img.rgb or img.channel_axis is not None or img.lazy:
-        return False
-    data = np.asarray(img.data)
-    return bool(data.min() <= -900 and data.max() >= 200)
+    """A grayscale image in memory whose values are Hounsfield units."""
+    from napari_unet.planes import in_hounsfield_units
+
+    return not (img.rgb or img.channel_axis is not None or img.lazy) and in_hounsfield_units(img.data)
 
 
 def _contrast_limits(img: ImageData) -> list[float] | None:

@@ -22,6 +22,7 @@ __all__ = [
     "apply_limits",
     "check_normalisation",
     "clips",
+    "in_hounsfield_units",
     "infer_axes",
     "normalise_plane",
     "percentile_sample",
@@ -210,6 +211,17 @@ CT_WINDOWS = {
     "brain": (40.0, 80.0),
     "liver": (60.0, 160.0),
 }
+
+
+def in_hounsfield_units(data: Any) -> bool:
+    """Signed 16-bit values with air near -1000 and bone above 200: a CT in Hounsfield units.
+
+    >>> in_hounsfield_units(np.array([-1024, 0, 700], np.int16)), in_hounsfield_units(np.array([0, 700], np.int16))
+    (True, False)
+    """
+    data = np.asarray(data)
+    return data.dtype == np.int16 and data.size > 0 and bool(data.min() <= -900 and data.max() >= 200)
+
 
 NORMALISATIONS = ("percentile", "zscore", "dataset", "range", "window", "none")
 

@@ -140,8 +140,9 @@ def _by_time(gen: Any, seconds: float) -> Any:
 def guess_normalisation(image: Any) -> dict:
     """A new model's scaling when none is asked for: a lung CT window for signed 16-bit
     images whose values look like Hounsfield units (air near -1000), else percentiles."""
-    data = np.asarray(image.data)
-    if data.dtype == np.int16 and data.min() <= -900 and data.max() >= 200:
+    from napari_unet.planes import in_hounsfield_units
+
+    if not image.rgb and image.channel_axis is None and in_hounsfield_units(image.data):
         return {"kind": "window", "preset": "lung"}
     return {"kind": "percentile", "low": 1.0, "high": 99.8}
 
