@@ -6,82 +6,24 @@ torch and MONAI are imported inside the functions, so importing this module is c
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
 
     from napari_unet.model import ModelCard
 
-__all__ = ["ARCHITECTURES", "arch_args_for", "build_model", "fuse_batchnorm", "size_divisor"]
+__all__ = [
+    "ARCHITECTURES",
+    "PACKAGED",
+    "arch_args_for",
+    "build_model",
+    "fuse_batchnorm",
+    "network_spec",
+    "size_divisor",
+]
 
 ARCHITECTURES = ("unet", "resunet", "attention_unet", "unetpp")
-
-
-def _classic_unet_class() -> type:
-    import torch
-    from torch import nn
-
-    class DoubleConv(nn.Sequential):
-        def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
-            layers: list[nn.Module] = [
-                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.ReLU(inplace=True),
-            ]
-            if dropout:
-                layers.append(nn.Dropout2d(dropout))
-            super().__init__(*layers)
-
-    class UNet(nn.Module):
-        """The classic U-Net: double 3x3 conv + BatchNorm + ReLU, max-pool down, skips concatenated.
-
-        ``features`` sets the width of each level (its length - 1 = number of poolings);
-        ``upsample`` is ``"transpose"`` (2x2 transposed conv) or ``"bilinear"`` (+ 1x1 conv).
-        """
-
-        def __init__(
-            self,
-            in_channels: int = 1,
-            out_channels: int = 1,
-            features: tuple[int, ...] = (32, 64, 128, 256, 512),
-            upsample: str = "transpose",
-            dropout: float = 0.0,
-        ) -> None:
-            super().__init__()
-            if upsample not in ("transpose", "bilinear"):
-                raise ValueError(f"upsample must be 'transpose' or 'bilinear', got {upsample!r}")
-            features = tuple(int(f) for f in features)
-            self.down = nn.ModuleList()
-            cin = in_channels
-            for i, f in enumerate(features):
-                self.down.append(DoubleConv(cin, f, dropout if i == len(features) - 1 else 0.0))
-                cin = f
-            self.up = nn.ModuleList()
-            self.dec = nn.ModuleList()
-            for f_low, f in zip(features[::-1][:-1], features[::-1][1:]):
-                if upsample == "transpose":
-                    self.up.append(nn.ConvTranspose2d(f_low, f, 2, stride=2))
-                else:
-                    self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(f_low, f, 1)))
-                self.dec.append(DoubleConv(2 * f, f))
-            self.head = nn.Conv2d(features[0], out_channels, 1)
-            self.pool = nn.MaxPool2d(2)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            skips = []
-            for i, block in enumerate(self.down):
-                x = block(x if i == 0 else self.pool(x))
-                skips.append(x)
-            skips.pop()
-            for up, dec in zip(self.up, self.dec):
-                x = dec(torch.cat([up(x), skips.pop()], dim=1))
-            return self.head(x)
-
-    return UNet
 
 
 def arch_args_for(architecture: str, width: int = 16, depth: int = 5) -> dict:
@@ -121,70 +63,66 @@ def size_divisor(architecture: str, arch_args: dict) -> int:
     if architecture in ("resunet", "attention_unet"):
         channels = arch_args.get("channels", (16, 32, 64, 128, 256))
         return 2 ** len(arch_args.get("strides", (2,) * (len(channels) - 1)))
+    if architecture in PACKAGED:  # the imported network pads its input to a size it takes
+        return 1
     return 16
+
+
+#: weights imported from a bioimage.io package that napari-unet runs but cannot rebuild:
+#: they predict, they are not fine-tuned
+PACKAGED = ("torchscript", "onnx")
+
+
+def network_spec(card: ModelCard) -> tuple[str, str, dict]:
+    """``(module, callable, keyword arguments)`` that build a card's network: what
+    :func:`build_model` calls, and what a bioimage.io package names as its architecture.
+
+    >>> from napari_unet.model import ModelCard
+    >>> network_spec(ModelCard("m", arch_args={"features": [8, 16]}))
+    ('napari_unet.nets', 'UNet', {'in_channels': 1, 'out_channels': 1, 'features': [8, 16]})
+    """
+    args = dict(card.arch_args)
+    io = {"in_channels": int(card.in_channels), "out_channels": card.out_channels}
+    if card.architecture == "unet":
+        return (
+            "napari_unet.nets",
+            "UNet",
+            {**io, "features": list(args.pop("features", (32, 64, 128, 256, 512))), **args},
+        )
+    if card.architecture in ("resunet", "attention_unet"):
+        channels = list(args.pop("channels", (16, 32, 64, 128, 256)))
+        strides = list(args.pop("strides", (2,) * (len(channels) - 1)))
+        common = {"spatial_dims": 2, **io, "channels": channels, "strides": strides}
+        if card.architecture == "resunet":
+            return (
+                "monai.networks.nets",
+                "UNet",
+                {**common, "num_res_units": args.pop("num_res_units", 2), "norm": "batch", **args},
+            )
+        return "monai.networks.nets", "AttentionUnet", {**common, **args}
+    if card.architecture == "unetpp":
+        features = list(args.pop("features", (32, 32, 64, 128, 256, 32)))
+        return "napari_unet.nets", "UNetPlusPlus", {"spatial_dims": 2, **io, "features": features, **args}
+    raise ValueError(
+        f"a {card.architecture} model came from a bioimage.io package as weights napari-unet cannot rebuild; "
+        "it predicts, but cannot be trained or fine-tuned"
+    )
 
 
 def build_model(card: ModelCard) -> torch.nn.Module:
     """A freshly initialised network for a card, with ``.card`` and ``.size_divisor`` set.
 
-    ``unet`` is the classic U-Net (written here so it can be fused and compiled);
-    ``resunet`` (MONAI ``UNet`` with residual units), ``attention_unet`` (MONAI
-    ``AttentionUnet``) and ``unetpp`` (MONAI ``BasicUNetPlusPlus``) come from MONAI.
+    ``unet`` is the classic U-Net (:mod:`napari_unet.nets`, so it can be fused, compiled
+    and exported); ``resunet`` (MONAI ``UNet`` with residual units), ``attention_unet``
+    (MONAI ``AttentionUnet``) and ``unetpp`` (MONAI ``BasicUNetPlusPlus``) come from MONAI.
     """
-    args = dict(card.arch_args)
-    cin, cout = int(card.in_channels), card.out_channels
-    if card.architecture == "unet":
-        features = tuple(args.pop("features", (32, 64, 128, 256, 512)))
-        net = _classic_unet_class()(cin, cout, features=features, **args)
-        divisor = 2 ** (len(features) - 1)
-    elif card.architecture == "resunet":
-        from monai.networks.nets import UNet as MonaiUNet
+    import importlib
 
-        channels = tuple(args.pop("channels", (16, 32, 64, 128, 256)))
-        strides = tuple(args.pop("strides", (2,) * (len(channels) - 1)))
-        net = MonaiUNet(
-            2,
-            cin,
-            cout,
-            channels=channels,
-            strides=strides,
-            num_res_units=args.pop("num_res_units", 2),
-            norm="batch",
-            **args,
-        )
-        divisor = 2 ** len(strides)
-    elif card.architecture == "attention_unet":
-        from monai.networks.nets import AttentionUnet
-
-        channels = tuple(args.pop("channels", (16, 32, 64, 128, 256)))
-        strides = tuple(args.pop("strides", (2,) * (len(channels) - 1)))
-        net = AttentionUnet(2, cin, cout, channels=channels, strides=strides, **args)
-        divisor = 2 ** len(strides)
-    else:  # unetpp
-        from monai.networks.nets import BasicUNetPlusPlus
-
-        features = tuple(args.pop("features", (32, 32, 64, 128, 256, 32)))
-        inner = BasicUNetPlusPlus(2, cin, cout, features=features, **args)
-        net = _FirstOutput(inner)
-        divisor = 16
+    module, name, kwargs = network_spec(card)
+    net = getattr(importlib.import_module(module), name)(**kwargs)
     net.card = card
-    net.size_divisor = divisor
+    net.size_divisor = size_divisor(card.architecture, card.arch_args)
     return net.eval()
-
-
-def _FirstOutput(inner: Any) -> Any:
-    """UNet++ returns a list of (deep-supervision) outputs; keep the final one."""
-    from torch import nn
-
-    class FirstOutput(nn.Module):
-        def __init__(self, module: nn.Module) -> None:
-            super().__init__()
-            self.net = module
-
-        def forward(self, x: Any) -> Any:
-            return self.net(x)[0]
-
-    return FirstOutput(inner)
 
 
 def fuse_batchnorm(model: torch.nn.Module) -> torch.nn.Module:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari_unet.architectures import ARCHITECTURES, build_model
+from napari_unet.architectures import ARCHITECTURES, PACKAGED, build_model
 
 if TYPE_CHECKING:
     import torch
@@ -120,7 +120,7 @@ class ModelCard:
     format_version: int = 1
 
     def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
+        if self.architecture not in ARCHITECTURES + PACKAGED:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if not 1 <= int(self.in_channels) <= 16:
             raise ValueError(f"in_channels must be 1 to 16, got {self.in_channels}")
@@ -382,6 +382,12 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, card: ModelCard
     if path.stat().st_size == 0:
         raise ModelLoadError(f"{path}: the model file is empty (0 bytes); it was not saved completely.")
     card = card or read_card(path)
+    if card.architecture in PACKAGED:  # imported from bioimage.io: its own weights in a folder beside
+        from napari_unet.exchange import packaged_network
+
+        net = packaged_network(path, card)
+        net.source_path = path
+        return net
     if path.suffix in (".pt", ".pth"):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)

@@ -169,6 +169,7 @@ class Trainer:
     ) -> None:
         import datetime as dt
 
+        from napari_unet.architectures import network_spec
         from napari_unet.model import build_model
 
         self.config = config or TrainConfig()
@@ -177,6 +178,7 @@ class Trainer:
         self.parent = base
         if base is not None:
             card = base.card
+        network_spec(card)  # an imported torchscript/ONNX network cannot be rebuilt to train: say so now
         self.name = name or f"{card.name}-finetuned-{dt.datetime.now():%Y%m%d-%H%M%S}"
         if not items:
             raise ValueError("no training images given")

@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, PushButton, SpinBox, create_widget
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    FileEdit,
+    FloatSpinBox,
+    LineEdit,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
 
 from napari_unet._widgets._common import (
     image_axes,
@@ -67,10 +76,15 @@ class TrainWidget(Step):
         self.use_anyway = CheckBox(label="use it although it is not better", value=False, visible=False)
         self.repredict_button = PushButton(text="Re-predict unchecked slices", enabled=False)
         train_button, cancel_button = PushButton(text="Train"), PushButton(text="Stop (keep best)")
+        # the model Predict uses, as a bioimage.io package for Fiji (deepImageJ), ilastik, QuPath
+        self.export_path = FileEdit(label="package", mode="w", filter="*.zip")
+        self.export_button = PushButton(text="Export for bioimage.io")
+        self.export_button.tooltip = "Write the model Predict uses as a bioimage.io package (.zip), tested on export"
         form = [self.image, self.labels_layer, self.start_from, self.base, *self._new_model_widgets,
                 *self._advanced_widgets, self.seconds, self.model_name, train_button]  # fmt: skip
         super().__init__(viewer, [*form, cancel_button, self.verdict, self.use_anyway, self.use_button,
-                                  self.repredict_button], run_button=train_button, cancel_button=cancel_button)  # fmt: skip
+                                  self.repredict_button, self.export_path, self.export_button],
+                         run_button=train_button, cancel_button=cancel_button)  # fmt: skip
         self.train_button = train_button
         self.curve = CurveWidget()
         self.native.layout().insertWidget(len(form) + 2, self.curve)
@@ -81,6 +95,9 @@ class TrainWidget(Step):
         self.use_button.changed.connect(self.use_model)
         self.use_anyway.changed.connect(self._update_use_button)
         self.repredict_button.changed.connect(self.repredict)
+        self.export_button.changed.connect(self.export)
+        self._export_default = self._default_export(self.workflow.model_name)
+        self.export_path.value = self._export_default
         listen(self.workflow, "predicted", self._predicted)
         listen(self.workflow, "model", self._model_switched)
         self.trainer: Any = None
@@ -125,8 +142,49 @@ class TrainWidget(Step):
             name=self.model_name.value.strip() or "new",
         )  # fmt: skip
 
+    @staticmethod
+    def _default_export(name: str) -> str:
+        from pathlib import Path
+
+        return str(Path.home() / f"{name}.bioimageio.zip")
+
+    def export(self, *_: Any) -> Any:
+        """Write the model Predict uses as a bioimage.io package, in the background; the
+        package is tested by bioimage.io's own test before the step says it is done."""
+        from pathlib import Path
+
+        if self.busy():
+            return None
+        path = Path(str(self.export_path.value or "")).expanduser()
+        if not str(self.export_path.value or "").strip() or path.is_dir():
+            self.refuse("choose a file for the package, ending in .zip")
+            return None
+        if path.suffix.lower() != ".zip":
+            path = path.with_name(path.name + ".zip")
+        name = self.workflow.model_name
+
+        def job() -> Any:
+            from napari_unet.exchange import export_package
+
+            yield from ()
+            return export_package(name, path)
+
+        self.status.value = f"exporting {name} for bioimage.io..."
+        return self.start(job(), desc="Export", on_done=self._exported)
+
+    def _exported(self, result: Any) -> None:
+        skipped = "".join(f"; no {fmt} weights ({why})" for fmt, why in result.skipped.items())
+        self.status.value = f"exported to {result.path.name}"
+        notify_info(
+            f"Exported to {result.path} (weights: {', '.join(result.weights)}{skipped}); bioimage.io's own test "
+            f"{result.test}. Open it in Fiji (deepImageJ), ilastik or QuPath."
+        )
+
     def _model_switched(self, name: str) -> None:
         self.base.reset_choices()
+        if str(self.export_path.value) == self._export_default:  # the user has not chosen a file: follow the model
+            self._export_default = self._default_export(name)
+            self.export_path.value = self._export_default
 
     def _predicted(self, work: Any) -> None:
         """A prediction was made: its image and labels are what will be corrected and learnt."""

@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from napari_unet import __version__
 
 # importing the command modules registers the commands, in this order in --help
-from napari_unet.cli import count_cmd, evaluate_cmd, info_cmd, predict_cmd, train_cmd, view_cmd  # noqa: F401
+from napari_unet.cli import (  # noqa: F401
+    count_cmd,
+    evaluate_cmd,
+    exchange_cmd,
+    info_cmd,
+    predict_cmd,
+    train_cmd,
+    view_cmd,
+)
 from napari_unet.cli._base import _COMMANDS, error
 
 

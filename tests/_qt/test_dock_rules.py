@@ -418,3 +418,25 @@ def test_a_new_model_for_images_no_model_knows_from_the_dock(make_napari_viewer,
     assert len(train.curve.per_class["left_lung"]) == len(train.curve.dice) >= 1
     assert train.use_model() == "first-lungs"
     assert load_model("first-lungs").card.activation == "softmax"
+
+
+def test_the_fine_tune_step_exports_the_model_predict_uses_for_bioimageio(make_napari_viewer, registry, qtbot, errors,
+                                                                          tmp_path):  # fmt: skip
+    pytest.importorskip("bioimageio.core")
+    import zipfile
+
+    viewer = make_napari_viewer()
+    train = TrainWidget(viewer)
+    train.workflow.switch_model("tiny")
+    assert str(train.export_path.value).endswith("tiny.bioimageio.zip")  # follows the model until a file is chosen
+    train.export_path.value = str(tmp_path / "out" / "tiny")
+    train.export_button.clicked.emit()
+    wait_for(qtbot, train, timeout=120_000)
+    assert any("no such folder" in e for e in errors)  # said in one sentence, no package, the step ready again
+    assert not (tmp_path / "out").exists() and train.run_button.enabled
+    (tmp_path / "out").mkdir()
+    train.export_button.clicked.emit()
+    wait_for(qtbot, train, timeout=120_000)
+    with zipfile.ZipFile(tmp_path / "out" / "tiny.zip") as z:
+        assert "rdf.yaml" in z.namelist() and "weights.torchscript" in z.namelist()
+    assert train.status.value == "exported to tiny.zip"

@@ -1,0 +1,89 @@
+"""The networks napari-unet writes itself, in a file that needs nothing but torch (and MONAI
+for UNet++), so that a bioimage.io package can carry it as its architecture's source and
+run without napari-unet installed.
+
+Import it only where a network is built: it imports torch at the top.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["UNet", "UNetPlusPlus"]
+
+
+class DoubleConv(nn.Sequential):
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        ]
+        if dropout:
+            layers.append(nn.Dropout2d(dropout))
+        super().__init__(*layers)
+
+
+class UNet(nn.Module):
+    """The classic U-Net: double 3x3 conv + BatchNorm + ReLU, max-pool down, skips concatenated.
+
+    ``features`` sets the width of each level (its length - 1 = number of poolings);
+    ``upsample`` is ``"transpose"`` (2x2 transposed conv) or ``"bilinear"`` (+ 1x1 conv).
+    The output is logits, one channel per class.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        features: tuple[int, ...] = (32, 64, 128, 256, 512),
+        upsample: str = "transpose",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if upsample not in ("transpose", "bilinear"):
+            raise ValueError(f"upsample must be 'transpose' or 'bilinear', got {upsample!r}")
+        features = tuple(int(f) for f in features)
+        self.down = nn.ModuleList()
+        cin = in_channels
+        for i, f in enumerate(features):
+            self.down.append(DoubleConv(cin, f, dropout if i == len(features) - 1 else 0.0))
+            cin = f
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for f_low, f in zip(features[::-1][:-1], features[::-1][1:]):
+            if upsample == "transpose":
+                self.up.append(nn.ConvTranspose2d(f_low, f, 2, stride=2))
+            else:
+                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(f_low, f, 1)))
+            self.dec.append(DoubleConv(2 * f, f))
+        self.head = nn.Conv2d(features[0], out_channels, 1)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else self.pool(x))
+            skips.append(x)
+        skips.pop()
+        for up, dec in zip(self.up, self.dec):
+            x = dec(torch.cat([up(x), skips.pop()], dim=1))
+        return self.head(x)
+
+
+class UNetPlusPlus(nn.Module):
+    """MONAI's ``BasicUNetPlusPlus`` giving only its final output (it returns a list of
+    deep-supervision outputs)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__()
+        from monai.networks.nets import BasicUNetPlusPlus
+
+        self.net = BasicUNetPlusPlus(**kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[0]
