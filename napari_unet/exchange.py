@@ -134,7 +134,7 @@ def _crop_or_resize(plane: np.ndarray, card: ModelCard, side: int) -> np.ndarray
     if card.input_size:
         from napari_unet.whole_image import resize_planes
 
-        return np.asarray(resize_planes(plane[None], (card.input_size, card.input_size), order=1)[0], np.float32)
+        return resize_planes(plane, (card.input_size, card.input_size))
     h, w = plane.shape[-2:]
     if h < side or w < side:
         plane = np.pad(plane, ((0, 0), (0, max(0, side - h)), (0, max(0, side - w))), mode="reflect")
@@ -962,6 +962,11 @@ def packaged_network(path: Path, card: ModelCard) -> torch.nn.Module:
 
                 self.net = None
                 self.session = ort.InferenceSession(str(weights), providers=["CPUExecutionProvider"])
+
+        def __deepcopy__(self, memo: dict) -> Packaged:  # an ONNX session cannot be copied: open the file again
+            twin = Packaged()
+            twin.card, twin.size_divisor = self.card, self.size_divisor
+            return twin.train(self.training)
 
         def _run(self, t: torch.Tensor) -> torch.Tensor:
             if self.session is None:

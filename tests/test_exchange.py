@@ -137,7 +137,7 @@ def test_instance_model_without_boundary_and_2p5d_model_export(tmp_path: Path) -
     assert "slice_m1" in rdf and "slice_p1" in rdf
 
 
-def _foreign_package(tmp_path: Path) -> Path:
+def _foreign_package(tmp_path: Path, weights: str = "torchscript") -> Path:
     """A package another tool could have written: MONAI's BasicUNet with random weights,
     z-score pre-processing, a sigmoid, torchscript and state-dict weights, built with
     bioimageio.spec's own classes."""
@@ -152,7 +152,11 @@ def _foreign_package(tmp_path: Path) -> Path:
     xn = (x - x.mean()) / (x.std() + 1e-6)
     with torch.no_grad():
         y = torch.sigmoid(net(torch.from_numpy(xn))).numpy()
-        torch.jit.trace(net, torch.from_numpy(xn)).save(str(tmp_path / "net.torchscript"))
+        if weights == "torchscript":
+            torch.jit.trace(net, torch.from_numpy(xn)).save(str(tmp_path / "net.torchscript"))
+        else:
+            torch.onnx.export(net, (torch.from_numpy(xn),), str(tmp_path / "net.onnx"), input_names=["raw"],
+                              dynamic_axes={"raw": {0: "b", 2: "y", 3: "x"}}, opset_version=17, dynamo=False)  # fmt: skip
     torch.save(net.state_dict(), tmp_path / "net.pt")
     np.save(tmp_path / "in.npy", x)
     np.save(tmp_path / "out.npy", y)
@@ -186,7 +190,9 @@ def _foreign_package(tmp_path: Path) -> Path:
                 source=tmp_path / "net.pt", pytorch_version=s.Version("2.1"),
                 architecture=s.ArchitectureFromLibraryDescr(import_from="monai.networks.nets", callable=s.Identifier("BasicUNet"), kwargs=kwargs),
             ),
-            torchscript=s.TorchscriptWeightsDescr(source=tmp_path / "net.torchscript", pytorch_version=s.Version("2.1")),
+            **({"torchscript": s.TorchscriptWeightsDescr(source=tmp_path / "net.torchscript", pytorch_version=s.Version("2.1"))}
+               if weights == "torchscript" else
+               {"onnx": s.OnnxWeightsDescr(source=tmp_path / "net.onnx", opset_version=17)}),
         ),
     )  # fmt: skip
     return save_bioimageio_package(descr, output_path=tmp_path / "other.zip")
@@ -204,14 +210,15 @@ def _core_unpadded(package: Path, image: np.ndarray, output: str) -> np.ndarray:
     return np.asarray(raw.members[output].data)[0]
 
 
-def test_a_package_from_another_tool_predicts_what_bioimageio_core_predicts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("weights", ["torchscript", "onnx"])
+def test_a_package_from_another_tool_predicts_what_bioimageio_core_predicts(tmp_path: Path, weights: str) -> None:
     from bioimageio.core import predict
 
-    package = _foreign_package(tmp_path)
+    package = _foreign_package(tmp_path, weights)
     assert check_package(package) == "passed"
     path = import_package(package)
     card = read_card(path)
-    assert card.name == "other-tool-net" and card.architecture == "torchscript"
+    assert card.name == "other-tool-net" and card.architecture == weights
     assert card.normalisation == {"kind": "zscore"} and card.classes == ("nucleus",)
     net = load_model(card.name)  # by name: it is in the registry, for Predict and the CLI
     image = np.random.default_rng(5).gamma(2.0, 40.0, (96, 112)).astype(np.float32)
@@ -224,6 +231,8 @@ def test_a_package_from_another_tool_predicts_what_bioimageio_core_predicts(tmp_
     __import__("tifffile").imwrite(img, (image * 10).astype(np.uint16))
     assert main(["predict", str(img), "--model", card.name, "--out", str(tmp_path / "pred")]) == 0
     assert (tmp_path / "pred" / "img_mask.tif").is_file()
+    with pytest.raises(ExchangeError, match="export the original package"):
+        export_package(card.name, tmp_path / "again.zip")
 
 
 def test_packaged_models_predict_but_are_not_fine_tuned(tmp_path: Path) -> None:
@@ -356,3 +365,36 @@ def test_old_cards_without_the_new_architectures_still_load() -> None:
     assert ModelCard.from_dict(card).architecture == "unet"
     with pytest.raises(ValueError, match="architecture must be one of"):
         ModelCard.from_dict({**card, "architecture": "keras"})
+
+
+def test_a_whole_image_model_exports_at_its_size_and_comes_back(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    card = ModelCard("lungs", arch_args={"features": [8, 16, 32]}, classes=("background", "left", "right"),
+                     activation="softmax", input_size=128, flips=False)  # fmt: skip
+    save_model(build_model(card), tmp_path / "lungs", card)
+    result = export_package(tmp_path / "lungs.safetensors", tmp_path / "lungs.zip", formats=("pytorch_state_dict",))
+    assert result.test == "passed" and "resize an image to it" in result.notes[0]
+    with zipfile.ZipFile(tmp_path / "lungs.zip") as z:
+        assert np.load(__import__("io").BytesIO(z.read("test_input.npy"))).shape == (1, 1, 128, 128)
+    back = load_model(import_package(tmp_path / "lungs.zip"))
+    assert back.card.input_size == 128 and back.card.flips is False
+    x = np.random.default_rng(0).random((300, 260)).astype(np.float32)
+    a, b = segment(load_model(tmp_path / "lungs.safetensors"), x), segment(back, x)
+    assert np.array_equal(a.labels, b.labels)
+
+
+def test_an_imported_package_of_ours_fine_tunes(tmp_path: Path) -> None:
+    from napari_unet.train import TrainConfig, Trainer, TrainingItem
+
+    package = tmp_path / "t.zip"
+    export_package(_rgb_classes_model(tmp_path), package, formats=("pytorch_state_dict",), test=False)
+    base = load_model(import_package(package))
+    rgb = np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    classes = np.zeros((64, 64), np.uint8)
+    classes[8:30, 8:30], classes[35:60, 30:60] = 1, 2
+    trainer = Trainer([TrainingItem(rgb, classes, axes="YXS")], base=base, name="t-tuned",
+                      config=TrainConfig(epochs=1, steps_per_epoch=2, batch_size=2, crop=64))  # fmt: skip
+    for _ in trainer.steps():
+        pass
+    tuned = trainer.result().model
+    assert tuned.card.parent == base.card.name and tuned.card.classes == base.card.classes

@@ -440,3 +440,10 @@ def test_the_fine_tune_step_exports_the_model_predict_uses_for_bioimageio(make_n
     with zipfile.ZipFile(tmp_path / "out" / "tiny.zip") as z:
         assert "rdf.yaml" in z.namelist() and "weights.torchscript" in z.namelist()
     assert train.status.value == "exported to tiny.zip"
+    # an imported package is a model like any other: in the Predict and Fine-tune lists
+    from napari_unet.exchange import import_package
+
+    import_package(tmp_path / "out" / "tiny.zip", "tiny-back")
+    predict = PredictWidget(viewer)
+    train.base.reset_choices()
+    assert "tiny-back" in train.base.choices and "tiny-back" in predict.model.choices
