@@ -661,6 +661,12 @@ def _load(source: Path) -> Any:
         target = source
     else:
         raise ExchangeError(f"{source}: not a zip file; a bioimage.io package is a .zip or a folder with rdf.yaml")
+    remote = _remote_files(source, target)
+    if remote:
+        raise ExchangeError(
+            f"{source}: the package refers to {len(remote)} file(s) on the web (e.g. {remote[0]}), and napari-unet "
+            "never downloads: get the complete package (.zip) from bioimage.io and import that"
+        )
     try:
         descr = load_description(target, format_version="latest", perform_io_checks=True)
     except Exception as exc:  # a broken zip or YAML raises from deep inside the spec library
@@ -670,6 +676,47 @@ def _load(source: Path) -> Any:
     if getattr(descr, "type", None) != "model":
         raise ExchangeError(f"{source}: a bioimage.io {getattr(descr, 'type', '?')}, not a model")
     return descr
+
+
+#: the description's fields that name files a reader fetches (format 0.4 and 0.5)
+FILE_FIELDS = {"source", "documentation", "covers", "test_inputs", "test_outputs", "sample_inputs",
+               "sample_outputs", "attachments", "files", "dependencies", "architecture", "test_tensor",
+               "sample_tensor", "weights"}  # fmt: skip
+
+
+def _remote_files(source: Path, target: Any) -> list[str]:
+    """The web addresses among the files a package's description names (read before the
+    spec library validates it, since it would fetch them)."""
+    import yaml
+
+    try:
+        if source.is_dir():
+            text = Path(target).read_text()
+        else:
+            with zipfile.ZipFile(source) as z:
+                names = [n for n in z.namelist() if n.rsplit("/", 1)[-1] in ("bioimageio.yaml", "rdf.yaml")]
+                if not names:
+                    raise ExchangeError(
+                        f"{source}: no rdf.yaml or bioimageio.yaml inside; is it a bioimage.io package?"
+                    )
+                text = z.read(sorted(names, key=len)[0]).decode("utf-8")
+        rdf = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, zipfile.BadZipFile) as exc:
+        raise ExchangeError(f"{source}: its description cannot be read ({_first_line(exc)})") from exc
+    found: list[str] = []
+
+    def walk(node: Any, named_file: bool) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, named_file or key in FILE_FIELDS)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, named_file)
+        elif named_file and isinstance(node, str) and re.search(r"(^|:)https?://", node):
+            found.append(node)
+
+    walk(rdf, False)
+    return found
 
 
 def _first_error(descr: Any) -> str:
