@@ -19,7 +19,24 @@ from napari_unet.planes import normalise_plane
 if TYPE_CHECKING:
     from napari_unet.model import ModelCard
 
-__all__ = ["TrainingItem", "dataset_normalisation", "make_targets"]
+__all__ = ["TrainingItem", "dataset_normalisation", "grouped_folds", "make_targets"]
+
+
+def grouped_folds(groups: list[str]) -> list[tuple[list[int], list[int]]]:
+    """Leave-one-group-out cross-validation: for each distinct group (e.g. an acquisition,
+    a date and cell line), ``(training indices, held-out indices)``; no group is ever on
+    both sides of a fold, and every item is held out exactly once.
+
+    >>> grouped_folds(["a", "b", "a", "c"])
+    [([1, 3], [0, 2]), ([0, 2, 3], [1]), ([0, 1, 2], [3])]
+    """
+    names = sorted(set(groups))
+    if len(names) < 2:
+        raise ValueError(f"cross-validation needs at least two groups, got {len(names)}")
+    return [
+        ([i for i, g in enumerate(groups) if g != name], [i for i, g in enumerate(groups) if g == name])
+        for name in names
+    ]
 
 
 @dataclass

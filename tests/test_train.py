@@ -281,3 +281,24 @@ def test_kept_weights_are_the_moving_average(data, parent):
     assert torch.equal(plain._best_state[key], plain.net.state_dict()[key].cpu())
     with pytest.raises(ValueError, match="ema must be in"):
         TrainConfig(ema=1.0)
+
+
+def test_grouped_folds_never_put_an_acquisition_on_both_sides():
+    """On the real folder list of the shipped model's training and validation images."""
+    import json
+    from pathlib import Path
+
+    from napari_unet.train_data import grouped_folds
+
+    card = json.loads((Path(__file__).parent.parent / "napari_unet" / "models" / "nuclei.json").read_text())
+    names = [*card["training"]["images"], "2022-05-26_RPE1/v1", "2022-10-14_U2OS/v1", "2023-05-31_misc/v1"]
+    groups = [n.split("/")[0] for n in names]
+    folds = grouped_folds(groups)
+    assert len(folds) == len(set(groups)) == 7
+    held = sorted(i for _, test in folds for i in test)
+    assert held == list(range(len(names)))  # each image held out exactly once
+    for train, test in folds:
+        assert {groups[i] for i in train}.isdisjoint({groups[i] for i in test})
+        assert len({groups[i] for i in test}) == 1
+    with pytest.raises(ValueError, match="two groups"):
+        grouped_folds(["a", "a"])

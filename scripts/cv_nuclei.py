@@ -1,0 +1,130 @@
+"""Grouped cross-validation of the nuclei recipe on mnfinder's training + validation images:
+leave one acquisition (date and cell line) out at a time, train on the others, predict the
+one left out. The test split is never read.
+
+    python scripts/cv_nuclei.py [--minutes-per-fold 6] [--work DIR] [--recipe shipped]
+
+Each fold's out-of-fold probabilities are saved in the work folder as it finishes, so a
+stopped run resumes where it was (run the same command again). At the end the thresholds
+are chosen on the pooled out-of-fold predictions, and the figures are printed for the
+shipped thresholds and for the chosen ones: pooled object F1@0.5 and @0.75, pixel Dice, and
+the median count error per image, each image predicted by a model that never saw its
+acquisition. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from mnfinder import VERSION, iter_split  # noqa: E402
+
+from napari_unet.metrics import match_objects, pixel_scores  # noqa: E402
+from napari_unet.model import load_model  # noqa: E402
+from napari_unet.pipeline import Settings, objects, segment  # noqa: E402
+from napari_unet.train import TrainConfig, Trainer, TrainingItem  # noqa: E402
+from napari_unet.train_data import grouped_folds  # noqa: E402
+
+THRESHOLDS = (0.4, 0.5, 0.6)
+BOUNDARY_THRESHOLDS = (0.3, 0.4, 0.5)
+MIN_AREAS = (15.0, 25.0)
+
+
+def scores(probs: list[np.ndarray], truths: list[np.ndarray], card, thr: float, bthr: float, min_area: float) -> dict:
+    """Pooled object F1 at IoU 0.5 and 0.75, mean pixel Dice, median count error."""
+    tp = fp = fn = tp75 = fp75 = fn75 = 0
+    dice, errors, per_image_f1 = [], [], []
+    settings = Settings.for_model(card, threshold=thr, boundary_threshold=bthr, min_area=min_area)
+    for prob, truth in zip(probs, truths):
+        pred = objects(prob, card, settings)
+        m, m75 = match_objects(pred, truth), match_objects(pred, truth, threshold=0.75)
+        tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
+        tp75, fp75, fn75 = tp75 + m75["tp"], fp75 + m75["fp"], fn75 + m75["fn"]
+        per_image_f1.append(m["f1"])
+        dice.append(pixel_scores(prob[0] > thr, truth > 0)["dice"])
+        errors.append(abs(m["n_pred"] - m["n_true"]) / max(1, m["n_true"]))
+    return {
+        "f1_50": 2 * tp / max(1, 2 * tp + fp + fn),
+        "f1_75": 2 * tp75 / max(1, 2 * tp75 + fp75 + fn75),
+        "f1_50_mean_per_image": float(np.mean(per_image_f1)),
+        "dice": float(np.mean(dice)),
+        "median_count_error": float(np.median(errors)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes-per-fold", type=float, default=6.0)
+    parser.add_argument("--work", default=str(Path.home() / ".cache" / "napari-unet" / "cv-nuclei"))
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+
+    data = [(n, img, lab) for split in ("training", "validation") for n, img, lab in iter_split(split)]
+    names = [n for n, _, _ in data]
+    groups = [n.split("/")[0] for n in names]
+    folds = grouped_folds(groups)
+    shipped = load_model("nuclei").card
+    print(f"{len(data)} images in {len(folds)} acquisition groups; {args.minutes_per_fold} min per fold", flush=True)
+
+    t0 = time.time()
+    for k, (train_idx, test_idx) in enumerate(folds):
+        done = work / f"fold{k}.npz"
+        group = groups[test_idx[0]]
+        if done.exists():
+            print(f"fold {k} ({group}): done before, kept", flush=True)
+            continue
+        items = [TrainingItem(data[i][1], data[i][2], name=names[i]) for i in train_idx]
+        card = shipped.replace(name=f"cv-fold{k}", metrics={}, training={}, parent=None)
+        config = TrainConfig(
+            epochs=60, steps_per_epoch=50, max_seconds=args.minutes_per_fold * 60, batch_size=8, crop=256,
+            lr=2e-3, warmup_steps=50, patience=12, device="cpu", seed=k,
+        )  # fmt: skip
+        trainer = Trainer(items, card=card, config=config, name=f"cv-fold{k}")  # epochs chosen on its own groups
+        for _ in trainer.steps():
+            pass
+        model = trainer.result().model
+        probs = {names[i]: segment(model, data[i][1], precision="fp32", objects=False).probabilities for i in test_idx}
+        np.savez_compressed(done, **{n.replace("/", "__"): p for n, p in probs.items()})
+        print(f"fold {k} ({group}, {len(test_idx)} images held out): trained on {len(train_idx)} "
+              f"[{time.time() - t0:.0f} s]", flush=True)  # fmt: skip
+
+    probs, truths = [], []
+    for k, (_, test_idx) in enumerate(folds):
+        saved = np.load(work / f"fold{k}.npz")
+        for i in test_idx:
+            probs.append(saved[names[i].replace("/", "__")])
+            truths.append(data[i][2])
+    at_shipped = scores(probs, truths, shipped, shipped.threshold, shipped.postprocess["boundary_threshold"],
+                        shipped.postprocess["min_area"])  # fmt: skip
+    best = max(
+        ((thr, bthr, area) for thr in THRESHOLDS for bthr in BOUNDARY_THRESHOLDS for area in MIN_AREAS),
+        key=lambda t: scores(probs, truths, shipped, *t)["f1_50"],
+    )
+    at_best = scores(probs, truths, shipped, *best)
+    print()
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; mnfinder {VERSION}")
+    print(f"grouped cross-validation, {len(folds)} folds (one acquisition left out each), {len(probs)} images")
+    print(f"{'thresholds':32} {'F1@0.5':>7} {'F1@0.75':>8} {'F1/img':>7} {'Dice':>6} {'count err':>10}")
+    for label, s in ((f"shipped {shipped.threshold}/{shipped.postprocess['boundary_threshold']}/"
+                      f"{shipped.postprocess['min_area']}", at_shipped),
+                     (f"chosen by CV {best[0]}/{best[1]}/{best[2]}", at_best)):  # fmt: skip
+        print(f"{label:32} {s['f1_50']:7.3f} {s['f1_75']:8.3f} {s['f1_50_mean_per_image']:7.3f} {s['dice']:6.3f} "
+              f"{s['median_count_error']:10.1%}")  # fmt: skip
+    print(json.dumps({"folds": len(folds), "minutes_per_fold": args.minutes_per_fold, "shipped_thresholds": at_shipped,
+                      "cv_thresholds": list(best), "at_cv_thresholds": at_best}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
