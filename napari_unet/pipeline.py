@@ -272,6 +272,7 @@ def segment_iter(
     objects: bool = True,
     normalise: bool = True,
     out: Any = None,
+    channels: list[int] | None = None,
     **overrides: Any,
 ) -> Generator[Progress, None, Segmentation]:
     """Generator form of :func:`segment`: yields :class:`~napari_unet.jobs.Progress` per
@@ -290,7 +291,7 @@ def segment_iter(
         settings = settings.replace(**changes)
     dev = pick_device(settings.device)  # an absent device, then a shape that does not fit, before any work
     try:
-        image, axes = select_channels(image, axes, card.channels, card.image_channels)
+        image, axes = select_channels(image, axes, card.channels if channels is None else channels, card.image_channels)
         image, axes = with_context(image, axes, card.context)
         layout = plane_layout(tuple(image.shape), axes, card.in_channels)
     except ValueError as exc:
@@ -374,6 +375,7 @@ def segment(
     objects: bool = True,
     normalise: bool = True,
     out: Any = None,
+    channels: list[int] | None = None,
     **overrides: Any,
 ) -> Segmentation:
     """Segment an image: probabilities from the model, then objects, with one set of settings.
@@ -394,6 +396,9 @@ def segment(
         Scale the image as the card says (False: it is already scaled, e.g. training data).
     out : array-like, optional
         Preallocated ``(classes, *spatial)`` float32 array for the probabilities.
+    channels : list of int, optional
+        Which channels of a multi-channel image the model takes, in order (default: the
+        card's; e.g. when this image holds them in another order than the training images).
     **overrides
         Any :class:`Settings` field, on top of ``settings`` (e.g. ``threshold=0.6``).
 
@@ -411,8 +416,5 @@ def segment(
     >>> result.probabilities.shape, result.labels.shape, result.settings.min_area
     ((2, 64, 64), (64, 64), 40.0)
     """
-    return run_to_end(
-        segment_iter(
-            model, image, axes=axes, settings=settings, objects=objects, normalise=normalise, out=out, **overrides
-        )
-    )
+    options = {"axes": axes, "settings": settings, "objects": objects, "normalise": normalise, "out": out}
+    return run_to_end(segment_iter(model, image, channels=channels, **options, **overrides))

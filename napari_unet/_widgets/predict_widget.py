@@ -9,6 +9,7 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     FloatSpinBox,
+    LineEdit,
     PushButton,
     RadioButtons,
     SpinBox,
@@ -37,6 +38,18 @@ def model_choices(widget: Any = None) -> list[str]:
     return [e.name for e in list_models()] or ["(no model found)"]
 
 
+class _ChannelStack:
+    """Several channel layers' data read as one: ``stack[index]`` is the channels of that
+    slice, stacked first (each layer read only where asked, so a lazy stack stays lazy)."""
+
+    def __init__(self, layers_data: list[Any]) -> None:
+        self.parts = layers_data
+        self.shape = tuple(layers_data[0].shape)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return np.stack([np.asarray(part[index]) for part in self.parts])
+
+
 class PredictWidget(Step):
     """Choose image, model, device and threshold; predict the slice in view or the stack."""
 
@@ -51,6 +64,9 @@ class PredictWidget(Step):
         self.model = ComboBox(label="model", choices=model_choices)
         self.device = ComboBox(label="device", choices=available_devices(), value="auto")
         self.threshold = FloatSpinBox(label="threshold", value=0.5, min=0.05, max=0.95, step=0.05)
+        # a model that takes several channels of a multi-channel image (opened as one layer per
+        # channel, "NAME [chK]"): which channels, in the model's order
+        self.channels = LineEdit(label="channels", value="", visible=False)
         self.scope = RadioButtons(label="predict", choices=["slice in view", "whole stack"], value="whole stack")
         self.follow = CheckBox(label="predict each slice I scroll to", value=False)
         self.overwrite_checked = CheckBox(label="overwrite checked slices too", value=False)
@@ -60,7 +76,7 @@ class PredictWidget(Step):
         self.overlap = FloatSpinBox(label="overlap", value=0.25, min=0.0, max=0.9, step=0.05, visible=False)
         self.batch = SpinBox(label="batch", value=4, min=1, max=64, visible=False)
         run_button, cancel_button = PushButton(text="Predict"), PushButton(text="Cancel")
-        super().__init__(viewer, [self.image, self.model, self.device, self.threshold, self.scope, self.follow,
+        super().__init__(viewer, [self.image, self.model, self.channels, self.device, self.threshold, self.scope, self.follow,
                                   self.overwrite_checked, self.advanced, self.tile, self.overlap, self.batch,
                                   run_button, cancel_button],
                          run_button=run_button, cancel_button=cancel_button)  # fmt: skip
@@ -146,6 +162,15 @@ class PredictWidget(Step):
             self.model.tooltip = "no model card"
             return
         self.model.tooltip = card.summary()
+        several = card.image_channels > 1 and not (card.in_channels == 3 and card.channels is None and not card.context)
+        self.channels.visible = several
+        if several:
+            self.channels.value = ",".join(str(c) for c in (card.channels or range(card.image_channels)))
+            self.channels.label = f"channels ({card.image_channels})"
+            self.channels.tooltip = (
+                f"the {card.image_channels} channels of the image this model takes, in its order: the numbers K of "
+                f"its layers 'NAME [chK]' (trained on channels {card.channels or list(range(card.image_channels))})"
+            )
         self.threshold.value = card.threshold
         self.tile.value = card.tile
         self.overlap.value = card.overlap
@@ -203,7 +228,13 @@ class PredictWidget(Step):
         except (ModelLoadError, ValueError, OSError) as exc:
             self.refuse(str(exc))
             return None
-        data = layer.data
+        data, channels = layer.data, None
+        if model.card.image_channels > 1 and not layer.rgb:
+            try:
+                data, axes, channels = self._channel_stack(layer, model.card)
+            except ValueError as exc:
+                self.refuse(str(exc))
+                return None
         spatial = work.shape
         if slices is not None:
             planes = sorted(slices)
@@ -222,7 +253,7 @@ class PredictWidget(Step):
         if lazy and len(planes) > 1 and axes in ("ZYX", "TYX") and model_name is not None:
             gen = self._engine_job(model, data, settings, planes)
         else:
-            gen = self._job(model, data, axes, spatial, planes, settings)
+            gen = self._job(model, data, axes, spatial, planes, settings, channels)
         # finished planes go from the worker into _partial; the GUI thread moves them into
         # the layers a few at a time, so no single event-loop turn holds the window long
         self._partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -264,14 +295,67 @@ class PredictWidget(Step):
             yield Progress(k + 1, len(planes), {"plane": p, "planes_done": k + 1, "engine": "dask"})
         return len(planes)
 
-    def _job(self, model: Any, data: Any, axes: str, spatial: tuple[int, ...], planes: list[int], settings: Any) -> Any:
+    def _channel_stack(self, layer: Any, card: Any) -> tuple[Any, str, list[int]]:
+        """The channels typed in *channels*, from the layers of the chosen image's channels
+        (``NAME [chK]``), as one stack with a channel axis; what the model takes of it."""
+        import re
+
+        want = self.channels.value.replace(" ", "")
+        try:
+            numbers = [int(c) for c in want.split(",") if c]
+        except ValueError:
+            numbers = []
+        if len(numbers) != card.image_channels:
+            raise ValueError(
+                f"the model takes {card.image_channels} channels; type their numbers in 'channels', e.g. "
+                f"{','.join(str(c) for c in (card.channels or range(card.image_channels)))}"
+            )
+        match = re.fullmatch(r"(.*) \[ch(\d+)\]", layer.name)
+        base = match.group(1) if match else None
+        found = {}
+        for other in self._viewer.layers:
+            m = re.fullmatch(r"(.*) \[ch(\d+)\]", other.name)
+            if (
+                m
+                and m.group(1) == base
+                and getattr(other, "rgb", False) is False
+                and other.data.shape == layer.data.shape
+            ):
+                found[int(m.group(2))] = other
+        missing = [c for c in numbers if c not in found]
+        if base is None or missing:
+            raise ValueError(
+                f"the model takes channels {','.join(map(str, numbers))} of a multi-channel image, but "
+                + (
+                    f"'{layer.name}' is a single-channel layer"
+                    if base is None
+                    else f"no layer '{base} [ch{missing[0]}]'"
+                )
+                + "; open the multi-channel file (each channel becomes a layer 'NAME [chK]') and choose one of them"
+            )
+        return (
+            _ChannelStack([found[c].data for c in numbers]),
+            image_axes(layer)[:-2] + "CYX",
+            list(range(len(numbers))),
+        )
+
+    def _job(
+        self,
+        model: Any,
+        data: Any,
+        axes: str,
+        spatial: tuple[int, ...],
+        planes: list[int],
+        settings: Any,
+        channels: list[int] | None = None,
+    ) -> Any:
         """Segment plane by plane with :func:`napari_unet.segment`, yielding progress and
         each finished plane's result."""
         from napari_unet.jobs import Progress
         from napari_unet.pipeline import segment_iter
 
         stack_shape = spatial[:-2]
-        plane_axes = axes.replace("T", "").replace("Z", "")
+        plane_axes = axes.replace("T", "").replace("Z", "")  # YX, YXS or CYX
         steps_per_plane = None
         for k, p in enumerate(planes):
             index = np.unravel_index(p, stack_shape) if stack_shape else ()
@@ -281,7 +365,7 @@ class PredictWidget(Step):
                 # a 2.5D model sees the neighbouring slices too, as channels (the ends repeat)
                 near = [min(max(p + d, 0), stack_shape[0] - 1) for d in range(-context, context + 1)]
                 plane, paxes = np.stack([np.asarray(data[z]) for z in near]), "C" + plane_axes
-            gen = segment_iter(model, plane, axes=paxes, settings=settings)
+            gen = segment_iter(model, plane, axes=paxes, settings=settings, channels=channels)
             while True:
                 try:
                     ev = next(gen)

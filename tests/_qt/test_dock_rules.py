@@ -447,3 +447,44 @@ def test_the_fine_tune_step_exports_the_model_predict_uses_for_bioimageio(make_n
     predict = PredictWidget(viewer)
     train.base.reset_choices()
     assert "tiny-back" in train.base.choices and "tiny-back" in predict.model.choices
+
+
+def test_a_multi_channel_stack_offers_the_channels_the_model_takes(make_napari_viewer, registry, qtbot, errors,
+                                                                   tmp_path):  # fmt: skip
+    """A model trained on channels 2 and 0 of a 3-channel stack: Predict shows the choice,
+    takes those layers in that order, and says in one sentence what is wrong otherwise."""
+    from napari_unet.io import write_tiff
+    from napari_unet.model import ModelCard, build_model, load_model, save_model
+    from napari_unet.pipeline import segment
+
+    rng = np.random.default_rng(4)
+    stack = rng.integers(0, 4000, (3, 2, 64, 64)).astype(np.uint16)  # C, Z, Y, X
+    stack[2, :, 20:40, 20:40] += 8000
+    write_tiff(tmp_path / "cells.tif", stack, axes="CZYX")
+    torch.manual_seed(0)
+    card = ModelCard("two-ch", arch_args={"features": [4, 8]}, in_channels=2, channels=[2, 0],
+                     classes=("foreground", "boundary"), tile=64)  # fmt: skip
+    save_model(build_model(card), registry / "two-ch", card)
+
+    viewer = make_napari_viewer()
+    layers = viewer.open(tmp_path / "cells.tif", plugin="napari-unet")
+    assert [layer.name for layer in layers] == ["cells [ch0]", "cells [ch1]", "cells [ch2]"]
+    predict = PredictWidget(viewer)
+    predict.image.value = layers[1]
+    assert predict.channels.native.isHidden()  # a one-channel model: nothing to choose
+    predict.model.value = "two-ch"
+    assert not predict.channels.native.isHidden() and predict.channels.value == "2,0"  # (the widget is not docked)
+    predict.run()
+    wait_for(qtbot, predict)
+    probability = next(layer for layer in viewer.layers if "probability" in layer.name)
+    expected = segment(load_model("two-ch"), stack, axes="CZYX").probabilities[0]
+    assert np.abs(np.asarray(probability.data) - expected).max() < 1e-5
+
+    predict.channels.value = "2"  # one number for a two-channel model
+    assert predict.run() is None and "takes 2 channels" in errors[-1]
+    predict.channels.value = "2,5"
+    assert predict.run() is None and "no layer 'cells [ch5]'" in errors[-1]
+    single = viewer.add_image(stack[0], name="plain")
+    predict.image.value = single
+    predict.channels.value = "2,0"
+    assert predict.run() is None and "single-channel layer" in errors[-1]
