@@ -201,6 +201,8 @@ class Trainer:
             raise ValueError(
                 "the annotated region holds no objects; annotate at least one object so the model can learn"
             )
+        if card.activation == "softmax":
+            _check_classes_drawn(planes, card, new=base is None)
         self.rng = np.random.default_rng(self.config.seed)
         if val_items:
             self.train_planes = planes
@@ -396,6 +398,8 @@ class Trainer:
             losses = []
             for _ in range(cfg.steps_per_epoch):
                 if self._stop.is_set() or (cfg.max_seconds and time.perf_counter() - self._t0 > cfg.max_seconds):
+                    if epoch == 0 and not self._stop.is_set():
+                        _budget_too_short(cfg, len(losses), time.perf_counter() - self._t0)
                     break
                 x, y, m = (torch.from_numpy(a).to(self.device) for a in sampler.batch(cfg.batch_size))
                 x, y, m = augment(x, y, m, gen, level=cfg.augmentation, flips=self.card.flips)
@@ -542,6 +546,32 @@ class Trainer:
             time.perf_counter() - self._t0,
         )
         return self._result
+
+
+def _check_classes_drawn(planes: list, card: ModelCard, *, new: bool) -> None:
+    """A new class model learns only the classes drawn in the checked data: one with a class
+    never drawn is refused (a value beyond its classes is refused as its targets are made)."""
+    present: set[int] = set()
+    for p in planes:
+        present.update(int(v) for v in np.unique(p.labels[p.region]))
+    names = card.classes
+    missing = [names[k] for k in range(1, len(names)) if k not in present]
+    if new and missing:
+        raise ValueError(
+            f"no region of {', '.join(missing)} is drawn in the checked data; draw at least one of each class "
+            f"({', '.join(names[1:])}) so that the new model can learn it"
+        )
+
+
+def _budget_too_short(cfg: TrainConfig, steps_done: int, elapsed: float) -> None:
+    """The time budget ended inside the first epoch: say how long an epoch takes here."""
+    per_step = elapsed / max(1, steps_done)
+    epoch = per_step * cfg.steps_per_epoch
+    raise ValueError(
+        f"the time budget ({cfg.max_seconds:g} s) ended before the first epoch: {steps_done} of its "
+        f"{cfg.steps_per_epoch} steps ran in {elapsed:.1f} s, so an epoch takes about {epoch:.0f} s here; "
+        f"give at least {math.ceil(3 * epoch)} s (a few epochs)"
+    )
 
 
 def train(items: Sequence[TrainingItem], **kwargs: Any) -> TrainResult:

@@ -251,9 +251,16 @@ def test_unwritable_target_folder(tmp_path, parent, monkeypatch):
     locked.chmod(0o700)
 
 
-def test_learning_rate_decays_within_a_time_budget(data):
+def test_learning_rate_decays_within_a_time_budget(data, monkeypatch):
     import dataclasses
+    import itertools
+    import types
 
+    import napari_unet.train as train_module
+
+    # the trainer's clock moves 0.05 s each time it is read: the same steps on a busy machine
+    ticks = itertools.count()
+    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: 0.05 * next(ticks)))
     cfg = dataclasses.replace(FAST, epochs=10_000, steps_per_epoch=5, max_seconds=3.0, patience=10_000)
     _, events = run(Trainer([TrainingItem(*data[0], name="a")], card=TINY, config=cfg))
     lrs = [e.info["lr"] for e in events if "lr" in e.info]
@@ -297,8 +304,40 @@ def test_grouped_folds_never_put_an_acquisition_on_both_sides():
     assert len(folds) == len(set(groups)) == 7
     held = sorted(i for _, test in folds for i in test)
     assert held == list(range(len(names)))  # each image held out exactly once
-    for train, test in folds:
-        assert {groups[i] for i in train}.isdisjoint({groups[i] for i in test})
+    for kept, test in folds:
+        assert {groups[i] for i in kept}.isdisjoint({groups[i] for i in test})
         assert len({groups[i] for i in test}) == 1
     with pytest.raises(ValueError, match="two groups"):
         grouped_folds(["a", "a"])
+
+
+def test_a_new_class_model_needs_every_class_drawn_and_only_its_classes():
+    from napari_unet.model import ModelCard
+    from napari_unet.train import Trainer, TrainingItem
+
+    card = ModelCard("lungs", arch_args={"features": [4, 8]}, classes=("background", "left", "right"),
+                     activation="softmax", tile=64)  # fmt: skip
+    img = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    only_left = np.zeros((64, 64), np.int32)
+    only_left[10:30, 5:25] = 1
+    with pytest.raises(ValueError, match="no region of right is drawn"):
+        Trainer([TrainingItem(img, only_left)], card=card, config=FAST)
+    three = only_left.copy()
+    three[40:50, 40:50] = 3
+    with pytest.raises(ValueError, match="the labels hold class 3 but the model has 3 classes"):
+        Trainer([TrainingItem(img, three)], card=card, config=FAST)
+
+
+def test_a_time_budget_shorter_than_one_epoch_says_how_long_an_epoch_takes():
+    from napari_unet.model import ModelCard
+    from napari_unet.train import TrainConfig, Trainer, TrainingItem
+
+    card = ModelCard("n", arch_args={"features": [4, 8]}, classes=("foreground", "boundary"), tile=64)
+    img = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    lab = np.zeros((64, 64), np.int32)
+    lab[10:30, 10:30] = 1
+    config = TrainConfig(epochs=5, steps_per_epoch=100_000, max_seconds=0.5, crop=64, batch_size=2)
+    trainer = Trainer([TrainingItem(img, lab)], card=card, config=config)
+    with pytest.raises(ValueError, match=r"an epoch takes about \d+ s here; give at least \d+ s"):
+        for _ in trainer.steps():
+            pass
