@@ -488,3 +488,51 @@ def test_a_multi_channel_stack_offers_the_channels_the_model_takes(make_napari_v
     predict.image.value = single
     predict.channels.value = "2,0"
     assert predict.run() is None and "single-channel layer" in errors[-1]
+
+
+@pytest.mark.slow
+def test_the_ct_journey_through_the_buttons(make_napari_viewer, registry, qtbot, errors):
+    """A clinician's first model on the CT sample, through the dock's buttons: the lesion
+    painted on 2 slices, 3 lesion-free slices checked, a new model trained, the unchecked
+    slices predicted, the lesion counted per class. The checked slices are kept, and the
+    lesion on a slice held back between the painted ones is found where it is."""
+    from napari_unet._widgets._step import labels_work, workflow_for
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-unet", "ct")
+    image, truth = viewer.layers[0], viewer.layers[1]
+    truth_data = np.asarray(truth.data).copy()
+    drawn = viewer.add_labels(np.zeros(truth_data.shape, np.int32), name="lesion drawn", scale=image.scale)
+    painted, free, held_back = [5, 7], [0, 2, 10], 6
+    for z in painted:
+        drawn.data[z] = truth_data[z] > 0
+    checked_before = {z: drawn.data[z].copy() for z in painted + free}
+    predict, correct = PredictWidget(viewer), CorrectWidget(viewer)
+    correct.labels_layer.value = drawn
+    labels_work(workflow_for(viewer), drawn).checked.update(painted + free)
+
+    train = TrainWidget(viewer)
+    train.image.value, train.labels_layer.value = image, drawn
+    train.start_from.value = "a new model for these images"
+    train.task.value = "regions"
+    train.class_names.value = "lesion"
+    train.image_kind.value = "CT, soft-tissue window"
+    train.seconds.value = 150
+    train.model_name.value = "ct-lesion"
+    train.train_button.clicked.emit()
+    wait_for(qtbot, train, 600_000)
+    assert not errors and train.result is not None and train.result.card.classes == ("background", "lesion")
+    assert train.use_model() == "ct-lesion"
+    train.repredict_button.clicked.emit()  # through the Predict step: the unchecked slices only
+    wait_for(qtbot, predict, 600_000)
+    for z, before in checked_before.items():
+        assert np.array_equal(drawn.data[z], before), f"checked slice {z} was overwritten"
+    found, lesion = drawn.data[held_back] == 1, truth_data[held_back] > 0
+    assert (found & lesion).sum() > 0.3 * lesion.sum(), "the lesion on the held-back slice was not found"
+
+    count = CountWidget(viewer)
+    count.labels_layer.value = drawn
+    count.run_button.clicked.emit()
+    wait_for(qtbot, count, 120_000)
+    _, table = count.result
+    assert set(table["class"]) == {"lesion"} and held_back in set(table["slice"])
