@@ -1,6 +1,6 @@
 """Kill a process that edits and autosaves corrections with SIGKILL, again and again.
 
-    python benchmarks/bench_sigkill.py [--trials 70] [--autosave 3]
+    python benchmarks/bench_sigkill.py [--trials 70] [--autosave 2.5]
 
 A child process edits a stack of labels the way a person does in the Correct step: every
 20 ms it changes one slice (filled with the edit's number) and marks that slice as the
@@ -111,7 +111,7 @@ def trial(autosave: float, rng: random.Random) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=70)
-    parser.add_argument("--autosave", type=float, default=3.0)
+    parser.add_argument("--autosave", type=float, default=2.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()

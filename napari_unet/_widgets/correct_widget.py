@@ -40,7 +40,7 @@ def class_names_of(layer: Any, work: Any = None) -> dict[int, str]:
 class CorrectWidget(Container):
     """Checked slices, a checked-region layer for single images, delete/merge, autosave."""
 
-    def __init__(self, viewer: napari.viewer.Viewer, autosave_seconds: float = 3.0) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer, autosave_seconds: float = 2.5) -> None:
         self._viewer = viewer
         self.workflow = workflow_for(viewer)
         self.work: Any = None
