@@ -273,7 +273,9 @@ def export_package(
         raise ExchangeError(
             f"{card.name} came from a bioimage.io package as {card.architecture} weights; export the original package"
         )
-    net = net.float().eval().to("cpu")
+    import copy
+
+    net = copy.deepcopy(net).float().eval().to("cpu")  # the caller's network stays where it is
     result = ExportResult(out, [])
     from napari_unet.architectures import size_divisor
 
@@ -326,14 +328,11 @@ def check_package(path: str | os.PathLike) -> str:
 
     summary = test_model(str(path))
     if summary.status != "passed":
-        failed = [d for d in summary.details if d.status == "failed"]
-        first = failed[0] if failed else None
-        why = (
-            (first.errors[0].msg if first and first.errors else first.name if first else summary.status)
-            if first
-            else ""
-        )
-        raise ExchangeError(f"{path}: bioimage.io's own test failed: {first.name if first else ''}: {why}")
+        failed = next((d for d in summary.details if d.status == "failed"), None)
+        what = "its description" if failed is None else failed.name
+        why = failed.errors[0].msg if failed is not None and failed.errors else summary.status
+        why = " ".join(str(why).split())[:300]  # its messages run over several lines
+        raise ExchangeError(f"{path}: bioimage.io's own test failed ({what}: {why}); the package is left for a look")
     return "passed"
 
 

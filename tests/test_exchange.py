@@ -137,7 +137,7 @@ def test_instance_model_without_boundary_and_2p5d_model_export(tmp_path: Path) -
     assert "slice_m1" in rdf and "slice_p1" in rdf
 
 
-def _foreign_package(tmp_path: Path, weights: str = "torchscript") -> Path:
+def _foreign_package(tmp_path: Path, weights: str = "torchscript", wrong_output: bool = False) -> Path:
     """A package another tool could have written: MONAI's BasicUNet with random weights,
     z-score pre-processing, a sigmoid, torchscript and state-dict weights, built with
     bioimageio.spec's own classes."""
@@ -159,7 +159,7 @@ def _foreign_package(tmp_path: Path, weights: str = "torchscript") -> Path:
                               dynamic_axes={"raw": {0: "b", 2: "y", 3: "x"}}, opset_version=17, dynamo=False)  # fmt: skip
     torch.save(net.state_dict(), tmp_path / "net.pt")
     np.save(tmp_path / "in.npy", x)
-    np.save(tmp_path / "out.npy", y)
+    np.save(tmp_path / "out.npy", 1 - y if wrong_output else y)
     (tmp_path / "doc.md").write_text("# BasicUNet\n\n## Validation\n\nRandom weights, for a test.\n")
     ref = {a: s.SizeReference(tensor_id=s.TensorId("raw"), axis_id=s.AxisId(a)) for a in "yx"}
     descr = s.ModelDescr(
@@ -302,6 +302,13 @@ def _edited(package: Path, where: Path, edit) -> Path:
     edit(rdf)
     (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf))
     return folder
+
+
+def test_a_package_whose_test_tensors_disagree_fails_bioimageios_own_test(tmp_path: Path) -> None:
+    package = _foreign_package(tmp_path, wrong_output=True)
+    with pytest.raises(ExchangeError, match=r"bioimage\.io's own test failed") as err:
+        check_package(package)
+    assert "\n" not in str(err.value)
 
 
 def test_packages_we_cannot_run_say_why(tmp_path: Path) -> None:
