@@ -91,8 +91,10 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.augmentation not in ("none", "light", "medium", "heavy"):
-            raise ValueError(f"augment must be none, light, medium or heavy, got {self.augment!r}")
+        from napari_unet.augment import LEVELS
+
+        if self.augmentation not in ("none", *LEVELS):
+            raise ValueError(f"augment must be none, {', '.join(LEVELS)}, got {self.augment!r}")
         if self.class_weights is not None:
             object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
             if any(not w >= 0 for w in self.class_weights) or not any(self.class_weights):

@@ -2,7 +2,7 @@
 leave one acquisition (date and cell line) out at a time, train on the others, predict the
 one left out. The test split is never read.
 
-    python scripts/cv_nuclei.py [--minutes-per-fold 6] [--work DIR] [--recipe shipped]
+    python scripts/cv_nuclei.py [--minutes-per-fold 6] [--augment medium|microscopy] [--work DIR]
 
 Each fold's out-of-fold probabilities are saved in the work folder as it finishes, so a
 stopped run resumes where it was (run the same command again). At the end the thresholds
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from mnfinder import VERSION, iter_split  # noqa: E402
 
 from napari_unet.metrics import match_objects, pixel_scores  # noqa: E402
-from napari_unet.model import load_model  # noqa: E402
+from napari_unet.model import load_model, save_model  # noqa: E402
 from napari_unet.pipeline import Settings, objects, segment  # noqa: E402
 from napari_unet.train import TrainConfig, Trainer, TrainingItem  # noqa: E402
 from napari_unet.train_data import grouped_folds  # noqa: E402
@@ -66,9 +66,15 @@ def scores(probs: list[np.ndarray], truths: list[np.ndarray], card, thr: float, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes-per-fold", type=float, default=6.0)
-    parser.add_argument("--work", default=str(Path.home() / ".cache" / "napari-unet" / "cv-nuclei"))
+    parser.add_argument("--augment", default="medium", help="the recipe's augmentation (medium: the shipped model's)")
+    parser.add_argument("--work", default=None, help="where folds are kept (default: a cache folder per recipe)")
     args = parser.parse_args()
-    work = Path(args.work)
+    cache = Path.home() / ".cache" / "napari-unet"
+    work = (
+        Path(args.work)
+        if args.work
+        else cache / ("cv-nuclei" + ("" if args.augment == "medium" else f"-{args.augment}"))
+    )
     work.mkdir(parents=True, exist_ok=True)
 
     data = [(n, img, lab) for split in ("training", "validation") for n, img, lab in iter_split(split)]
@@ -76,7 +82,8 @@ def main() -> None:
     groups = [n.split("/")[0] for n in names]
     folds = grouped_folds(groups)
     shipped = load_model("nuclei").card
-    print(f"{len(data)} images in {len(folds)} acquisition groups; {args.minutes_per_fold} min per fold", flush=True)
+    print(f"{len(data)} images in {len(folds)} acquisition groups; {args.minutes_per_fold} min per fold; "
+          f"augmentation {args.augment}; folds kept in {work}", flush=True)  # fmt: skip
 
     t0 = time.time()
     for k, (train_idx, test_idx) in enumerate(folds):
@@ -89,12 +96,13 @@ def main() -> None:
         card = shipped.replace(name=f"cv-fold{k}", metrics={}, training={}, parent=None)
         config = TrainConfig(
             epochs=60, steps_per_epoch=50, max_seconds=args.minutes_per_fold * 60, batch_size=8, crop=256,
-            lr=2e-3, warmup_steps=50, patience=12, device="cpu", seed=k,
+            lr=2e-3, warmup_steps=50, patience=12, device="cpu", seed=k, augment=args.augment,
         )  # fmt: skip
         trainer = Trainer(items, card=card, config=config, name=f"cv-fold{k}")  # epochs chosen on its own groups
         for _ in trainer.steps():
             pass
         model = trainer.result().model
+        save_model(model, work / f"fold{k}", model.card)  # for later looks (test-time augmentation...)
         probs = {names[i]: segment(model, data[i][1], precision="fp32", objects=False).probabilities for i in test_idx}
         np.savez_compressed(done, **{n.replace("/", "__"): p for n, p in probs.items()})
         print(f"fold {k} ({group}, {len(test_idx)} images held out): trained on {len(train_idx)} "
@@ -122,7 +130,8 @@ def main() -> None:
                      (f"chosen by CV {best[0]}/{best[1]}/{best[2]}", at_best)):  # fmt: skip
         print(f"{label:32} {s['f1_50']:7.3f} {s['f1_75']:8.3f} {s['f1_50_mean_per_image']:7.3f} {s['dice']:6.3f} "
               f"{s['median_count_error']:10.1%}")  # fmt: skip
-    print(json.dumps({"folds": len(folds), "minutes_per_fold": args.minutes_per_fold, "shipped_thresholds": at_shipped,
+    print(json.dumps({"folds": len(folds), "minutes_per_fold": args.minutes_per_fold, "augment": args.augment,
+                      "shipped_thresholds": at_shipped,
                       "cv_thresholds": list(best), "at_cv_thresholds": at_best}))  # fmt: skip
 
 

@@ -341,3 +341,23 @@ def test_a_time_budget_shorter_than_one_epoch_says_how_long_an_epoch_takes():
     with pytest.raises(ValueError, match=r"an epoch takes about \d+ s here; give at least \d+ s"):
         for _ in trainer.steps():
             pass
+
+
+def test_microscopy_augmentation_adds_signal_beside_objects_never_on_them():
+    from napari_unet.augment import _cytoplasm, augment
+
+    fg = torch.zeros(8, 1, 64, 64)
+    fg[:, :, 24:40, 24:40] = 1
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=gen)
+
+    signal = _cytoplasm(fg, rand, 0.6)
+    assert signal.shape == fg.shape and float(signal[fg > 0].abs().max()) == 0.0  # never on a nucleus
+    assert float(signal.max()) > 0 and float(signal.max()) <= 0.6  # some tiles get it, at most the strength
+    x, y, m = fg.clone(), torch.cat([fg, fg], 1), torch.ones_like(fg)
+    xa, ya, ma = augment(x, y, m, torch.Generator().manual_seed(1), level="microscopy")
+    assert xa.shape == x.shape and ya.shape == y.shape and torch.isfinite(xa).all()
+    with pytest.raises(ValueError, match="microscopy"):
+        TrainConfig(augment="sideways")
