@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -229,3 +230,21 @@ def test_train_from_the_cli(image_dir, tmp_path, tiny_model_file, monkeypatch, c
     assert load_model("my-model").card.parent == "tiny"
     assert main(["train", "--images", images[0], "--labels", *labels, "--out", "x"]) == 1
     assert "one label file per image" in capsys.readouterr().err
+
+
+def test_the_progress_bar_starts_at_the_first_step_so_its_rate_is_real(capsys):
+    """tqdm's first tick used to divide by almost no time ("524288.00step/s")."""
+    import re
+
+    from napari_unet.cli._base import _drive
+    from napari_unet.jobs import Progress
+
+    def steps():
+        for k in range(1, 4):  # the first step is done at once, the next ones take 50 ms each
+            yield Progress(k, 3, {})
+            time.sleep(0.05)
+        return "done"
+
+    assert _drive(steps(), "work") == "done"
+    rates = [float(r) for r in re.findall(r"([\d.]+)step/s", capsys.readouterr().err)]
+    assert all(r < 1000 for r in rates), rates  # steps of 50 ms: about 20 per second, never thousands

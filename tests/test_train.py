@@ -357,7 +357,7 @@ def test_microscopy_augmentation_adds_signal_beside_objects_never_on_them():
     assert signal.shape == fg.shape and float(signal[fg > 0].abs().max()) == 0.0  # never on a nucleus
     assert float(signal.max()) > 0 and float(signal.max()) <= 0.6  # some tiles get it, at most the strength
     x, y, m = fg.clone(), torch.cat([fg, fg], 1), torch.ones_like(fg)
-    xa, ya, ma = augment(x, y, m, torch.Generator().manual_seed(1), level="microscopy")
+    xa, ya, _ = augment(x, y, m, torch.Generator().manual_seed(1), level="microscopy")
     assert xa.shape == x.shape and ya.shape == y.shape and torch.isfinite(xa).all()
     with pytest.raises(ValueError, match="microscopy"):
         TrainConfig(augment="sideways")

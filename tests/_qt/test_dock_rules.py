@@ -536,3 +536,16 @@ def test_the_ct_journey_through_the_buttons(make_napari_viewer, registry, qtbot,
     wait_for(qtbot, count, 120_000)
     _, table = count.result
     assert set(table["class"]) == {"lesion"} and held_back in set(table["slice"])
+
+
+def test_the_steps_keep_their_fields_at_the_top_and_the_checked_list_small(make_napari_viewer, registry):
+    """Each step's fields sit at the top with the stretch below them (not spread over the
+    dock's height), and the checked-slices list shows a few rows instead of half the tab."""
+    viewer = make_napari_viewer()
+    for step in (PredictWidget(viewer), CorrectWidget(viewer), TrainWidget(viewer), CountWidget(viewer)):
+        layout = step.native.layout()
+        last = layout.itemAt(layout.count() - 1)
+        assert last.spacerItem() is not None, f"{step.title}: no stretch below the fields"
+        assert layout.stretch(layout.count() - 1) >= 1
+    correct = CorrectWidget(viewer)
+    assert correct.checked.native.maximumHeight() <= 96
