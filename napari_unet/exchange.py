@@ -283,6 +283,10 @@ def export_package(
     halo = 0 if card.input_size else round(card.overlap * card.tile / 2)
     smallest, side = _test_size(card, divisor, halo)
     plane, result.example = _example_plane(card, image)
+    if image is None and not _is_shipped(card):
+        result.notes.append(
+            f"the test tensors and the cover come from {result.example}; give --image for a picture of your own images"
+        )
     x = _crop_or_resize(plane, card, card.input_size or side)
     y = _reference_output(net, card, x)
 

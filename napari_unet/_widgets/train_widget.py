@@ -174,6 +174,7 @@ class TrainWidget(Step):
 
     def _exported(self, result: Any) -> None:
         skipped = "".join(f"; no {fmt} weights ({why})" for fmt, why in result.skipped.items())
+        skipped += "".join(f"; note: {note}" for note in result.notes)
         self.status.value = f"exported to {result.path.name}"
         notify_info(
             f"Exported to {result.path} (weights: {', '.join(result.weights)}{skipped}); bioimage.io's own test "
