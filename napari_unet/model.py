@@ -84,6 +84,9 @@ class ModelCard:
     input_stats : dict
         Simple statistics of the scaled training inputs (and of the foreground share of
         the labels), so that an image far from them can be warned about.
+    receptive_field : dict
+        How far the network looks, measured (:func:`~napari_unet.architectures.measure_receptive_field`):
+        the radius any input pixel reaches and the radii holding 95% and 99% of it.
     tile, overlap, threshold
         Recommended tile size (pixels), tile overlap (fraction) and mask threshold.
     postprocess : dict
@@ -107,6 +110,7 @@ class ModelCard:
     context: int = 0
     flips: bool = True
     input_stats: dict = field(default_factory=dict)
+    receptive_field: dict = field(default_factory=dict)
     tile: int = 256
     overlap: float = 0.25
     threshold: float = 0.5
@@ -162,6 +166,7 @@ class ModelCard:
             "outputs",
             "normalisation",
             "input_stats",
+            "receptive_field",
             "postprocess",
             "training",
             "metrics",

@@ -523,6 +523,7 @@ class Trainer:
                 ],
             },
             input_stats=self.input_stats,
+            receptive_field=_receptive_field(best),
             metrics={
                 "heldout_dice": new_scores["dice"],
                 "heldout_f1": new_scores["f1"],
@@ -548,6 +549,17 @@ class Trainer:
             time.perf_counter() - self._t0,
         )
         return self._result
+
+
+def _receptive_field(net: Any) -> dict:
+    """The trained network's measured receptive field, for its card (a network that cannot be
+    probed so, e.g. a whole-image one too small for the probe, records nothing)."""
+    from napari_unet.architectures import measure_receptive_field
+
+    try:
+        return measure_receptive_field(net)
+    except (RuntimeError, ValueError):
+        return {}
 
 
 def _check_classes_drawn(planes: list, card: ModelCard, *, new: bool) -> None:

@@ -1,5 +1,6 @@
 """Write the shipped nuclei model's ``input_stats`` (for the "image unlike the training
-data" warning) from its training split, without touching its weights.
+data" warning) from its training split, and its measured ``receptive_field``, without
+touching its weights.
 
     python scripts/card_input_stats.py
 """
@@ -34,6 +35,11 @@ def main() -> None:
     print(f"{len(pairs)} training images: {stats}")
     data = json.loads(card_path.read_text())
     data["input_stats"] = stats
+    from napari_unet.architectures import measure_receptive_field
+    from napari_unet.model import load_model
+
+    data["receptive_field"] = measure_receptive_field(load_model("nuclei"))
+    print(f"receptive field: {data['receptive_field']}")
     card_path.write_text(json.dumps(data, indent=2) + "\n")
     print(f"wrote {card_path} (the safetensors header keeps the card it was trained with; the JSON beside it wins)")
 

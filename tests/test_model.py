@@ -138,3 +138,21 @@ def test_fused_batchnorm_gives_the_same_output():
         torch.testing.assert_close(fused(x), ref, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="eval mode"):
         fuse_batchnorm(build_model(small_card()).train())
+
+
+def test_the_receptive_field_is_measured_and_kept_in_the_card():
+    from napari_unet.architectures import measure_receptive_field
+
+    shallow = build_model(ModelCard("a", arch_args={"features": [4, 8]}))  # 1 pooling
+    deep = build_model(ModelCard("b", arch_args={"features": [4, 8, 16, 32]}))  # 3 poolings
+    a, b = measure_receptive_field(shallow, size=128), measure_receptive_field(deep, size=128)
+    for rf in (a, b):
+        assert 0 < rf["radius_95_px"] <= rf["radius_99_px"] <= rf["theoretical_radius_px"]
+    assert b["theoretical_radius_px"] > a["theoretical_radius_px"]  # deeper looks further
+    # the classic U-Net with one pooling: 2 convs (2 px), pool, 2 convs (4 px), up, 2 convs (2 px)
+    assert a["theoretical_radius_px"] == 2 + 4 + 2 + 1
+    card = ModelCard("c", receptive_field=b)
+    import json
+
+    assert ModelCard.from_dict(json.loads(card.to_json())).receptive_field == b
+    assert load_model("nuclei").card.receptive_field["radius_99_px"] > 0  # recorded for the shipped model

@@ -190,6 +190,7 @@ def test_card_records_provenance(data, parent):
     assert image["name"] == "cells-01" and len(image["sha256"]) == 16
     assert card.training["settings"]["seed"] == 0 and card.training["settings"]["crop"] == 64
     assert {"heldout_dice", "heldout_f1", "parent_heldout_dice", "parent_heldout_f1"} <= set(card.metrics)
+    assert card.receptive_field["radius_99_px"] <= card.receptive_field["theoretical_radius_px"]  # measured
 
 
 def test_bad_training_inputs(data, parent):
