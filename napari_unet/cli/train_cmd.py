@@ -116,9 +116,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     opts.add_argument("--batch", type=_positive_int, default=4, help="crops per step")
     opts.add_argument("--crop", type=_positive_int, default=None,
                       help="crop side in pixels (default 192; the whole image with --input-size)")  # fmt: skip
-    opts.add_argument("--augment", choices=("none", "light", "medium", "heavy", "microscopy"), default="medium",
-                      help="augmentation strength; microscopy: medium with zoom 0.5-2x, cytoplasm-like signal beside "
-                           "objects and uneven illumination (fluorescence nuclei from other microscopes)")  # fmt: skip
+    opts.add_argument("--augment", choices=("none", "light", "medium", "heavy"), default="medium",
+                      help="augmentation strength")  # fmt: skip
     p.add_argument("--out", required=True, help="name of the new model (saved to the user model folder) or a path")
     p.add_argument("--epochs", type=_positive_int, default=20, action=_Given,
                    help="passes over the checked data, at most; when only a time budget is given, as many as fit in it")  # fmt: skip
