@@ -403,10 +403,12 @@ def test_a_new_model_for_images_no_model_knows_from_the_dock(make_napari_viewer,
     assert shown(train.architecture) and shown(train.input_size)
     train.class_names.value = "left_lung"
     assert train.run() is None and "at least two" in train.status.value
+    train.class_names.value = "left_lung, left_lung"  # a class name used twice
+    assert train.run() is None and "class names must differ" in train.status.value
     train.class_names.value = "left_lung, right_lung"
     train.lateral.value = True
     train.image_kind.value = "X-ray"
-    train.seconds.value = 8
+    train.seconds.value = 15  # a few epochs, even on a busy machine
     train.model_name.value = "first-lungs"
     assert train.run() is not None
     wait_for(qtbot, train, 120_000)
