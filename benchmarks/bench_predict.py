@@ -9,10 +9,13 @@ first with glibc's allocator untouched and then, after the allocator setting our
 uses is applied explicitly, with the very same allocator as ours (the honest ratio: the
 ``*_speedup_vs_tuned_monai`` figures); for reference also given our prepared network
 (BatchNorm folded, channels_last). Our engine runs in fp32, bf16 and the default
-precision. Prints throughput, ratios from this one run, output differences, mask Dice vs
+precision at the card's tile, and as ``segment`` runs it for a user (the tile chosen per
+image within a memory budget, the overlap from the model's receptive field) at the
+default precision and in fp32: the ``*_default_*`` and ``*_fp32_speedup_vs_tuned_monai``
+figures; ``*_card_tile_*`` are the card's tile. Prints throughput, ratios from this one run, output differences, mask Dice vs
 fp32 on real images, achieved GFLOP/s (with the tiles' true overlap factor) against a
 measured conv peak, a fresh process's first vs second call on the big image and how much
-it grew, and the RAM needed to predict a 200-slice lazily opened stack into an on-disk
+it grew (at the card's tile and as ``segment`` chooses it), and the RAM needed to predict a 200-slice lazily opened stack into an on-disk
 zarr output versus 20 slices.
 """
 
@@ -210,15 +213,25 @@ def overlap_factor_for(shape: tuple[int, int], tile: int, overlap: float) -> flo
     return grid.computed_pixels / float(np.prod(shape))
 
 
-def first_call_child(size: int) -> None:
+def first_call_child(size: int, how: str) -> None:
     """In a fresh process: the first and the second prediction of a size^2 image at the
-    default precision, and how much the process grew while making them."""
+    default precision, and how much the process grew while making them. ``how``: ``card``
+    (``predict`` at the card's 256 tile: the engine's own temporaries) or ``default``
+    (``segment`` as a user calls it: the tile chosen, the network's larger batch included)."""
     import json
 
     import napari_unet
 
     model = napari_unet.load_model("nuclei")
     image = real_stack(1, size)[0]
+    if how == "default":
+
+        def run_once():
+            return napari_unet.segment(model, image, device="cpu", objects=False).probabilities
+    else:
+
+        def run_once():
+            return napari_unet.predict(model, image, device="cpu")
 
     def rss() -> float:
         with open("/proc/self/status") as fh:
@@ -226,26 +239,48 @@ def first_call_child(size: int) -> None:
 
     base = rss()
     t = time.perf_counter()
-    out = napari_unet.predict(model, image, device="cpu")
+    out = run_once()
     first = time.perf_counter() - t
     with open("/proc/self/status") as fh:
         peak = next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmHWM"))
     del out
     t = time.perf_counter()
-    napari_unet.predict(model, image, device="cpu")
+    run_once()
     second = time.perf_counter() - t
     output_mib = 2 * size * size * 4 / 2**20
     print(json.dumps({"first_s": first, "second_s": second, "peak_growth_mib": peak - base, "output_mib": output_mib}))
 
 
-def first_call_run(size: int) -> dict:
+def first_call_run(size: int, how: str) -> dict:
     import json
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, __file__, "--first-call-child", str(size)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, __file__, "--first-call-child", str(size), how], capture_output=True, text=True,
                          check=True)  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def sample_seams(model) -> list[dict]:
+    """The shipped samples' foreground as ``segment`` tiles them by default, against the
+    card's 256 tiles (the masks before the tile was chosen per image) and against the hand
+    annotation, at the default precision."""
+    from napari_unet._sample_data import NUCLEI_SAMPLES, sample_paths
+
+    rows = []
+    for key in NUCLEI_SAMPLES:
+        image_path, truth_path = sample_paths(key)
+        image = np.asarray(read_image(image_path).data)
+        truth = np.asarray(read_image(truth_path).data) > 0
+        chosen = segment(model, image, device="cpu", objects=False)
+        card_tile = predict(model, image, device="cpu")
+        fg, fg256 = chosen.probabilities[0] > model.card.threshold, card_tile[0] > model.card.threshold
+        rows.append({"sample": key, "shape": "x".join(map(str, image.shape)), "tile chosen": chosen.settings.tile,
+                     "overlap px": round(chosen.settings.tile * chosen.settings.overlap),
+                     "Dice vs card's 256 tiles": pixel_scores(fg, fg256)["dice"],
+                     "Dice vs truth (chosen)": pixel_scores(fg, truth)["dice"],
+                     "Dice vs truth (256 tiles)": pixel_scores(fg256, truth)["dice"]})  # fmt: skip
+    return rows
 
 
 def main() -> None:
@@ -257,15 +292,16 @@ def main() -> None:
         "--compile", action=argparse.BooleanOptionalAction, default=True, help="also time fp32 + torch.compile"
     )
     parser.add_argument("--memory-child", nargs=2, metavar=("SLICES", "FOLDER"), help=argparse.SUPPRESS)
-    parser.add_argument("--first-call-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--first-call-child", nargs=2, metavar=("SIZE", "HOW"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(int(args.memory_child[0]), Path(args.memory_child[1]))
         return
     if args.first_call_child:
-        first_call_child(args.first_call_child)
+        first_call_child(int(args.first_call_child[0]), args.first_call_child[1])
         return
-    first_call = first_call_run(args.big)  # first, in a fresh process, while this one is still small
+    # first, in fresh processes, while this one is still small
+    first_calls = {how: first_call_run(args.big, how) for how in ("card", "default")}
     torch.manual_seed(0)
     model = load_model("nuclei")
     card = model.card
@@ -308,12 +344,15 @@ def main() -> None:
         half, t_bf16, m_bf16 = timed(predict, model, data, device="cpu", precision="bf16")
         default, t_default, _ = timed(predict, model, data, device="cpu")  # precision auto, the card's tile
         seg, t_segment, _ = timed(segment, model, data, device="cpu", objects=False)  # what a user gets
-        rows.append({"input": name, "engine": f"napari-unet segment() default (tile {seg.settings.tile} chosen, {default_precision})",
-                     "Mpx/s": mpx / t_segment, "x MONAI": t_monai / t_segment,
-                     "GFLOP/s": flops_px * mpx * 1e6 * overlap_factor_for(data.shape[-2:], seg.settings.tile, seg.settings.overlap) / t_segment / 1e9,
-                     "max |diff| vs MONAI": float(np.abs(seg.probabilities - ref).max()),
-                     "mask Dice vs fp32": pixel_scores(seg.probabilities[0] > card.threshold, ours[0] > card.threshold)["dice"],
-                     "peak MiB": float("nan"), "seconds": t_segment})  # fmt: skip
+        seg32, t_segment32, _ = timed(segment, model, data, device="cpu", objects=False, precision="fp32")
+        for result, t, label in ((seg32, t_segment32, "fp32"), (seg, t_segment, f"default ({default_precision})")):
+            chosen = result.settings
+            rows.append({"input": name, "engine": f"napari-unet segment() {label}, tile {chosen.tile} chosen",
+                         "Mpx/s": mpx / t, "x MONAI": t_monai / t,
+                         "GFLOP/s": flops_px * mpx * 1e6 * overlap_factor_for(data.shape[-2:], chosen.tile, chosen.overlap) / t / 1e9,
+                         "max |diff| vs MONAI": float(np.abs(result.probabilities - ref).max()),
+                         "mask Dice vs fp32": pixel_scores(result.probabilities[0] > card.threshold, ours[0] > card.threshold)["dice"],
+                         "peak MiB": float("nan"), "seconds": t})  # fmt: skip
         rows.append({"input": name, "engine": f"napari-unet default (auto = {default_precision} here)", "Mpx/s": mpx / t_default,
                      "x MONAI": t_monai / t_default, "GFLOP/s": computed / t_default / 1e9, "max |diff| vs MONAI": float(np.abs(default - ref).max()),
                      "mask Dice vs fp32": pixel_scores(default[0] > card.threshold, ours[0] > card.threshold)["dice"], "peak MiB": float("nan"),
@@ -340,12 +379,15 @@ def main() -> None:
         key = "stack" if name.startswith("stack") else "big"
         figures.update({f"{key}_monai_mpx_s": round(mpx / t_monai, 3), f"{key}_fp32_mpx_s": round(mpx / t_fp32, 3),
                         f"{key}_bf16_mpx_s": round(mpx / t_bf16, 3), f"{key}_fp32_speedup": round(t_monai / t_fp32, 3),
-                        f"{key}_bf16_speedup": round(t_monai / t_bf16, 3), f"{key}_fp32_speedup_vs_tuned_monai": round(t_monai_tuned / t_fp32, 3),
+                        f"{key}_bf16_speedup": round(t_monai / t_bf16, 3), f"{key}_fp32_speedup_vs_tuned_monai": round(t_monai_tuned / t_segment32, 3),
+                        f"{key}_card_tile_fp32_speedup_vs_tuned_monai": round(t_monai_tuned / t_fp32, 3),
+                        f"{key}_segment_fp32_tile": seg32.settings.tile,
                         f"{key}_default_speedup_vs_tuned_monai": round(t_monai_tuned / t_segment, 3),
                         f"{key}_card_tile_default_speedup_vs_tuned_monai": round(t_monai_tuned / t_default, 3),
                         f"{key}_segment_tile": seg.settings.tile,
                         f"{key}_prepared_monai_vs_ours_fp32": round(t_monai_prepared / t_fp32, 3), f"{key}_overlap_factor": round(waste, 3),
                         f"{key}_fp32_max_diff": diff, f"{key}_bf16_mask_dice": round(dice16, 5)})  # fmt: skip
+    samples = sample_seams(model)
     peak32, peak16 = conv_peak_gflops(None), conv_peak_gflops(torch.bfloat16)
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         t_small, mem_small = memory_run(20, Path(tmp))
@@ -356,10 +398,15 @@ def main() -> None:
           f"{flops_px / 1e3:.1f} kFLOP per pixel; tile {card.tile}, overlap {card.overlap}, batch 4")  # fmt: skip
     print(f"conv peak (64->64 3x3, channels_last): fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s")
     print(f"cold first call (1024^2, includes preparing the network): fp32 {cold:.2f} s, bf16 {cold_bf16:.2f} s")
-    print(f"a fresh process predicting {args.big}^2 at the default precision: first call {first_call['first_s']:.2f} s, second "
-          f"{first_call['second_s']:.2f} s ({first_call['first_s'] / first_call['second_s']:.2f}x); the process grew by "
-          f"{first_call['peak_growth_mib']:.0f} MiB at its peak = {first_call['peak_growth_mib'] / first_call['output_mib']:.2f}x "
-          f"the float32 output ({first_call['output_mib']:.0f} MiB)")  # fmt: skip
+    for how, what in (
+        ("card", "predict() at the card's 256 tile"),
+        ("default", "segment() as a user calls it, tile chosen"),
+    ):
+        fc = first_calls[how]
+        print(f"a fresh process predicting {args.big}^2 at the default precision, {what}: first call {fc['first_s']:.2f} s, "
+              f"second {fc['second_s']:.2f} s ({fc['first_s'] / fc['second_s']:.2f}x); the process grew by "
+              f"{fc['peak_growth_mib']:.0f} MiB at its peak = {fc['peak_growth_mib'] / fc['output_mib']:.2f}x "
+              f"the float32 output ({fc['output_mib']:.0f} MiB)")  # fmt: skip
     rows.sort(key=lambda r: (r["input"], "MONAI" not in r["engine"], "our allocator" not in r["engine"]))
     print(
         table(
@@ -367,15 +414,20 @@ def main() -> None:
             ["input", "engine", "Mpx/s", "x MONAI", "GFLOP/s", "max |diff| vs MONAI", "mask Dice vs fp32", "seconds"],
         )
     )
+    print(table(samples, list(samples[0]), floatfmt="{:.5f}"))
     print(f"memory: {args.memory_slices}-slice vs 20-slice 1024^2 uint16 stack, lazily opened, zarr output on disk (bf16): "
           f"peak RSS of the whole process {mem_large:.0f} MiB vs {mem_small:.0f} MiB; {t_large:.1f} s vs {t_small:.1f} s "
-          f"(the 200-slice image is {args.memory_slices * 2:.0f} MiB as uint16, its float32 output {args.memory_slices * 8:.0f} MiB)")  # fmt: skip
+          f"(the {args.memory_slices}-slice image is {args.memory_slices * 2:.0f} MiB as uint16, its float32 output {args.memory_slices * 8:.0f} MiB)")  # fmt: skip
+    card_call, default_call = first_calls["card"], first_calls["default"]
     figures.update(
         {
-            "big_first_call_ratio": round(first_call["first_s"] / first_call["second_s"], 3),
-            "big_peak_rss_over_output": round(first_call["peak_growth_mib"] / first_call["output_mib"], 2),
+            "big_first_call_ratio": round(card_call["first_s"] / card_call["second_s"], 3),
+            "big_peak_rss_over_output": round(card_call["peak_growth_mib"] / card_call["output_mib"], 2),
+            "big_default_first_call_ratio": round(default_call["first_s"] / default_call["second_s"], 3),
+            "big_default_peak_rss_over_output": round(default_call["peak_growth_mib"] / default_call["output_mib"], 2),
         }
     )
+    figures["samples_min_dice_vs_card_tile"] = round(min(r["Dice vs card's 256 tiles"] for r in samples), 5)
     figures.update({"benchmark": "predict", "cold_fp32_s": round(cold, 2), "conv_peak_fp32_gflops": round(peak32), "conv_peak_bf16_gflops": round(peak16),
                     "mem_20_slices_mib": round(mem_small), f"mem_{args.memory_slices}_slices_mib": round(mem_large)})  # fmt: skip
     emit_json(figures)

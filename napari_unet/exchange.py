@@ -280,7 +280,9 @@ def export_package(
     from napari_unet.architectures import size_divisor
 
     divisor = size_divisor(card.architecture, card.arch_args)
-    halo = 0 if card.input_size else round(card.overlap * card.tile / 2)
+    from napari_unet.pipeline import context_overlap
+
+    halo = 0 if card.input_size else context_overlap(card) // 2  # half what neighbouring tiles share
     smallest, side = _test_size(card, divisor, halo)
     plane, result.example = _example_plane(card, image)
     if image is None and not _is_shipped(card):

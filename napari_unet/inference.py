@@ -107,21 +107,25 @@ def tune_cpu_allocator() -> bool:
 
 def activation_bytes_per_pixel(card: Any, precision: str) -> float:
     """Memory a forward pass takes per input pixel, from the width of the network's first
-    level: the shipped U-Net (16 channels first) measured 400 B/px in fp32 and 170-230 in
-    bf16 on 256^2 to 1024^2 tiles (VmHWM growth, prepared network, inference mode)."""
+    level: the shipped U-Net (16 channels first) grew a fresh process by 273-456 B/px in
+    fp32 and 184-221 in bf16 for one 512^2 or 1024^2 tile (VmHWM, prepared network,
+    inference mode); the larger of each is used."""
     args = card.arch_args or {}
     first = (args.get("features") or args.get("channels") or (32,))[0]
-    return 6.25 * float(first) * (4 if precision == "fp32" else 2)
+    return float(first) * (28.5 if precision == "fp32" else 13.8)
 
 
 def memory_budget(device: torch.device) -> float:
-    """Bytes a batch of tiles may take: half the free memory of a GPU, 1 GiB elsewhere."""
+    """Bytes a batch of tiles may take: half the free memory of a GPU; 256 MiB elsewhere,
+    enough for one 1024^2 tile of the shipped model in bf16 (a 1024^2 plane in one tile,
+    a 4096^2 plane in 1072^2 tiles with 1.10x its pixels computed), so that predicting a
+    4096^2 image grows the process by about three times its float32 output, not ten."""
     import torch
 
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return free / 2
-    return float(1 << 30)
+    return float(1 << 28)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -152,8 +156,9 @@ def prepare_model(
 
     With ``compile``, the copy is also compiled by ``torch.compile`` (inductor, frozen
     weights). On this project's 2-core CPU it ran 1.00-1.18x as fast as the fused eager
-    network in different measurements (1.00-1.05x in the latest), after a first call of
-    13-37 s per tile shape: it can pay only for long batch jobs, if at all.
+    network in different measurements (1.04-1.10x at the card's tile in the latest), after a
+    first call of 13-37 s per tile shape (and the chosen tile differs between image
+    shapes): it can pay only for long batch jobs of one shape, if at all.
     """
     import copy
 

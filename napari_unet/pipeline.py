@@ -18,6 +18,7 @@ Thresholds are strict everywhere: a pixel is foreground when its probability is
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,21 @@ if TYPE_CHECKING:
 __all__ = ["Segmentation", "Settings", "foreground_mask", "labels_iter", "objects", "segment", "segment_iter"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def context_overlap(card: Any) -> int:
+    """Pixels two neighbouring tiles share, from the model's measured receptive field: twice
+    the radius holding 99% of a pixel's context (a pixel in the shared strip is then blended
+    mostly from the tile that saw that much around it), rounded up to 16. A card without the
+    measurement keeps its own tiling's overlap (``tile x overlap``).
+
+    On 2048^2 images cut from the samples, tiles of ~740 px agreed with one untiled pass at
+    mask Dice 0.99940 / 0.99959 / 0.99969 for 48 / 64 / 80 px shared (fp32).
+    """
+    radius = (getattr(card, "receptive_field", None) or {}).get("radius_99_px")
+    if not radius:
+        return round(card.tile * card.overlap)
+    return int(math.ceil(2 * radius / 16) * 16)
 
 
 @dataclass(frozen=True)
@@ -57,8 +73,9 @@ class Settings:
     tile, overlap : int, float or None
         Tile side in pixels and the fraction two neighbouring tiles share. None (the
         default): chosen per image at run time, the tile that computes the fewest pixels
-        within the device's memory, keeping the overlap in pixels of the card's tiling
-        (:func:`napari_unet.tiling.choose_tiling`); the result's settings hold the choice.
+        within the device's memory, with the overlap in pixels the model's receptive field
+        asks for (:func:`context_overlap`, :func:`napari_unet.tiling.choose_tiling`); the
+        result's settings hold the choice.
     batch : int or None
         Tiles per batch; None picks one for the device (8 on CUDA, 4 elsewhere).
     precision : str
@@ -312,7 +329,7 @@ def segment_iter(
         chosen = choose_tiling(
             layout.spatial_shape[-2:],
             min_tile=card.tile,
-            overlap_px=round(card.tile * card.overlap),
+            overlap_px=context_overlap(card),
             divisor=getattr(model, "size_divisor", 16),
             batch=resolved.batch if settings.batch is None else settings.batch,
             bytes_per_pixel=activation_bytes_per_pixel(card, precision),

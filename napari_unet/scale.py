@@ -101,7 +101,7 @@ def _block_predict(
         for start, r in zip(batch, predictor(x)):
             grid.blend(acc, start, r, lo)
     # every tile over the block was added, so its weights sum as over the whole plane
-    np.divide(acc, grid.weight_sum[lo[0] : hi[0], lo[1] : hi[1]], out=acc)
+    np.divide(acc, grid.weight_sum_box(lo, hi), out=acc)  # (no whole-plane weight array for a huge plane)
     return acc[:, None]
 
 

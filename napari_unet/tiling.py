@@ -61,6 +61,9 @@ def tile_starts(size: int, tile: int, overlap: float) -> list[int]:
 
 # --------------------------------------------------------------------------- the grid
 
+# a plane up to this many pixels keeps its weight sum (16 MiB) for the planes after it
+_CACHED_WEIGHT_SUM_PX = 1 << 22
+
 
 def _round_up(n: int, k: int) -> int:
     return int(math.ceil(n / k) * k)
@@ -133,10 +136,41 @@ class Grid:
     def weight_sum(self) -> np.ndarray:
         """The blending weights summed over every tile, ``padded``-shaped: the same for every
         plane, so it is made once (added in the tiles' C order, as :meth:`blend` adds them)."""
-        total = np.zeros(self.padded, np.float32)
-        for start in self.tiles():
-            total[tuple(slice(s, s + k) for s, k in zip(start, self.tile))] += self.weight
+        return self.weight_sum_box((0,) * len(self.padded), self.padded)
+
+    def weight_sum_box(self, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarray:
+        """:attr:`weight_sum` over the box ``[lo, hi)`` only, bit for bit (each pixel adds the
+        same tiles in the same order), without a plane-sized array."""
+        total = np.zeros([b - a for a, b in zip(lo, hi)], np.float32)
+        for start in self.tiles_touching(lo, hi):
+            src, dst = self._overlap(start, lo, hi)
+            total[dst] += self.weight[src]
         return total
+
+    def divide_by_weight_sum(self, total_sum: np.ndarray, out: np.ndarray, rows: int = 256) -> None:
+        """``out = total_sum / weight_sum`` for a plane's ``(K, *shape)`` sums; ``out`` may be
+        ``total_sum``. A large plane is divided a strip of ``rows`` at a time, with that
+        strip's weight sum made on the spot: no plane-sized weight array is kept."""
+        shape = self.shape
+        if int(np.prod(shape)) <= _CACHED_WEIGHT_SUM_PX:
+            np.divide(total_sum[(slice(None), *(slice(0, n) for n in shape))],
+                      self.weight_sum[tuple(slice(0, n) for n in shape)], out=out)  # fmt: skip
+            return
+        rest = tuple(slice(0, n) for n in shape[1:])
+        for r0 in range(0, shape[0], rows):
+            r1 = min(r0 + rows, shape[0])
+            ws = self.weight_sum_box((r0, *(0,) * (len(shape) - 1)), (r1, *shape[1:]))
+            np.divide(total_sum[(slice(None), slice(r0, r1), *rest)], ws, out=out[:, r0:r1])
+
+    def _overlap(self, start: tuple[int, ...], lo: tuple[int, ...], hi: tuple[int, ...]) -> tuple[tuple, tuple]:
+        """Slices of the tile at ``start`` (into the tile) and of the box ``[lo, hi)`` (into
+        the box) where the two overlap."""
+        src, dst = [], []
+        for s, k, a, b in zip(start, self.tile, lo, hi):
+            s0, s1 = max(s, a), min(s + k, b)
+            src.append(slice(s0 - s, s1 - s))
+            dst.append(slice(s0 - a, s1 - a))
+        return tuple(src), tuple(dst)
 
     @property
     def computed_pixels(self) -> int:
@@ -155,12 +189,7 @@ class Grid:
         ``acc`` covers (``(K, *box)``, starting at ``lo``), weighted; divide by
         :attr:`weight_sum` once every tile is in."""
         hi = tuple(a + n for a, n in zip(lo, acc.shape[1:]))
-        src, dst = [], []
-        for s, k, a, b in zip(start, self.tile, lo, hi):
-            s0, s1 = max(s, a), min(s + k, b)
-            src.append(slice(s0 - s, s1 - s))
-            dst.append(slice(s0 - a, s1 - a))
-        src_t, dst_t = tuple(src), tuple(dst)
+        src_t, dst_t = self._overlap(start, lo, hi)
         w = self.weight[src_t]
         acc[(slice(None), *dst_t)] += result[(slice(None), *src_t)] * w
 
@@ -173,6 +202,21 @@ class Tiling:
     overlap: float
     batch: int
     computed: float  # pixels computed over pixels of the plane (1.0: no overlap waste)
+
+
+def _candidate_tiles(plane_shape: tuple[int, ...], overlap_px: int, divisor: int, lo: int, hi: int) -> list[int]:
+    """Square tile sides worth trying: for each axis and each number k of tiles along it, the
+    smallest side (a multiple of ``divisor``) whose k tiles cover the axis with ``overlap_px``
+    shared between neighbours; clamped to ``[lo, hi]``."""
+    sides = {_round_up(lo, divisor), _round_up(min(hi, max(plane_shape)), divisor)}
+    for n in plane_shape:
+        for k in range(1, n // max(1, lo - overlap_px) + 2):
+            side = _round_up(math.ceil((n + (k - 1) * overlap_px) / k), divisor)
+            if side < lo:
+                break
+            if side <= hi:
+                sides.add(side)
+    return sorted(sides)
 
 
 def choose_tiling(
@@ -190,32 +234,35 @@ def choose_tiling(
 
     Every tile shares ``overlap_px`` pixels with its neighbour (the context the model needs
     for seamless masks), so a larger tile wastes a smaller share of its pixels; a tile as
-    large as the plane wastes none. The batch shrinks (down to 1) for large tiles so that
-    ``batch x tile pixels x bytes_per_pixel`` stays within ``budget_bytes``; among equal
-    costs the smaller tile wins.
+    large as the plane wastes none. The sides tried are those that split an axis into k
+    equal tiles (so 4096 px become four 1072-px tiles, not three 1408-px ones with a
+    half-wasted third), none larger than ``budget_bytes / bytes_per_pixel`` pixels allow.
+    The batch shrinks (down to 1) so that ``batch x tile pixels x bytes_per_pixel`` stays
+    within the budget; among equal costs the smaller tile wins.
 
     >>> t = choose_tiling((1024, 1024), min_tile=256, overlap_px=64, divisor=16, batch=4,
-    ...                   bytes_per_pixel=400, budget_bytes=2**30)
+    ...                   bytes_per_pixel=200, budget_bytes=2**28)
     >>> t.tile, t.batch, t.computed
     (1024, 1, 1.0)
+    >>> choose_tiling((4096, 4096), min_tile=256, overlap_px=64, divisor=16, batch=4,
+    ...               bytes_per_pixel=200, budget_bytes=2**28).tile
+    1072
     """
-    step = max(divisor, 64)
+    dims = len(plane_shape)
+    largest = int((budget_bytes / bytes_per_pixel) ** (1 / dims))  # the largest tile one batch can hold
+    hi = max(_round_up(min_tile, divisor), min(max_tile, largest))
     plane_px = float(np.prod(plane_shape))
     best: Tiling | None = None
-    for tile in range(_round_up(min_tile, divisor), max(max_tile, min_tile) + 1, step):
-        fits = int(budget_bytes // (tile ** len(plane_shape) * bytes_per_pixel))
-        if fits < 1 and best is not None:
-            break
-        actual = max(Grid.for_shape(plane_shape, tile=tile, overlap=0.0, divisor=divisor).tile)  # shrunk to the plane
+    for side in _candidate_tiles(plane_shape, overlap_px, divisor, min_tile, hi):
+        actual = max(Grid.for_shape(plane_shape, tile=side, overlap=0.0, divisor=divisor).tile)  # shrunk to the plane
         overlap = min(0.5, overlap_px / actual)
         grid = Grid.for_shape(plane_shape, tile=actual, overlap=overlap, divisor=divisor)
         n_tiles = int(np.prod([len(s) for s in grid.starts]))
+        fits = int(budget_bytes // (actual**dims * bytes_per_pixel))
         cost = grid.computed_pixels / plane_px
-        candidate = Tiling(int(max(grid.tile)), overlap, max(1, min(batch, fits, n_tiles)), round(cost, 4))
+        candidate = Tiling(actual, overlap, max(1, min(batch, fits, n_tiles)), round(cost, 4))
         if best is None or cost < best.computed - 1e-9:
             best = candidate
-        if max(grid.tile) >= max(_round_up(n, divisor) for n in plane_shape):
-            break  # one tile covers the plane: larger ones are the same
     assert best is not None
     return best
 
@@ -288,16 +335,16 @@ def tiled_predict_iter(
     direct = ours and grid.padded == tuple(plane_shape)
     out_planes = out.reshape(out_channels, layout.n_planes, *plane_shape) if isinstance(out, np.ndarray) else None
     crop = (slice(None), *(slice(0, n) for n in plane_shape))
-    wsum = grid.weight_sum[crop[1:]]
 
     def finish(index: int, total_sum: np.ndarray) -> None:
         if direct:
-            np.divide(total_sum, wsum, out=total_sum)  # total_sum is the output's own plane
+            grid.divide_by_weight_sum(total_sum, out=total_sum)  # total_sum is the output's own plane
         elif out_planes is not None:
-            np.divide(total_sum[crop], wsum, out=out_planes[:, index])
+            grid.divide_by_weight_sum(total_sum, out=out_planes[:, index])
         else:
+            grid.divide_by_weight_sum(total_sum, out=total_sum[crop])
             stack = np.unravel_index(index, stack_shape) if stack_shape else ()
-            out[(slice(None), *stack)] = np.divide(total_sum[crop], wsum, dtype=np.float32)
+            out[(slice(None), *stack)] = total_sum[crop]
 
     scale = normalisation is not None and normalisation.get("kind", "percentile") != "none"
     clip = scale and clips(normalisation)

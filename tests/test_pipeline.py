@@ -3,6 +3,9 @@ every caller (CLI count, Python, counting probabilities, fine-tuning's validatio
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+
 import numpy as np
 import pytest
 
@@ -74,7 +77,7 @@ def test_a_result_keeps_the_settings_it_was_made_with_resolved(shipped, misc_ima
     s = result.settings
     assert (s.threshold, s.min_area, s.device) == (0.6, 40.0, "cpu")
     assert s.precision in ("fp32", "bf16")  # resolved for this device
-    assert (s.tile, s.batch, round(s.tile * s.overlap)) == (208, 1, 64)  # one tile covers the 200^2 image
+    assert (s.tile, s.batch, round(s.tile * s.overlap)) == (208, 1, 80)  # one tile covers the 200^2 image
     assert result.kind == "instance" and result.card is shipped.card
     assert result.probabilities.shape == (2, 200, 200) and result.labels.dtype == np.int32
     assert result.labels.max() > 0
@@ -217,6 +220,38 @@ def test_the_tile_is_chosen_per_image_to_waste_the_fewest_pixels(shipped, misc_i
     }
     assert waste[auto.tile] < 0.6 * waste[256]  # 1.01x the image's pixels instead of 1.96x
     assert round(auto.tile * auto.overlap) >= round(shipped.card.tile * shipped.card.overlap)  # the same context in px
+
+
+def test_the_overlap_comes_from_the_measured_receptive_field(shipped):
+    from napari_unet.pipeline import context_overlap
+
+    card = shipped.card
+    assert card.receptive_field["radius_99_px"] == 38
+    assert context_overlap(card) == 80  # twice the 99% radius, rounded up to 16
+    wider = dataclasses.replace(card, receptive_field={**card.receptive_field, "radius_99_px": 70})
+    assert context_overlap(wider) == 144
+    unmeasured = dataclasses.replace(card, receptive_field={})  # an old card: its own tiling's overlap
+    assert context_overlap(unmeasured) == round(card.tile * card.overlap) == 64
+
+
+def test_the_chosen_tile_splits_each_side_evenly():
+    from napari_unet.tiling import Grid, choose_tiling
+
+    for shape in ((4096, 4096), (2000, 3000), (1500, 700), (300, 5000)):
+        t = choose_tiling(shape, min_tile=256, overlap_px=80, divisor=16, batch=4, bytes_per_pixel=220,
+                          budget_bytes=2**28)  # fmt: skip
+        assert t.batch * t.tile**2 * 220 <= 2**28
+        grid = Grid.for_shape(shape, tile=t.tile, overlap=t.overlap, divisor=16)
+        # every pair of neighbouring tiles shares at least the context asked for
+        for starts, side in zip(grid.starts, grid.tile):
+            assert all(a + side - b >= 80 for a, b in itertools.pairwise(starts))
+        # and no tile side from the old 64-px ladder (256, 320, ...) would have computed fewer pixels
+        for side in range(256, int((2**28 / 220) ** 0.5) + 1, 64):  # the ladder's sides that fit the budget
+            g = Grid.for_shape(shape, tile=side, overlap=min(0.5, 80 / side), divisor=16)
+            assert g.computed_pixels >= grid.computed_pixels
+    four = choose_tiling((4096, 4096), min_tile=256, overlap_px=80, divisor=16, batch=4, bytes_per_pixel=220,
+                         budget_bytes=2**28)  # fmt: skip
+    assert four.tile == 1088 and four.computed < 1.13  # four tiles a side
 
 
 def test_the_chosen_tile_stays_within_the_memory_budget(monkeypatch, shipped):

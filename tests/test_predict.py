@@ -237,6 +237,28 @@ def test_the_grid_gives_the_same_tiles_and_weights_as_before_in_2d():
     assert len(g.tiles_touching((0, 0), (300, 144))) == len(g.tiles())
 
 
+def test_a_large_plane_is_divided_strip_by_strip_bit_for_bit(monkeypatch, rng):
+    """Above a size, the weights' sum is made a strip at a time instead of kept as a
+    plane-sized array: the output must not change by a single bit."""
+    import napari_unet.tiling as tiling
+
+    g = tiling.Grid.for_shape((700, 530), tile=160, overlap=0.3, divisor=16)
+    for lo, hi in (((0, 0), (700, 530)), ((37, 101), (300, 129)), ((650, 0), (700, 1))):
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        np.testing.assert_array_equal(g.weight_sum_box(lo, hi), g.weight_sum[box])
+    image = rng.random((2, 700, 530)).astype(np.float32)
+
+    def predictor(x):  # not pointwise in the channels: the blending must still agree exactly
+        return np.concatenate([np.sin(3 * x), x * x], axis=1)
+
+    kwargs = dict(out_channels=2, tile=160, overlap=0.3, size_divisor=16, axes="ZYX")
+    whole, _ = run(tiled_predict_iter(image, predictor, **kwargs))
+    monkeypatch.setattr(tiling, "_CACHED_WEIGHT_SUM_PX", 0)  # every plane counts as large
+    monkeypatch.setattr(tiling.Grid, "weight_sum", property(lambda self: pytest.fail("made the whole weight sum")))
+    strips, _ = run(tiled_predict_iter(image, predictor, **kwargs))
+    np.testing.assert_array_equal(strips, whole)
+
+
 @pytest.mark.parametrize("shape, tile", [((2, 50, 70), 32), ((1, 20, 24), 64), ((3, 96, 80), 48)])
 def test_device_resident_engine_agrees_with_the_host_engine(tiny_model, rng, shape, tile):
     """The GPU path (each plane kept on the device) is the same arithmetic as the host

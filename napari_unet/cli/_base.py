@@ -117,10 +117,14 @@ def _prediction_args(p: argparse.ArgumentParser) -> None:
     """How images are predicted: the Settings fields a user sets on the command line."""
     p.add_argument(
         "--tile", type=_positive_int, default=None,
-        help="tile side in pixels (default: chosen per image, the fewest computed pixels within memory)",
+        help="tile side in pixels (default: chosen per image, the fewest computed pixels within 256 MiB for the network on a "
+        "CPU, half the free memory on a GPU; --tile 256 uses the least memory)",
     )  # fmt: skip
     p.add_argument(
-        "--overlap", type=float, default=None, help="tile overlap fraction in [0, 1) (default: with the tile)"
+        "--overlap",
+        type=float,
+        default=None,
+        help="tile overlap fraction in [0, 1) (default: with the tile, twice the 99%% radius of the model's receptive field)",
     )
     p.add_argument(
         "--batch",
