@@ -142,9 +142,15 @@ def plane_properties(lab, inten=None):
     flat = lab.ravel()
     nz = np.flatnonzero(flat)
     ids_px = flat[nz]
-    order = np.argsort(ids_px, kind="stable")  # pixels grouped by id, scan order inside
+    order = _group_by_id(ids_px)  # pixels grouped by id, scan order inside
     nz, ids_px = nz[order], ids_px[order]
-    ids, starts, area = np.unique(ids_px, return_index=True, return_counts=True)
+    counts = np.bincount(ids_px) if len(ids_px) and ids_px[-1] < 4 * max(len(ids_px), 1 << 16) else None
+    if counts is None:  # ids far above the number of pixels
+        ids, starts, area = np.unique(ids_px, return_index=True, return_counts=True)
+    else:
+        ids = np.flatnonzero(counts).astype(ids_px.dtype)
+        area = counts[ids]
+        starts = np.cumsum(area) - area
     k = np.repeat(np.arange(len(ids)), area)  # compact object index per pixel
     rows, cols = np.divmod(nz, w)
     r0, c0 = rows[starts], np.minimum.reduceat(cols, starts)
@@ -191,6 +197,14 @@ def plane_properties(lab, inten=None):
         out["max"] = np.maximum.reduceat(vals, starts)
         out["min"] = np.minimum.reduceat(vals, starts)
     return out
+
+
+def _group_by_id(ids):
+    """A stable order of ``ids`` (pixels grouped by id, scan order kept inside): a radix
+    sort on 16 bits when the ids fit them, about twice as fast as a merge sort on 32."""
+    if len(ids) and ids.min() >= 0 and ids.max() < 1 << 16:
+        return np.argsort(ids.astype(np.uint16), kind="stable")
+    return np.argsort(ids, kind="stable")
 
 
 def _hull_pixels(k, rows, cols, h, n):

@@ -6,7 +6,24 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["filter_objects"]
+__all__ = ["filter_objects", "pixel_counts"]
+
+
+def pixel_counts(labels: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
+    """Pixels per id (``np.bincount`` of a non-negative labels image), a chunk at a time:
+    the same counts without the image-sized int64 copy ``bincount`` makes of an int32
+    image (134 MB for 4096^2, whose first touch alone took 0.15 s).
+
+    >>> pixel_counts(np.array([[0, 2], [2, 2]], np.int32)).tolist()
+    [1, 0, 3]
+    """
+    flat = labels.ravel()
+    if flat.dtype == np.intp or flat.size <= chunk:
+        return np.bincount(flat)
+    counts = np.zeros(int(flat.max()) + 1, np.int64)
+    for i in range(0, flat.size, chunk):
+        counts += np.bincount(flat[i : i + chunk], minlength=len(counts))
+    return counts
 
 
 def _check_area(min_area: float, max_area: float | None) -> None:
@@ -35,7 +52,7 @@ def filter_objects(
         labels = _fill_holes_locally(labels)
     if exclude_border:
         labels = clear_border(labels)
-    areas = np.bincount(labels.ravel()) if labels.any() else np.zeros(1, np.int64)
+    areas = pixel_counts(labels) if labels.any() else np.zeros(1, np.int64)
     if min_area > 0 or max_area is not None:
         drop = areas < min_area
         if max_area is not None:
@@ -70,7 +87,7 @@ def _split_disconnected(labels: np.ndarray) -> np.ndarray:
 
     if not labels.any():
         return labels
-    areas = np.bincount(labels.ravel())
+    areas = pixel_counts(labels)
     boxes = ndi.find_objects(labels)
     sparse = []
     for i, box in enumerate(boxes, start=1):
@@ -149,7 +166,7 @@ def _relabel_sequential(labels: np.ndarray, counts: np.ndarray | None = None) ->
     """Ids 1..N in the order of the old ids (as skimage's ``relabel_sequential``), int32;
     no pass over the image when they already are."""
     labels = labels.astype(np.int32, copy=False)
-    counts = np.bincount(labels.ravel()) if counts is None else counts
+    counts = pixel_counts(labels) if counts is None else counts
     present = counts > 0
     present[0] = False
     if present[1:].all():

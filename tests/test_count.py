@@ -205,3 +205,30 @@ def test_an_id_painted_in_two_places_counts_as_two_objects():
         many[y * 20 + 2 : y * 20 + 8, x * 20 + 2 : x * 20 + 8] = 1 + k % 30
     _, table = run_to_end(count_iter(many, kind="labels", min_area=1))
     assert len(table) == 60
+
+
+def test_counting_with_contours_gives_the_same_table_and_outlines(rng):
+    """The Count button measures and outlines at once (the outlines on a second thread):
+    the same table and the same polygons as the two made one after the other, for a
+    plane and a stack, and labels that are not the caller's own array."""
+    from scipy import ndimage as ndi
+
+    from napari_unet.count import contours, count_iter, measure_with_contours
+    from napari_unet.instances import split_mask
+    from napari_unet.jobs import run_to_end
+
+    image = ndi.gaussian_filter(rng.random((3, 160, 200)), 4)
+    mask = image > np.percentile(image, 60)
+    stack = split_mask(mask, h=1)
+    for labels, intensity in ((stack[0], image[0]), (stack, image)):
+        table, polys = measure_with_contours(labels, intensity, scale=(0.5, 0.5), unit="um")
+        pd.testing.assert_frame_equal(table, measure(labels, intensity, scale=(0.5, 0.5), unit="um"))
+        alone = contours(labels)
+        assert [i for i, _ in polys] == [i for i, _ in alone] and len(polys) == len(table) > 10
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(polys, alone))
+    plane = stack[0].copy()
+    out, table, polys = run_to_end(count_iter(plane, kind="labels", min_area=1, with_contours=True))
+    assert len(table) == len(polys) and not np.shares_memory(out, plane)  # the caller's array is not handed back
+    out[:] = 0
+    assert plane.any()
+    assert run_to_end(count_iter(plane, kind="labels", min_area=1))[0].max() == len(table)

@@ -182,20 +182,17 @@ class CountWidget(Step):
                 )
             threshold = options["settings"].threshold if options.get("settings") is not None else 0.5
             data, kind = data > threshold, "mask"  # strictly above, as the pipeline thresholds
-        labels, table = yield from count_iter(data, kind=kind, card=card, **options)
+        labels, table, polys = yield from count_iter(data, kind=kind, card=card, with_contours=True, **options)
         counted = None
         if not isinstance(layer, Labels):  # the objects found in the probabilities: a layer to correct
             counted = Labels(labels, name=f"{layer.name} objects", scale=layer.scale)
         name = f"{layer.name if counted is None else counted.name} contours"
-        return labels, table, counted, self._contours_layer(labels, table, name, layer.scale), layer
+        return labels, table, counted, self._contours_layer(polys, table, name, layer.scale), layer
 
     @staticmethod
-    def _contours_layer(labels: np.ndarray, table: Any, name: str, scale: Any) -> Any:
+    def _contours_layer(polys: list, table: Any, name: str, scale: Any) -> Any:
         from napari.layers import Shapes
 
-        from napari_unet.count import contours
-
-        polys = contours(labels)
         if not polys:
             return None
         shapes = Shapes([p for _, p in polys], shape_type="polygon", name=name, edge_color="yellow",
