@@ -26,21 +26,49 @@ def wrapping_label() -> Any:
 
 
 def notify_error(message: str) -> None:
-    from napari.utils.notifications import show_error
-
-    show_error(message)
+    _notify("error", message)
 
 
 def notify_info(message: str) -> None:
-    from napari.utils.notifications import show_info
-
-    show_info(message)
+    _notify("info", message)
 
 
 def notify_warning(message: str) -> None:
-    from napari.utils.notifications import show_warning
+    _notify("warning", message)
 
-    show_warning(message)
+
+def _notify(severity: str, message: str) -> None:
+    from napari.utils import notifications
+
+    getattr(notifications, f"show_{severity}")(message)
+    _close_older_own_toasts(message)
+
+
+#: marks the toasts this plugin posted (an attribute set on napari's toast widget)
+_OWN_TOAST = "_napari_unet_toast"
+
+
+def _close_older_own_toasts(message: str) -> None:
+    """Close the toasts this dock posted before the one just shown.
+
+    napari shows each new toast over the older ones, stops their timers, and brings each
+    back when the one above it closes: a dock that reports every step left a queue of
+    stale messages that came back, old over new, for a minute after. Only the dock's own
+    toasts are closed (napari's and other plugins' stay). The toast widgets are napari's
+    private ``NapariQtNotification._instances``; where that is missing nothing is closed.
+    """
+    try:
+        from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+        toasts = list(NapariQtNotification._instances)
+        if not toasts or toasts[-1].message.text() != message:
+            return  # not shown (the window is hidden or the level filters it out)
+        setattr(toasts[-1], _OWN_TOAST, True)
+        for toast in toasts[:-1]:
+            if getattr(toast, _OWN_TOAST, False):
+                toast.close()
+    except (ImportError, AttributeError, RuntimeError):  # napari's private toast list changed, or a toast is gone
+        return
 
 
 class JobFailed(Exception):

@@ -285,6 +285,28 @@ def test_long_messages_wrap_and_the_dock_keeps_its_width(make_napari_viewer, reg
     assert dock.minimumSizeHint().width() <= max(before, 420), "a long message widened the dock"
 
 
+def test_the_docks_older_toasts_close_when_it_posts_a_new_one(make_napari_viewer, qtbot):
+    """napari brings an older toast back over the screen when a newer one closes: the dock's
+    own older messages are closed as it posts a new one; napari's and other plugins' stay."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+    from napari.utils.notifications import show_info
+
+    from napari_unet._widgets._common import notify_error, notify_info
+
+    viewer = make_napari_viewer(show=True)  # (napari shows toasts only on a visible window)
+    qtbot.waitUntil(lambda: viewer.window._qt_window.isVisible())
+
+    def shown():
+        return [t.message.text() for t in NapariQtNotification._instances]
+
+    notify_error("Mark checked: choose the labels layer you corrected first.")
+    show_info("a message of another plugin")
+    notify_info("Saved corrections of cells labels.")
+    notify_error("Count: choose a labels layer first.")
+    assert shown()[-2:] == ["a message of another plugin", "Count: choose a labels layer first."]
+    assert not any(m.startswith(("Mark checked", "Saved corrections")) for m in shown())
+
+
 def test_each_step_shows_its_progress_and_an_honest_status(make_napari_viewer, registry, stack, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(stack[0], name="cells")
