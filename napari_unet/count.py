@@ -93,7 +93,8 @@ def measure_with_contours(
     """:func:`measure` and :func:`contours` of the same labels, the outlines traced on a
     second thread while the table is measured. Both are numpy passes that mostly release
     the GIL, so on two cores the pair takes about the time of the longer one (4,412 nuclei
-    on 4096^2: 0.39-0.60 s instead of 0.70-1.0 s, ``benchmarks/bench_count.py``)."""
+    on 4096^2: 0.39-0.60 s instead of 0.70-1.0 s; counted from corrected labels, 0.67 s
+    instead of 0.97 s, ``benchmarks/bench_count.py``)."""
     from concurrent.futures import ThreadPoolExecutor
 
     labels = _as_labels(labels)
@@ -247,8 +248,10 @@ def count_iter(
     ``settings``, or the card's settings with the area options on top) or ``labels``
     (already instances).
     """
+    from napari_unet.inference import tune_cpu_allocator
     from napari_unet.jobs import Progress
 
+    tune_cpu_allocator()  # image-sized temporaries reuse the heap instead of being page-faulted in each time
     semantic = card is not None and getattr(card, "activation", None) == "softmax"
     if semantic and kind in ("probability", "labels"):  # a class map: objects per class
         if kind == "probability":
