@@ -79,7 +79,8 @@ def iter_split(
 
 
 def write_sample_data(out: Path = ROOT / "napari_unet" / "sample_data") -> None:
-    """Write the shipped samples: image and ground-truth labels, compressed TIFF."""
+    """Write the shipped samples: image and ground-truth labels, compressed TIFF; and the
+    micronuclei mnfinder annotates on them (``mn_masks``), as labels of their own."""
     wanted = {f"{s}/{i}": stem for (_, s, i), stem in SAMPLES.items()}
     for name, image, labels in iter_split("training"):
         if name in wanted:
@@ -87,6 +88,19 @@ def write_sample_data(out: Path = ROOT / "napari_unet" / "sample_data") -> None:
             write_tiff(out / f"{stem}.tif", image)
             write_tiff(out / f"{stem}_labels.tif", labels, labels=True)
             print(f"{stem}: {image.shape} {image.dtype}, {labels.max()} nuclei")
+    write_sample_micronuclei(out)
+
+
+def write_sample_micronuclei(out: Path = ROOT / "napari_unet" / "sample_data") -> None:
+    """``<stem>_micronuclei.tif``: mnfinder's micronucleus masks of the shipped samples, one
+    id per micronucleus (the tests check that the shipped model does not count them)."""
+    import imageio.v3 as iio
+
+    with zipfile.ZipFile(fetch()) as zf:
+        for (split, set_name, stem_in), stem in SAMPLES.items():
+            mask = decode_color_labels(iio.imread(zf.read(f"mnfinder/{split}-data/{set_name}/mn_masks/{stem_in}.png")))
+            write_tiff(out / f"{stem}_micronuclei.tif", mask, labels=True)
+            print(f"{stem}: {mask.max()} micronuclei")
 
 
 def main() -> None:
