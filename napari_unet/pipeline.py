@@ -84,6 +84,9 @@ class Settings:
         ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     compile : bool
         ``torch.compile`` the network first (pays only for long batch jobs).
+    tta : bool
+        Test-time augmentation: every tile predicted in its 8 flips and quarter turns, the
+        logits averaged; 8x the prediction time (refused for models trained without flips).
 
     >>> Settings(threshold=0.6, min_area=40).threshold
     0.6
@@ -104,6 +107,7 @@ class Settings:
     precision: str = "auto"
     device: str = "auto"
     compile: bool = False
+    tta: bool = False
 
     def __post_init__(self) -> None:
         def number(name: str, kind: type = float) -> Any:
@@ -139,6 +143,7 @@ class Settings:
             raise ValueError(f"device must be a name such as auto, cpu or cuda, got {self.device!r}")
         object.__setattr__(self, "exclude_border", bool(self.exclude_border))
         object.__setattr__(self, "compile", bool(self.compile))
+        object.__setattr__(self, "tta", bool(self.tta))
 
     @classmethod
     def for_model(cls, card: ModelCard | None, **overrides: Any) -> Settings:
@@ -355,6 +360,7 @@ def segment_iter(
         precision=resolved.precision,
         out=out,
         compile=resolved.compile,
+        tta=resolved.tta,
         normalise=normalise,
     )
     tiles = 0

@@ -116,6 +116,7 @@ def predict_lazy(
     batch_size: int | None = None,
     device: str = "cpu",
     precision: str = "auto",
+    tta: bool = False,
 ) -> Any:
     """Probabilities of a (possibly larger than memory) image as a lazy dask array.
 
@@ -128,7 +129,7 @@ def predict_lazy(
         once per process); default: the shipped model.
     block : int
         Side of the blocks each task predicts (it reads one tile more on each side).
-    tile, overlap, batch_size : optional
+    tile, overlap, batch_size, tta : optional
         As for :func:`napari_unet.predict`; defaults from the model card and the device.
 
     Returns
@@ -160,7 +161,7 @@ def predict_lazy(
     batch_size = int(batch_size or (8 if dev.type == "cuda" else 4))
     if batch_size < 1:
         raise ValueError(f"batch must be at least 1, got {batch_size}")
-    predictor = torch_predictor(net, dev, resolve_precision(precision, dev), card.activation)
+    predictor = torch_predictor(net, dev, resolve_precision(precision, dev), card.activation, tta=tta)
     arr = image if isinstance(image, da.Array) else da.from_array(image, chunks=(1, block, block)[-image.ndim :])
     if arr.ndim == 2:
         arr = arr[None]

@@ -128,6 +128,15 @@ def test_predict_writes_prob_and_mask_with_pixel_size(image_dir, tmp_path, tiny_
     assert mask.is_labels and mask.shape == (80, 90) and mask.scale == (0.5, 0.5)
 
 
+def test_predict_with_test_time_augmentation(image_dir, tmp_path, tiny_model_file):
+    plain, tta = tmp_path / "plain", tmp_path / "tta"
+    common = [str(image_dir), "--model", str(tiny_model_file), "--device", "cpu", "--precision", "fp32"]
+    assert main(["predict", *common, "--out", str(plain)]) == 0
+    assert main(["predict", *common, "--out", str(tta), "--tta"]) == 0
+    a, b = (read_image(folder / "cells0_prob.tif").data for folder in (plain, tta))
+    assert a.shape == b.shape == (2, 80, 90) and np.abs(a - b).max() > 1e-4  # the 8 views changed it
+
+
 def test_predict_bad_inputs(tmp_path, bad_files, tiny_model_file, capsys):
     assert (
         main(["predict", str(bad_files["empty"]), "--out", str(tmp_path / "o"), "--model", str(tiny_model_file)]) == 1

@@ -118,6 +118,37 @@ def test_bf16_is_close_to_fp32(tiny_model, rng):
     assert np.abs(a - b).max() < 0.05
 
 
+def test_test_time_augmentation_makes_the_prediction_turn_with_the_image(tiny_model, rng):
+    """With tta, the probabilities of a turned or mirrored image are those of the image,
+    turned or mirrored (one tile covers it, so the tiling cannot differ): the mean over the
+    8 flips and quarter turns is the same set of views whichever view comes in."""
+    image = rng.random((64, 64)).astype(np.float32)
+    kwargs = dict(device="cpu", precision="fp32", tile=64)
+    plain = predict(tiny_model, image, **kwargs)
+    turned_plain = predict(tiny_model, np.rot90(image).copy(), **kwargs)
+    assert np.abs(np.rot90(plain, axes=(1, 2)) - turned_plain).max() > 1e-3  # the network alone is not invariant
+    tta = predict(tiny_model, image, tta=True, **kwargs)
+    for view in (lambda a: np.rot90(a, axes=(-2, -1)), lambda a: a[..., ::-1], lambda a: np.rot90(a, 2, axes=(-2, -1))):
+        other = predict(tiny_model, view(image).copy(), tta=True, **kwargs)
+        np.testing.assert_allclose(view(tta), other, atol=2e-5)
+    assert np.abs(tta - plain).max() > 1e-3  # and it is not the plain prediction
+
+
+def test_test_time_augmentation_is_refused_where_left_and_right_differ(rng):
+    from napari_unet.pipeline import segment
+
+    torch.manual_seed(0)
+    card = ModelCard("lungs", "unet", {"features": (4, 8)}, classes=("background", "left", "right"),
+                     activation="softmax", tile=32, flips=False)  # fmt: skip
+    lateral = build_model(card)
+    image = rng.random((40, 40)).astype(np.float32)
+    with pytest.raises(ValueError, match="trained without flips"):
+        predict(lateral, image, device="cpu", tta=True)
+    with pytest.raises(ValueError, match="trained without flips"):
+        segment(lateral, image, device="cpu", tta=True)
+    assert predict(lateral, image, device="cpu").shape == (3, 40, 40)  # without it, as before
+
+
 def test_generator_reports_progress(tiny_model, rng):
     image = rng.random((3, 40, 40)).astype(np.float32)
     _out, events = run(predict_iter(tiny_model, image, device="cpu", tile=32, batch_size=2))

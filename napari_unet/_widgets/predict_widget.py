@@ -75,9 +75,13 @@ class PredictWidget(Step):
         self.tile = SpinBox(label="tile", value=256, min=32, max=2048, step=32, visible=False)
         self.overlap = FloatSpinBox(label="overlap", value=0.25, min=0.0, max=0.9, step=0.05, visible=False)
         self.batch = SpinBox(label="batch", value=4, min=1, max=64, visible=False)
+        self.tta = CheckBox(label="average 8 flips and turns (8x slower)", value=False, visible=False)
+        self.tta.tooltip = (
+            "Test-time augmentation: each tile is also predicted mirrored and turned, and the results averaged."
+        )
         run_button, cancel_button = PushButton(text="Predict"), PushButton(text="Cancel")
         super().__init__(viewer, [self.image, self.model, self.channels, self.device, self.threshold, self.scope, self.follow,
-                                  self.overwrite_checked, self.advanced, self.tile, self.overlap, self.batch,
+                                  self.overwrite_checked, self.advanced, self.tile, self.overlap, self.batch, self.tta,
                                   run_button, cancel_button],
                          run_button=run_button, cancel_button=cancel_button)  # fmt: skip
         self.advanced.changed.connect(self._toggle_advanced)
@@ -131,7 +135,7 @@ class PredictWidget(Step):
         return self.run(slices=[p])
 
     def _toggle_advanced(self, on: bool) -> None:
-        for w in (self.tile, self.overlap, self.batch):
+        for w in (self.tile, self.overlap, self.batch, self.tta):
             w.visible = on
 
     def _model_chosen(self, *_: Any) -> None:
@@ -177,8 +181,8 @@ class PredictWidget(Step):
 
     def settings(self, card: Any) -> Any:
         """The :class:`~napari_unet.pipeline.Settings` of this form: the card's, with the
-        threshold and device chosen here; the tiling too when *advanced* is ticked (else it
-        is chosen per image)."""
+        threshold and device chosen here; the tiling and test-time augmentation too when
+        *advanced* is ticked (else the tiling is chosen per image)."""
         from napari_unet.pipeline import Settings
 
         tiling = {}
@@ -187,6 +191,7 @@ class PredictWidget(Step):
                 "tile": int(self.tile.value),
                 "overlap": float(self.overlap.value),
                 "batch": int(self.batch.value),
+                "tta": bool(self.tta.value),
             }
         return Settings.for_model(card, threshold=float(self.threshold.value), device=self.device.value, **tiling)
 
@@ -285,7 +290,8 @@ class PredictWidget(Step):
 
         device = "cpu" if settings.device == "auto" else settings.device
         probs = predict_lazy(data, model, axes="ZYX", tile=settings.tile, overlap=settings.overlap,
-                             batch_size=settings.batch, device=device, precision=settings.precision)  # fmt: skip
+                             batch_size=settings.batch, device=device, precision=settings.precision,
+                             tta=settings.tta)  # fmt: skip
         for k, p in enumerate(planes):
             yield Progress(k, len(planes), {"plane": p, "engine": "dask"})
             with dask.config.set(scheduler="threads"):

@@ -163,7 +163,7 @@ def settings_from_args(options: dict, card: Any) -> Any:
         from napari_unet.inference import pick_device
 
         pick_device(options["device"])  # an absent device is named before any file is read
-    names = ("threshold", "min_area", "max_area", "tile", "overlap", "batch", "precision", "device", "compile")
+    names = ("threshold", "min_area", "max_area", "tile", "overlap", "batch", "precision", "device", "compile", "tta")
     given = {k: options.get(k) for k in names if options.get(k) is not None}
     if options.get("exclude_border"):
         given["exclude_border"] = True

@@ -84,6 +84,31 @@ def test_predict_only_the_slice_in_view(make_napari_viewer, registry, stack, qtb
     assert prob[2].max() > 0 and prob[[0, 1, 3]].max() == 0
 
 
+def test_the_advanced_form_averages_flips_and_turns(make_napari_viewer, registry, stack, qtbot, errors):
+    """Ticking the advanced box shows the test-time augmentation choice; ticked, the slice
+    in view is predicted as predict(tta=True) predicts it."""
+    from napari_unet.inference import predict
+    from napari_unet.model import load_model
+
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="cells")
+    viewer.dims.set_point(0, 0)
+    widget = PredictWidget(viewer)
+    widget.model.value, widget.device.value, widget.scope.value = "tiny", "cpu", "slice in view"
+    assert widget.tta.native.isHidden()  # (the widget is not docked: asked of Qt, not magicgui)
+    widget.advanced.value = True
+    assert not widget.tta.native.isHidden()
+    widget.tile.value, widget.overlap.value, widget.tta.value = 96, 0.25, True
+    assert widget.run() is not None, errors
+    wait_for(qtbot, widget)
+    assert not errors
+    shown = viewer.layers["cells probability"].data[0]
+    expected = predict(load_model("tiny"), stack[0][0], device="cpu", tile=96, overlap=0.25, tta=True)
+    np.testing.assert_allclose(shown, expected[0], atol=0.02)  # (the dock's precision is auto)
+    plain = predict(load_model("tiny"), stack[0][0], device="cpu", tile=96, overlap=0.25)
+    assert np.abs(shown - plain[0]).max() > np.abs(shown - expected[0]).max()
+
+
 def test_cancel_keeps_finished_slices(make_napari_viewer, registry, qtbot):
     viewer = make_napari_viewer()
     rng = np.random.default_rng(0)
