@@ -98,9 +98,10 @@ def main() -> None:
     )
     work.mkdir(parents=True, exist_ok=True)
 
-    data = [(n, img, lab) for split in ("training", "validation") for n, img, lab in iter_split(split)]
-    names = [n for n, _, _ in data]
-    groups = [n.split("/")[0] for n in names]
+    data = [(f"{split}/{n}", img, lab) for split in ("training", "validation") for n, img, lab in iter_split(split)]
+    names = [n for n, _, _ in data]  # split/acquisition/image: mnfinder has a U2OS "1" in both splits
+    assert len(set(names)) == len(names), "two images share a name: their predictions would overwrite each other"
+    groups = [n.split("/")[1] for n in names]
     folds = grouped_folds(groups)
     shipped = load_model("nuclei").card
     print(f"{len(data)} images in {len(folds)} acquisition groups; {args.minutes_per_fold} min per fold; "
@@ -113,17 +114,20 @@ def main() -> None:
         if done.exists():
             print(f"fold {k} ({group}): done before, kept", flush=True)
             continue
-        items = [TrainingItem(data[i][1], data[i][2], name=names[i]) for i in train_idx]
-        card = shipped.replace(name=f"cv-fold{k}", metrics={}, training={}, parent=None)
-        config = TrainConfig(
-            epochs=60, steps_per_epoch=50, max_seconds=args.minutes_per_fold * 60, batch_size=8, crop=256,
-            lr=2e-3, warmup_steps=50, patience=12, device="cpu", seed=k, augment=args.augment,
-        )  # fmt: skip
-        trainer = Trainer(items, card=card, config=config, name=f"cv-fold{k}")  # epochs chosen on its own groups
-        for _ in trainer.steps():
-            pass
-        model = trainer.result().model
-        save_model(model, work / f"fold{k}", model.card)  # for later looks (test-time augmentation...)
+        saved = work / f"fold{k}.safetensors"
+        if not saved.is_file():  # (a fold whose model is kept but not its predictions is predicted again)
+            items = [TrainingItem(data[i][1], data[i][2], name=names[i]) for i in train_idx]
+            card = shipped.replace(name=f"cv-fold{k}", metrics={}, training={}, parent=None)
+            config = TrainConfig(
+                epochs=60, steps_per_epoch=50, max_seconds=args.minutes_per_fold * 60, batch_size=8, crop=256,
+                lr=2e-3, warmup_steps=50, patience=12, device="cpu", seed=k, augment=args.augment,
+            )  # fmt: skip
+            trainer = Trainer(items, card=card, config=config, name=f"cv-fold{k}")  # epochs chosen on its own groups
+            for _ in trainer.steps():
+                pass
+            trained = trainer.result().model
+            save_model(trained, saved, trained.card)  # for later looks (test-time augmentation...)
+        model = load_model(str(saved))  # the held-out group is predicted by the very file kept
         probs = {names[i]: segment(model, data[i][1], precision="fp32", objects=False).probabilities for i in test_idx}
         np.savez_compressed(done, **{n.replace("/", "__"): p for n, p in probs.items()})
         print(f"fold {k} ({group}, {len(test_idx)} images held out): trained on {len(train_idx)} "
