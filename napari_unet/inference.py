@@ -106,29 +106,6 @@ def tune_cpu_allocator() -> bool:
     return _ALLOCATOR_TUNED
 
 
-def activation_bytes_per_pixel(card: Any, precision: str) -> float:
-    """Memory a forward pass takes per input pixel, from the width of the network's first
-    level: the shipped U-Net (16 channels first) grew a fresh process by 273-456 B/px in
-    fp32 and 184-221 in bf16 for one 512^2 or 1024^2 tile (VmHWM, prepared network,
-    inference mode); the larger of each is used."""
-    args = card.arch_args or {}
-    first = (args.get("features") or args.get("channels") or (32,))[0]
-    return float(first) * (28.5 if precision == "fp32" else 13.8)
-
-
-def memory_budget(device: torch.device) -> float:
-    """Bytes a batch of tiles may take: half the free memory of a GPU; 256 MiB elsewhere,
-    enough for one 1024^2 tile of the shipped model in bf16 (a 1024^2 plane in one tile,
-    a 4096^2 plane in 1072^2 tiles with 1.10x its pixels computed), so that predicting a
-    4096^2 image grows the process by about three times its float32 output, not ten."""
-    import torch
-
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return free / 2
-    return float(1 << 28)
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` -> bf16 on CUDA with bf16 support (else fp16); bf16 on a CPU with native bf16
     (AMX or AVX512-BF16); fp32 elsewhere.

@@ -18,7 +18,6 @@ Thresholds are strict everywhere: a pixel is foreground when its probability is
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,21 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["Segmentation", "Settings", "foreground_mask", "labels_iter", "objects", "segment", "segment_iter"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def context_overlap(card: Any) -> int:
-    """Pixels two neighbouring tiles share, from the model's measured receptive field: twice
-    the radius holding 99% of a pixel's context (a pixel in the shared strip is then blended
-    mostly from the tile that saw that much around it), rounded up to 16. A card without the
-    measurement keeps its own tiling's overlap (``tile x overlap``).
-
-    On 2048^2 images cut from the samples, tiles of ~740 px agreed with one untiled pass at
-    mask Dice 0.99940 / 0.99959 / 0.99969 for 48 / 64 / 80 px shared (fp32).
-    """
-    radius = (getattr(card, "receptive_field", None) or {}).get("radius_99_px")
-    if not radius:
-        return round(card.tile * card.overlap)
-    return int(math.ceil(2 * radius / 16) * 16)
 
 
 @dataclass(frozen=True)
@@ -74,7 +58,7 @@ class Settings:
         Tile side in pixels and the fraction two neighbouring tiles share. None (the
         default): chosen per image at run time, the tile that computes the fewest pixels
         within the device's memory, with the overlap in pixels the model's receptive field
-        asks for (:func:`context_overlap`, :func:`napari_unet.tiling.choose_tiling`); the
+        asks for (:func:`napari_unet.tile_choice.tiling_for`); the
         result's settings hold the choice.
     batch : int or None
         Tiles per batch; None picks one for the device (8 on CUDA, 4 elsewhere).
@@ -328,21 +312,12 @@ def segment_iter(
     if card.input_size:  # whole-image mode: one tile, the plane resized to the network's input
         resolved = resolved.replace(tile=card.input_size, overlap=0.0)
     elif resolved.tile is None:  # the tile that computes the fewest pixels for this plane shape
-        from napari_unet.inference import activation_bytes_per_pixel, memory_budget
-        from napari_unet.tiling import choose_tiling
+        from napari_unet.tile_choice import tiling_for
 
-        chosen = choose_tiling(
-            layout.spatial_shape[-2:],
-            min_tile=card.tile,
-            overlap_px=context_overlap(card),
-            divisor=getattr(model, "size_divisor", 16),
-            batch=resolved.batch if settings.batch is None else settings.batch,
-            bytes_per_pixel=activation_bytes_per_pixel(card, precision),
-            budget_bytes=memory_budget(dev),
-        )
-        fixed_batch = settings.batch is not None
+        chosen = tiling_for(card, layout.spatial_shape[-2:], divisor=getattr(model, "size_divisor", 16),
+                            precision=precision, device=dev, batch=resolved.batch)  # fmt: skip
         resolved = resolved.replace(tile=chosen.tile, overlap=chosen.overlap if settings.overlap is None else settings.overlap,
-                                    batch=resolved.batch if fixed_batch else chosen.batch)  # fmt: skip
+                                    batch=resolved.batch if settings.batch is not None else chosen.batch)  # fmt: skip
     elif resolved.overlap is None:
         resolved = resolved.replace(overlap=card.overlap)
     if card.input_size:

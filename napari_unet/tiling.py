@@ -27,8 +27,6 @@ from napari_unet.planes import _read_plane, apply_limits, clips, plane_layout, p
 
 __all__ = [
     "Grid",
-    "Tiling",
-    "choose_tiling",
     "gaussian_weight",
     "tile_starts",
     "tiled_predict_iter",
@@ -192,79 +190,6 @@ class Grid:
         src_t, dst_t = self._overlap(start, lo, hi)
         w = self.weight[src_t]
         acc[(slice(None), *dst_t)] += result[(slice(None), *src_t)] * w
-
-
-@dataclass(frozen=True)
-class Tiling:
-    """A tile, overlap and batch chosen for one plane shape, and what they cost."""
-
-    tile: int
-    overlap: float
-    batch: int
-    computed: float  # pixels computed over pixels of the plane (1.0: no overlap waste)
-
-
-def _candidate_tiles(plane_shape: tuple[int, ...], overlap_px: int, divisor: int, lo: int, hi: int) -> list[int]:
-    """Square tile sides worth trying: for each axis and each number k of tiles along it, the
-    smallest side (a multiple of ``divisor``) whose k tiles cover the axis with ``overlap_px``
-    shared between neighbours; clamped to ``[lo, hi]``."""
-    sides = {_round_up(lo, divisor), _round_up(min(hi, max(plane_shape)), divisor)}
-    for n in plane_shape:
-        for k in range(1, n // max(1, lo - overlap_px) + 2):
-            side = _round_up(math.ceil((n + (k - 1) * overlap_px) / k), divisor)
-            if side < lo:
-                break
-            if side <= hi:
-                sides.add(side)
-    return sorted(sides)
-
-
-def choose_tiling(
-    plane_shape: tuple[int, ...],
-    *,
-    min_tile: int,
-    overlap_px: int,
-    divisor: int,
-    batch: int,
-    bytes_per_pixel: float,
-    budget_bytes: float,
-    max_tile: int = 2048,
-) -> Tiling:
-    """The tile (and batch) that computes the fewest pixels for a plane, within a memory budget.
-
-    Every tile shares ``overlap_px`` pixels with its neighbour (the context the model needs
-    for seamless masks), so a larger tile wastes a smaller share of its pixels; a tile as
-    large as the plane wastes none. The sides tried are those that split an axis into k
-    equal tiles (so 4096 px become four 1072-px tiles, not three 1408-px ones with a
-    half-wasted third), none larger than ``budget_bytes / bytes_per_pixel`` pixels allow.
-    The batch shrinks (down to 1) so that ``batch x tile pixels x bytes_per_pixel`` stays
-    within the budget; among equal costs the smaller tile wins.
-
-    >>> t = choose_tiling((1024, 1024), min_tile=256, overlap_px=64, divisor=16, batch=4,
-    ...                   bytes_per_pixel=200, budget_bytes=2**28)
-    >>> t.tile, t.batch, t.computed
-    (1024, 1, 1.0)
-    >>> choose_tiling((4096, 4096), min_tile=256, overlap_px=64, divisor=16, batch=4,
-    ...               bytes_per_pixel=200, budget_bytes=2**28).tile
-    1072
-    """
-    dims = len(plane_shape)
-    largest = int((budget_bytes / bytes_per_pixel) ** (1 / dims))  # the largest tile one batch can hold
-    hi = max(_round_up(min_tile, divisor), min(max_tile, largest))
-    plane_px = float(np.prod(plane_shape))
-    best: Tiling | None = None
-    for side in _candidate_tiles(plane_shape, overlap_px, divisor, min_tile, hi):
-        actual = max(Grid.for_shape(plane_shape, tile=side, overlap=0.0, divisor=divisor).tile)  # shrunk to the plane
-        overlap = min(0.5, overlap_px / actual)
-        grid = Grid.for_shape(plane_shape, tile=actual, overlap=overlap, divisor=divisor)
-        n_tiles = int(np.prod([len(s) for s in grid.starts]))
-        fits = int(budget_bytes // (actual**dims * bytes_per_pixel))
-        cost = grid.computed_pixels / plane_px
-        candidate = Tiling(actual, overlap, max(1, min(batch, fits, n_tiles)), round(cost, 4))
-        if best is None or cost < best.computed - 1e-9:
-            best = candidate
-    assert best is not None
-    return best
 
 
 # --------------------------------------------------------------------------- the tiling engine

@@ -223,7 +223,7 @@ def test_the_tile_is_chosen_per_image_to_waste_the_fewest_pixels(shipped, misc_i
 
 
 def test_the_overlap_comes_from_the_measured_receptive_field(shipped):
-    from napari_unet.pipeline import context_overlap
+    from napari_unet.tile_choice import context_overlap
 
     card = shipped.card
     assert card.receptive_field["radius_99_px"] == 38
@@ -235,7 +235,8 @@ def test_the_overlap_comes_from_the_measured_receptive_field(shipped):
 
 
 def test_the_chosen_tile_splits_each_side_evenly():
-    from napari_unet.tiling import Grid, choose_tiling
+    from napari_unet.tile_choice import choose_tiling
+    from napari_unet.tiling import Grid
 
     for shape in ((4096, 4096), (2000, 3000), (1500, 700), (300, 5000)):
         t = choose_tiling(shape, min_tile=256, overlap_px=80, divisor=16, batch=4, bytes_per_pixel=220,
@@ -255,12 +256,12 @@ def test_the_chosen_tile_splits_each_side_evenly():
 
 
 def test_the_chosen_tile_stays_within_the_memory_budget(monkeypatch, shipped):
-    import napari_unet.inference as inference
+    import napari_unet.tile_choice as tile_choice
 
     image = np.random.default_rng(0).random((1500, 1500)).astype(np.float32)
     roomy = segment(shipped, image, device="cpu", precision="fp32", objects=False).settings
-    monkeypatch.setattr(inference, "memory_budget", lambda device: 64 * 2**20)  # a small machine
+    monkeypatch.setattr(tile_choice, "memory_budget", lambda device: 64 * 2**20)  # a small machine
     s = segment(shipped, image, device="cpu", precision="fp32", objects=False).settings
-    per_px = inference.activation_bytes_per_pixel(shipped.card, "fp32")
+    per_px = tile_choice.activation_bytes_per_pixel(shipped.card, "fp32")
     assert s.batch * s.tile**2 * per_px <= 64 * 2**20  # the batch of tiles fits the budget
     assert s.tile < roomy.tile  # and the budget, not the image, chose the smaller tile

@@ -244,7 +244,7 @@ def export_package(
     from napari_unet.architectures import size_divisor
 
     divisor = size_divisor(card.architecture, card.arch_args)
-    from napari_unet.pipeline import context_overlap
+    from napari_unet.tile_choice import context_overlap
 
     halo = 0 if card.input_size else context_overlap(card) // 2  # half what neighbouring tiles share
     smallest, side = _test_size(card, divisor, halo)
