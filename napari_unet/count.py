@@ -82,7 +82,6 @@ def contours(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
     return out
 
 
-# pixel sides, walked clockwise on screen (rows down): (neighbour offset, start corner, end corner)
 def measure_with_contours(
     labels: np.ndarray,
     intensity: np.ndarray | None = None,
@@ -269,7 +268,7 @@ def count_iter(
         if settings is None:
             settings = Settings.for_model(card, min_area=min_area, max_area=max_area, exclude_border=exclude_border)
         labels = yield from labels_iter(source, card, settings)
-        return _table(labels, intensity, scale, unit, with_contours)
+        return _measured(labels, intensity, scale, unit, with_contours)
     if kind not in ("mask", "labels"):
         raise ValueError(f"kind must be 'mask', 'probability' or 'labels', got {kind!r}")
     plain_min_area = 10.0 if min_area is None else min_area  # masks and labels have no model to ask
@@ -288,10 +287,11 @@ def count_iter(
             _planes(labels)[z] = np.where(lab > 0, lab + offset, 0)
         offset += int(lab.max()) if lab.size else 0
         yield Progress(z + 1, n, {"objects": offset})
-    return _table(labels, intensity, scale, unit, with_contours)
+    return _measured(labels, intensity, scale, unit, with_contours)
 
 
-def _table(labels: np.ndarray, intensity: Any, scale: Any, unit: str, with_contours: bool) -> tuple:
+def _measured(labels: np.ndarray, intensity: Any, scale: Any, unit: str, with_contours: bool) -> tuple:
+    """``(labels, table)``, or ``(labels, table, contours)``: what :func:`count_iter` returns."""
     if with_contours:
         return (labels, *measure_with_contours(labels, intensity, scale=scale, unit=unit))
     return labels, measure(labels, intensity, scale=scale, unit=unit)

@@ -34,6 +34,7 @@ from napari_unet.train_data import (
     _merge_stats,
     _Sampler,
     _split_validation,
+    check_classes_drawn,
     dataset_normalisation,
     make_targets,
 )
@@ -204,7 +205,7 @@ class Trainer:
                 "the annotated region holds no objects; annotate at least one object so the model can learn"
             )
         if card.activation == "softmax":
-            _check_classes_drawn(planes, card, new=base is None)
+            check_classes_drawn(planes, card, new=base is None)
         self.rng = np.random.default_rng(self.config.seed)
         if val_items:
             self.train_planes = planes
@@ -560,21 +561,6 @@ def _receptive_field(net: Any) -> dict:
         return measure_receptive_field(net)
     except (RuntimeError, ValueError):
         return {}
-
-
-def _check_classes_drawn(planes: list, card: ModelCard, *, new: bool) -> None:
-    """A new class model learns only the classes drawn in the checked data: one with a class
-    never drawn is refused (a value beyond its classes is refused as its targets are made)."""
-    present: set[int] = set()
-    for p in planes:
-        present.update(int(v) for v in np.unique(p.labels[p.region]))
-    names = card.classes
-    missing = [names[k] for k in range(1, len(names)) if k not in present]
-    if new and missing:
-        raise ValueError(
-            f"no region of {', '.join(missing)} is drawn in the checked data; draw at least one of each class "
-            f"({', '.join(names[1:])}) so that the new model can learn it"
-        )
 
 
 def _budget_too_short(cfg: TrainConfig, steps_done: int, elapsed: float) -> None:

@@ -19,7 +19,7 @@ from napari_unet.planes import normalise_plane
 if TYPE_CHECKING:
     from napari_unet.model import ModelCard
 
-__all__ = ["TrainingItem", "dataset_normalisation", "grouped_folds", "make_targets"]
+__all__ = ["TrainingItem", "check_classes_drawn", "dataset_normalisation", "grouped_folds", "make_targets"]
 
 
 def grouped_folds(groups: list[str]) -> list[tuple[list[int], list[int]]]:
@@ -145,6 +145,21 @@ def _item_planes(item: TrainingItem, card: ModelCard) -> list[_Plane]:
             _Plane(img, make_targets(lab, card), region, lab, f"{item.name}[{p}]", card.activation == "softmax")
         )
     return planes
+
+
+def check_classes_drawn(planes: list, card: ModelCard, *, new: bool) -> None:
+    """A new class model learns only the classes drawn in the checked data: one with a class
+    never drawn is refused (a value beyond its classes is refused as its targets are made)."""
+    present: set[int] = set()
+    for p in planes:
+        present.update(int(v) for v in np.unique(p.labels[p.region]))
+    names = card.classes
+    missing = [names[k] for k in range(1, len(names)) if k not in present]
+    if new and missing:
+        raise ValueError(
+            f"no region of {', '.join(missing)} is drawn in the checked data; draw at least one of each class "
+            f"({', '.join(names[1:])}) so that the new model can learn it"
+        )
 
 
 def _resize_nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
