@@ -451,7 +451,9 @@ class Trainer:
             # checkpoints are chosen on held-out Dice and object F1 together: on a few dozen
             # held-out objects F1 alone swings from epoch to epoch, Dice is steadier
             score = scores["dice"] if math.isnan(scores["f1"]) else 0.5 * (scores["dice"] + scores["f1"])
-            if score > self._best_score:
+            # while nothing is found yet (a new model's first epochs score 0) the latest, most
+            # trained weights are kept: the first epoch's are no better, only less trained
+            if score > self._best_score or score == self._best_score <= 0:
                 self._best_score, self._best_epoch, bad_epochs = score, epoch, 0
                 self._best_state = self._snapshot()
                 if self.on_best is not None:

@@ -362,3 +362,24 @@ def test_microscopy_augmentation_adds_signal_beside_objects_never_on_them():
     assert xa.shape == x.shape and ya.shape == y.shape and torch.isfinite(xa).all()
     with pytest.raises(ValueError, match="microscopy"):
         TrainConfig(augment="sideways")
+
+
+def test_a_new_model_that_finds_nothing_yet_keeps_its_latest_weights():
+    """While every epoch scores 0 on the held-out data (a new model of a rare lesion, its
+    first epochs), the kept checkpoint is the latest, not the least trained first one."""
+    card = ModelCard("lesion", arch_args={"features": [4, 8]}, classes=("background", "lesion"),
+                     activation="softmax", tile=64)  # fmt: skip
+    image, labels = np.zeros((64, 64), np.float32), np.zeros((64, 64), np.int32)
+    image[20:40, 20:40], labels[20:40, 20:40] = 1.0, 1
+    # held out: the class drawn where the image is plain background, so no epoch can score
+    val_image, val_labels = np.zeros((64, 64), np.float32), np.zeros((64, 64), np.int32)
+    val_image[5:15, 5:15], val_labels[40:60, 40:60] = 1.0, 1
+    cfg = TrainConfig(epochs=3, steps_per_epoch=3, batch_size=2, crop=32, augment=False, device="cpu",
+                      precision="fp32", ema=0)  # fmt: skip
+    trainer = Trainer([TrainingItem(image, labels, name="a")], card=card, config=cfg,
+                      val_items=[TrainingItem(val_image, val_labels, name="v")])  # fmt: skip
+    result, _ = run(trainer)
+    assert [h["val_dice"] for h in result.history] == [0.0, 0.0, 0.0]
+    assert result.best_epoch == 2
+    for k, v in result.model.state_dict().items():
+        torch.testing.assert_close(v, trainer.net.state_dict()[k].cpu())
