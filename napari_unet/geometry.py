@@ -142,6 +142,7 @@ def plane_properties(lab, inten=None):
     flat = lab.ravel()
     nz = np.flatnonzero(flat)
     ids_px = flat[nz]
+    scan_nz, scan_ids = nz, ids_px  # scan order: the neighbour look-ups below read memory in order
     order = _group_by_id(ids_px)  # pixels grouped by id, scan order inside
     nz, ids_px = nz[order], ids_px[order]
     counts = np.bincount(ids_px) if len(ids_px) and ids_px[-1] < 4 * max(len(ids_px), 1 << 16) else None
@@ -174,23 +175,38 @@ def plane_properties(lab, inten=None):
         "eccentricity": np.where(l1 > 0, np.sqrt(np.clip(1 - l2 / np.where(l1 > 0, l1, 1), 0, 1)), 0.0),
         "bbox": (r0, c0, r1 + 1, c1 + 1),
     }
-    # border pixels: a 4-neighbour (or the outside) holds another id
+    # border pixels: a 4-neighbour (or the outside) holds another id. Found in scan order
+    # (sums over each object's border pixels do not depend on their order), where the
+    # neighbours' look-ups walk the plane forward instead of jumping from object to object
     pad = np.pad(lab, 1)
     pw = w + 2
     pflat = pad.ravel()
-    pidx = (rows + 1) * pw + (cols + 1)
-    interior = np.ones(len(pidx), bool)
+    srows = scan_nz // w
+    q = scan_nz + 2 * srows  # the pixel's top-left neighbour in the padded plane
+    centre = pw + 1
+
+    def at(a, off, idx):  # a[idx + centre + off], without the index array that sum makes
+        return a[centre + off :][idx]
+
+    interior = np.ones(len(q), bool)
     for off in (-pw, pw, -1, 1):
-        interior &= pflat[pidx + off] == ids_px
+        interior &= at(pflat, off, q) == scan_ids
     border = ~interior
-    bidx, bk, bid = pidx[border], k[border], ids_px[border]
+    bq, bid = q[border], scan_ids[border]
+    if counts is None:  # id -> object index
+        bk = np.searchsorted(ids, bid)
+    else:
+        compact = np.zeros(len(counts), np.intp)
+        compact[ids] = np.arange(len(ids))
+        bk = compact[bid]
     is_border = np.zeros(pad.size, bool)
-    is_border[bidx] = True
-    code = np.ones(len(bidx), np.int64)
+    is_border[centre:][bq] = True
+    code = np.ones(len(bq), np.int64)
     for off, weight in ((-pw, 2), (pw, 2), (-1, 2), (1, 2), (-pw - 1, 10), (-pw + 1, 10), (pw - 1, 10), (pw + 1, 10)):
-        code += weight * ((pflat[bidx + off] == bid) & is_border[bidx + off])
+        code += weight * ((at(pflat, off, bq) == bid) & at(is_border, off, bq))
     out["perimeter"] = np.bincount(bk, _PERIMETER_WEIGHTS[code], minlength=len(ids))
-    out["solidity"] = area / _hull_pixels(bk, rows[border], cols[border], h, len(ids))
+    brows = srows[border]
+    out["solidity"] = area / _hull_pixels(bk, brows, scan_nz[border] - brows * w, h, len(ids))
     if inten is not None:
         vals = inten.ravel()[nz].astype(np.float64)
         out["mean"] = np.bincount(k, vals) / area

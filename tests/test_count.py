@@ -232,3 +232,14 @@ def test_counting_with_contours_gives_the_same_table_and_outlines(rng):
     out[:] = 0
     assert plane.any()
     assert run_to_end(count_iter(plane, kind="labels", min_area=1))[0].max() == len(table)
+
+
+def test_filled_hole_pixels_count_toward_the_area_limits():
+    """A 3x3 object with its centre missing has 8 pixels; filled, 9: min_area=9 keeps it
+    (the areas are updated with the filled pixels, not taken from before the fill)."""
+    labels = np.zeros((7, 7), np.int32)
+    labels[2:5, 2:5] = 4
+    labels[3, 3] = 0
+    out = filter_objects(labels, min_area=9)
+    assert out[3, 3] == 1 and (out == 1).sum() == 9
+    assert not filter_objects(labels, min_area=9, fill_holes=False).any()
