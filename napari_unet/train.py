@@ -45,6 +45,11 @@ if TYPE_CHECKING:
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingItem", "make_targets", "masked_loss", "train"]
 
 
+#: a best held-out score under this is "nothing found yet" (a lesion model marking a few stray
+#: pixels of it scores 0.001): early stopping waits for a model that found something to stall
+NOTHING_FOUND = 0.1
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings of one training run. ``max_seconds`` and ``epochs`` both bound it."""
@@ -458,7 +463,7 @@ class Trainer:
                 self._best_state = self._snapshot()
                 if self.on_best is not None:
                     self.on_best(self._best_state, record)
-            elif self._best_score <= 0:  # nothing found yet (a new model's first epochs): not a plateau
+            elif self._best_score < NOTHING_FOUND:  # a new model's first epochs: not a plateau to stop on
                 bad_epochs = 0
             else:
                 bad_epochs += 1

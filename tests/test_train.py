@@ -383,3 +383,26 @@ def test_a_new_model_that_finds_nothing_yet_keeps_its_latest_weights():
     assert result.best_epoch == 2
     for k, v in result.model.state_dict().items():
         torch.testing.assert_close(v, trainer.net.state_dict()[k].cpu())
+
+
+def test_early_stopping_waits_until_the_model_has_found_something(data, monkeypatch):
+    """A new model whose best held-out score is a stray 0.0013 has found nothing yet: patience
+    does not run out on it (a lesion model stopped itself after 95 of its 180 s so); once it has
+    found something and stalls, it stops."""
+    import itertools
+
+    import napari_unet.train as train_module
+
+    def run_with(scores):
+        it = itertools.chain(scores, itertools.repeat(scores[-1]))  # (the result is scored once more)
+        monkeypatch.setattr(
+            train_module.Trainer, "evaluate", lambda self, model: {"dice": next(it), "f1": float("nan")}
+        )
+        cfg = TrainConfig(epochs=len(scores), steps_per_epoch=1, batch_size=2, crop=64, augment=False, device="cpu",
+                          precision="fp32", patience=2, min_epochs=0, ema=0)  # fmt: skip
+        trainer = Trainer([TrainingItem(*data[0], name="a"), TrainingItem(*data[1], name="b")], card=TINY, config=cfg)
+        gen = trainer.steps()
+        return [e.info["epoch"] for e in gen if e.info.get("kind") == "epoch"]
+
+    assert run_with([0.0013, 0.0, 0.0, 0.0, 0.0, 0.0]) == [0, 1, 2, 3, 4, 5]
+    assert run_with([0.5, 0.4, 0.4, 0.4, 0.4, 0.4]) == [0, 1, 2]
