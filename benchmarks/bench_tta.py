@@ -19,12 +19,10 @@ from pathlib import Path
 
 from _common import emit_json, machine, table
 from bench_predict import real_stack
-from cv_nuclei import scores
-from mnfinder import iter_split
+from cv_nuclei import cv_images, scores
 
 from napari_unet.model import load_model
 from napari_unet.pipeline import segment
-from napari_unet.train_data import grouped_folds
 
 
 def best_of(n: int, fn, *args, **kwargs) -> float:
@@ -48,9 +46,7 @@ def main() -> None:
     plain_s = best_of(2, segment, shipped, image, device="cpu", objects=False)
     tta_s = best_of(2, segment, shipped, image, device="cpu", objects=False, tta=True)
 
-    data = [(n, img, lab) for split in ("training", "validation") for n, img, lab in iter_split(split)]
-    groups = [name.split("/")[0] for name, _, _ in data]
-    folds = grouped_folds(groups)
+    data, groups, folds = cv_images()
     missing = [k for k in range(len(folds)) if not (work / f"fold{k}.safetensors").is_file()]
     if missing:
         sys.exit(f"{work} lacks the fold models {missing}: run scripts/cv_nuclei.py --work {work} first")

@@ -63,6 +63,17 @@ def scores(probs: list[np.ndarray], truths: list[np.ndarray], card, thr: float, 
     }
 
 
+def cv_images() -> tuple[list[tuple[str, np.ndarray, np.ndarray]], list[str], list[tuple[list[int], list[int]]]]:
+    """mnfinder's training + validation images as ``(split/acquisition/image, image, labels)``,
+    the acquisition of each, and the grouped folds (one acquisition left out each). The
+    test split is never read."""
+    data = [(f"{split}/{n}", img, lab) for split in ("training", "validation") for n, img, lab in iter_split(split)]
+    names = [n for n, _, _ in data]  # split/acquisition/image: mnfinder has a U2OS "1" in both splits
+    assert len(set(names)) == len(names), "two images share a name: their predictions would overwrite each other"
+    groups = [n.split("/")[1] for n in names]
+    return data, groups, grouped_folds(groups)
+
+
 def write_card(result: dict) -> None:
     """Record the grouped cross-validation figures in the shipped model's card (the JSON
     beside the weights wins over the card in their header)."""
@@ -98,11 +109,8 @@ def main() -> None:
     )
     work.mkdir(parents=True, exist_ok=True)
 
-    data = [(f"{split}/{n}", img, lab) for split in ("training", "validation") for n, img, lab in iter_split(split)]
-    names = [n for n, _, _ in data]  # split/acquisition/image: mnfinder has a U2OS "1" in both splits
-    assert len(set(names)) == len(names), "two images share a name: their predictions would overwrite each other"
-    groups = [n.split("/")[1] for n in names]
-    folds = grouped_folds(groups)
+    data, groups, folds = cv_images()
+    names = [n for n, _, _ in data]
     shipped = load_model("nuclei").card
     print(f"{len(data)} images in {len(folds)} acquisition groups; {args.minutes_per_fold} min per fold; "
           f"augmentation {args.augment}; folds kept in {work}", flush=True)  # fmt: skip

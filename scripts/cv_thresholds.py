@@ -24,13 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from cv_nuclei import scores  # noqa: E402
-from mnfinder import iter_split  # noqa: E402
+from cv_nuclei import cv_images, scores  # noqa: E402
 
 from napari_unet.metrics import match_objects  # noqa: E402
 from napari_unet.model import load_model  # noqa: E402
 from napari_unet.pipeline import Settings, objects  # noqa: E402
-from napari_unet.train_data import grouped_folds  # noqa: E402
 
 GRID = list(itertools.product((0.4, 0.5, 0.6, 0.7), (0.3, 0.4, 0.5), (15.0, 25.0)))
 FIXED = (0.5, 0.6, 0.7, 0.8)
@@ -41,10 +39,8 @@ def main() -> None:
     parser.add_argument("--work", default=str(Path.home() / ".cache" / "napari-unet" / "cv-nuclei"),
                         help="the folder cv_nuclei.py kept its folds in")  # fmt: skip
     work = Path(parser.parse_args().work)
-    data = [(f"{split}/{n}", img, lab) for split in ("training", "validation") for n, img, lab in iter_split(split)]
+    data, groups, folds = cv_images()
     names = [n for n, _, _ in data]
-    groups = [n.split("/")[1] for n in names]
-    folds = grouped_folds(groups)
     missing = [k for k in range(len(folds)) if not (work / f"fold{k}.npz").is_file()]
     if missing:
         raise SystemExit(f"{work} has no predictions for fold(s) {missing}: run scripts/cv_nuclei.py first")
