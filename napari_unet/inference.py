@@ -166,6 +166,16 @@ def prepare_model(
     return cache[key]
 
 
+def check_tta_allowed(card: Any) -> None:
+    """Refuse test-time augmentation, saying why, for a model trained without flips: where
+    left and right differ, a mirrored left lung is the right lung."""
+    if not card.flips:
+        raise ValueError(
+            f"model {card.name!r} was trained without flips (left and right differ): test-time augmentation "
+            "would mirror its classes; predict without it"
+        )
+
+
 def dihedral_mean(net: torch.nn.Module) -> torch.nn.Module:
     """``net`` run on the 8 flips and quarter turns of its input, each output turned back,
     and the logits averaged (test-time augmentation). Refused for a model whose card says
@@ -173,11 +183,8 @@ def dihedral_mean(net: torch.nn.Module) -> torch.nn.Module:
     import torch
 
     card = getattr(net, "card", None)
-    if card is not None and not card.flips:
-        raise ValueError(
-            f"model {card.name!r} was trained without flips (left and right differ): test-time augmentation "
-            "would mirror its classes; predict without it"
-        )
+    if card is not None:
+        check_tta_allowed(card)
 
     class DihedralMean(torch.nn.Module):
         def __init__(self) -> None:
@@ -272,8 +279,8 @@ def predict_iter(
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         tune_cpu_allocator()
     plane_layout(tuple(image.shape), axes, card.in_channels)  # shape errors first, before reading pixels
-    if tta and not card.flips:
-        dihedral_mean(model)  # (refuses, saying why)
+    if tta:
+        check_tta_allowed(card)
     if normalise:  # (training data comes scaled, and a held-out plane may be empty)
         _check_not_constant(image)
     while True:
