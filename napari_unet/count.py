@@ -29,6 +29,7 @@ import numpy as np
 from napari_unet.geometry import outlines, plane_properties
 from napari_unet.instances import _planes, split_mask
 from napari_unet.label_cleanup import filter_objects
+from napari_unet.micronuclei import add_to_table, has_micronuclei, micronuclei_labels
 
 __all__ = [
     "COLUMNS",
@@ -210,7 +211,9 @@ def _as_labels(labels: Any) -> np.ndarray:
 
 
 def count_per_slice(table: Any, n_slices: int = 1) -> Any:
-    """Objects per slice (every slice listed, empty ones with 0) and the total."""
+    """Objects per slice (every slice listed, empty ones with 0) and the total; with a
+    ``micronuclei`` column in the table, the micronuclei per slice too (all of them, also
+    those near no nucleus: :func:`napari_unet.micronuclei.add_to_table`)."""
     import pandas as pd
 
     counts = table.groupby("slice").size() if len(table) else pd.Series(dtype=int)
@@ -221,6 +224,12 @@ def count_per_slice(table: Any, n_slices: int = 1) -> Any:
         ]
     else:
         per["mean_area"] = 0.0
+    if "micronuclei" in table:
+        found = table.attrs.get("micronuclei_per_slice")
+        per["micronuclei"] = (
+            found if found is not None and len(found) == n_slices
+            else [int(table.loc[table["slice"] == z, "micronuclei"].sum()) for z in range(n_slices)]
+        )  # fmt: skip
     return per
 
 
@@ -237,10 +246,15 @@ def count_iter(
     max_area: float | None = None,
     exclude_border: bool = False,
     with_contours: bool = False,
+    micronuclei: np.ndarray | None = None,
 ) -> Generator[Any, None, tuple]:
     """Count slice by slice, yielding progress; returns ``(labels, table)``, or
     ``(labels, table, contours)`` with ``with_contours`` (the outlines traced while the
     table is measured: :func:`measure_with_contours`).
+
+    Micronuclei, given as labels of the same shape (``micronuclei``) or found by a model's
+    ``micronuclei`` output (``kind="probability"``), add a ``micronuclei`` column: how many
+    each nucleus has (:mod:`napari_unet.micronuclei`).
 
     ``kind`` is ``mask`` (binary, split by watershed), ``probability`` (model output
     ``(K, ...)``, made into objects by :func:`napari_unet.pipeline.labels_iter` with
@@ -268,7 +282,9 @@ def count_iter(
         if settings is None:
             settings = Settings.for_model(card, min_area=min_area, max_area=max_area, exclude_border=exclude_border)
         labels = yield from labels_iter(source, card, settings)
-        return _measured(labels, intensity, scale, unit, with_contours)
+        if micronuclei is None and has_micronuclei(card):
+            micronuclei = micronuclei_labels(source, card, labels)
+        return _measured(labels, intensity, scale, unit, with_contours, micronuclei)
     if kind not in ("mask", "labels"):
         raise ValueError(f"kind must be 'mask', 'probability' or 'labels', got {kind!r}")
     plain_min_area = 10.0 if min_area is None else min_area  # masks and labels have no model to ask
@@ -287,14 +303,24 @@ def count_iter(
             _planes(labels)[z] = np.where(lab > 0, lab + offset, 0)
         offset += int(lab.max()) if lab.size else 0
         yield Progress(z + 1, n, {"objects": offset})
-    return _measured(labels, intensity, scale, unit, with_contours)
+    return _measured(labels, intensity, scale, unit, with_contours, micronuclei)
 
 
-def _measured(labels: np.ndarray, intensity: Any, scale: Any, unit: str, with_contours: bool) -> tuple:
+def _measured(
+    labels: np.ndarray, intensity: Any, scale: Any, unit: str, with_contours: bool, micronuclei: Any = None
+) -> tuple:
     """``(labels, table)``, or ``(labels, table, contours)``: what :func:`count_iter` returns."""
     if with_contours:
-        return (labels, *measure_with_contours(labels, intensity, scale=scale, unit=unit))
-    return labels, measure(labels, intensity, scale=scale, unit=unit)
+        table, polygons = measure_with_contours(labels, intensity, scale=scale, unit=unit)
+    else:
+        table = measure(labels, intensity, scale=scale, unit=unit)
+    if micronuclei is not None:
+        if np.shape(micronuclei) != labels.shape:
+            raise ValueError(
+                f"the micronuclei have shape {np.shape(micronuclei)} but the labels {labels.shape}; they must match"
+            )
+        table = add_to_table(table, labels, np.asarray(micronuclei))
+    return (labels, table, polygons) if with_contours else (labels, table)
 
 
 def class_objects(class_map: np.ndarray, min_area: float = 0.0) -> tuple[np.ndarray, dict[int, int]]:

@@ -24,7 +24,9 @@ def masked_loss(
 ) -> torch.Tensor:
     """A segmentation loss computed only where ``mask`` is 1; zero weight elsewhere.
 
-    ``logits`` and ``target`` are ``(B, K, H, W)``; ``mask`` is ``(B, 1, H, W)``.
+    ``logits`` and ``target`` are ``(B, K, H, W)``; ``mask`` is ``(B, 1, H, W)``. A target
+    of NaN means "not known" (an output the item has no annotation for, e.g. micronuclei):
+    that output is left alone at those pixels.
     ``loss`` names the terms: ``dice``, ``ce`` (cross-entropy), ``focal`` (cross-entropy
     weighted by ``(1 - p)**2``, which follows the hard pixels) or a sum of two. For a
     softmax model the Dice term averages the foreground classes (not the background, which
@@ -36,6 +38,10 @@ def masked_loss(
 
     logits = logits.float()
     m = mask.float()
+    unknown = torch.isnan(target)
+    if bool(unknown.any()):  # a mask per output: (B, K, H, W)
+        m = m * ~unknown
+        target = torch.nan_to_num(target, nan=0.0)
     n = m.sum().clamp_min(1.0)
     weights = (
         None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=logits.device)
@@ -59,12 +65,15 @@ def masked_loss(
                 ce = ce * (1 - p_true) ** 2
             if weights is not None:
                 ce = ce * weights.view(1, -1, 1, 1)
-            total = total + (ce * m).sum() / (n * ce.shape[1])
+            total = total + (ce * m).sum() / (n * ce.shape[1] if m.shape[1] == 1 else n)
     if "dice" in loss:
         inter = (prob * target * m).sum((0, 2, 3))
         denom = ((prob + target) * m).sum((0, 2, 3))
         dice = (2 * inter + 1.0) / (denom + 1.0)
         if activation == "softmax" and dice.shape[0] > 1:
             dice = dice[1:]
-        total = total + 1 - dice.mean()
+        elif m.shape[1] > 1:  # outputs not known anywhere in the batch have no Dice to learn from
+            dice = dice[m.sum((0, 2, 3)) > 0]
+        if dice.numel():
+            total = total + 1 - dice.mean()
     return total

@@ -176,6 +176,10 @@ class Segmentation:
     warnings : tuple of str
         Sentences saying why the result may not be trusted, e.g. an image far from what
         the model was trained on (:func:`napari_unet.fit.fit_warnings`).
+    micronuclei : numpy.ndarray or None
+        For a model with a ``micronuclei`` output, the micronuclei found outside the
+        objects (int32 ids, 0 = none; :func:`napari_unet.micronuclei.micronuclei_labels`);
+        None otherwise, or when objects were not asked for.
     """
 
     probabilities: np.ndarray
@@ -183,6 +187,7 @@ class Segmentation:
     settings: Settings
     card: Any
     warnings: tuple[str, ...] = ()
+    micronuclei: np.ndarray | None = None
 
     @property
     def kind(self) -> str:
@@ -285,6 +290,7 @@ def segment_iter(
     batch of tiles, then per slice of objects; closing it stops between steps."""
     from napari_unet.fit import fit_warnings
     from napari_unet.inference import pick_device, predict_iter, resolve_precision
+    from napari_unet.micronuclei import has_micronuclei, micronuclei_labels
     from napari_unet.planes import plane_layout, select_channels, with_context
 
     card = getattr(model, "card", None)
@@ -360,8 +366,11 @@ def segment_iter(
                 labels = stop.value
                 break
             yield Progress(tiles + event.done, tiles + n_planes, event.info)
+    micronuclei = None
+    if labels is not None and has_micronuclei(card):
+        micronuclei = micronuclei_labels(probabilities, card, labels)
     found = fit_warnings(card, image, axes, probabilities, resolved) if normalise else ()
-    return Segmentation(probabilities, labels, resolved, card, tuple(found))
+    return Segmentation(probabilities, labels, resolved, card, tuple(found), micronuclei)
 
 
 def segment(

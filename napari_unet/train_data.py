@@ -44,7 +44,10 @@ class TrainingItem:
     """One image (2D or a stack) with its labels and the region a person has checked.
 
     ``region`` is a boolean mask of the labels' shape, or for a stack a list of checked
-    slice indices. ``None`` means everything is checked.
+    slice indices. ``None`` means everything is checked. ``micronuclei``: labels of the
+    micronuclei, same shape as ``labels``, for a model with a ``micronuclei`` output; where
+    they are not given, that output is not trained on this item (it is neither taught
+    micronuclei nor taught that there are none).
     """
 
     image: Any
@@ -52,14 +55,17 @@ class TrainingItem:
     region: Any = None
     name: str = "image"
     axes: str | None = None
+    micronuclei: Any = None
 
 
-def make_targets(labels: np.ndarray, card: ModelCard) -> np.ndarray:
+def make_targets(labels: np.ndarray, card: ModelCard, micronuclei: np.ndarray | None = None) -> np.ndarray:
     """Training targets ``(K, H, W)`` float32 for a 2D label image, as the card's outputs ask.
 
     Sigmoid models: ``foreground`` = any object, ``boundary`` = the inner edge of each
-    object (so touching objects are parted by a two-pixel line). Softmax models: one-hot
-    of the class ids in ``labels`` (0 = background).
+    object (so touching objects are parted by a two-pixel line), ``micronuclei`` = the
+    micronuclei outside the objects (NaN, "not known", when ``micronuclei`` is None: the
+    loss leaves that output alone there). Softmax models: one-hot of the class ids in
+    ``labels`` (0 = background).
     """
     from skimage.segmentation import find_boundaries
 
@@ -77,12 +83,22 @@ def make_targets(labels: np.ndarray, card: ModelCard) -> np.ndarray:
     for i, name in enumerate(card.classes):
         if name == "boundary":
             out.append(find_boundaries(labels, mode="inner") & (labels > 0))
+        elif name == "micronuclei":
+            if micronuclei is None:
+                out.append(np.full(labels.shape, np.nan, np.float32))
+            elif np.shape(micronuclei) != labels.shape:
+                raise ValueError(
+                    f"the micronuclei labels have shape {np.shape(micronuclei)} but the labels {labels.shape}; "
+                    "they must cover the same pixels"
+                )
+            else:
+                out.append((np.asarray(micronuclei) > 0) & (labels == 0))
         elif i == 0:  # the first output is the objects' foreground, whatever they are called
             out.append(labels > 0)
         else:
             raise ValueError(
                 f"cannot make a target for output {name!r}; an object model's outputs are its foreground "
-                "(first) and 'boundary'"
+                "(first), 'boundary' and 'micronuclei'"
             )
     return np.stack(out).astype(np.float32)
 
@@ -116,6 +132,12 @@ def _item_planes(item: TrainingItem, card: ModelCard) -> list[_Plane]:
         raise ValueError(f"{item.name}: labels must be integers (0 = background), got {labels.dtype}")
     h, w = layout.spatial_shape[-2:]
     flat_labels = labels.reshape(-1, h, w)
+    flat_mn = None
+    if item.micronuclei is not None:
+        mn = np.asarray(item.micronuclei)
+        if mn.shape != labels.shape:
+            raise ValueError(f"{item.name}: micronuclei labels have shape {mn.shape} but the labels {labels.shape}")
+        flat_mn = mn.reshape(-1, h, w)
     region = item.region
     if region is None:
         region_planes = np.ones((layout.n_planes, h, w), bool)
@@ -136,14 +158,15 @@ def _item_planes(item: TrainingItem, card: ModelCard) -> list[_Plane]:
             continue
         img = normalise_plane(_read_plane(image, layout, p, card.in_channels), card.normalisation)
         lab, region = flat_labels[p], region_planes[p].copy()
+        mn = None if flat_mn is None else flat_mn[p]
         if card.input_size:  # whole-image mode: the network only ever sees the plane resized
             from napari_unet.whole_image import resize_planes
 
             size = (card.input_size, card.input_size)
             img, lab, region = resize_planes(img, size), _resize_nearest(lab, size), _resize_nearest(region, size)
-        planes.append(
-            _Plane(img, make_targets(lab, card), region, lab, f"{item.name}[{p}]", card.activation == "softmax")
-        )
+            mn = None if mn is None else _resize_nearest(mn, size)
+        target = make_targets(lab, card, mn)
+        planes.append(_Plane(img, target, region, lab, f"{item.name}[{p}]", card.activation == "softmax"))
     return planes
 
 

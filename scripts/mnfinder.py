@@ -23,8 +23,6 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -58,9 +56,10 @@ def fetch(cache: Path = CACHE) -> Path:
 
 
 def iter_split(
-    split: str, *, allow_test: bool = False, cache: Path = CACHE
-) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Yield ``(name, image, instance_labels)`` for every image of a split, in a fixed order."""
+    split: str, *, allow_test: bool = False, cache: Path = CACHE, micronuclei: bool = False
+) -> Iterator[tuple]:
+    """Yield ``(name, image, instance_labels)`` for every image of a split, in a fixed order;
+    with ``micronuclei``, ``(name, image, instance_labels, micronucleus_labels)``."""
     import imageio.v3 as iio
     import tifffile
 
@@ -75,7 +74,11 @@ def iter_split(
             image = tifffile.imread(io.BytesIO(zf.read(name)))
             labels = decode_color_labels(iio.imread(zf.read(mask_name)))
             set_name, stem = name.split("/")[-3], Path(name).stem
-            yield f"{set_name}/{stem}", image, labels
+            if micronuclei:
+                mn_name = name.replace("/images/", "/mn_masks/")[: -len(".tif")] + ".png"
+                yield f"{set_name}/{stem}", image, labels, decode_color_labels(iio.imread(zf.read(mn_name)))
+            else:
+                yield f"{set_name}/{stem}", image, labels
 
 
 def write_sample_data(out: Path = ROOT / "napari_unet" / "sample_data") -> None:

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from cv_nuclei import choose_micronuclei, micronuclei_card  # noqa: E402
 from mnfinder import VERSION, iter_split  # noqa: E402
 
 from napari_unet.metrics import match_objects, pixel_scores  # noqa: E402
@@ -90,11 +91,18 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--out", default=str(ROOT / "napari_unet" / "models" / "nuclei"))
+    parser.add_argument("--micronuclei", action=argparse.BooleanOptionalAction, default=True,
+                        help="micronuclei as a third output, from mnfinder's mn_masks (default: yes)")  # fmt: skip
     args = parser.parse_args()
 
-    train = [TrainingItem(img, lab, name=name) for name, img, lab in iter_split("training")]
-    val_raw = list(iter_split("validation"))
-    val = [TrainingItem(img, lab, name=name) for name, img, lab in val_raw]
+    train = [TrainingItem(img, lab, name=name, micronuclei=mn)
+             for name, img, lab, mn in iter_split("training", micronuclei=True)]  # fmt: skip
+    val_mn = list(iter_split("validation", micronuclei=True))
+    val_raw = [(name, img, lab) for name, img, lab, _ in val_mn]
+    val = [TrainingItem(img, lab, name=name, micronuclei=mn) for name, img, lab, mn in val_mn]
+    if not args.micronuclei:
+        for item in (*train, *val):
+            item.micronuclei = None
     print(f"training images {len(train)}, validation images {len(val)}", flush=True)
 
     card = ModelCard(
@@ -112,9 +120,11 @@ def main() -> None:
         normalisation={"kind": "percentile", "low": 1.0, "high": 99.8},
         tile=256,
         overlap=0.25,
-        description="Fluorescence nuclei (DAPI/H2B), 2D, foreground + boundary for splitting touching nuclei.",
+        description="Fluorescence nuclei (DAPI/H2B), 2D, foreground + boundary for splitting touching nuclei"
+        + (", and micronuclei counted per nucleus." if args.micronuclei else "."),
         licence="weights: BSD-3-Clause (napari-unet); training data: mnfinder 1.2.3, MIT",
     )
+    card = micronuclei_card(card) if args.micronuclei else card
     config = TrainConfig(
         epochs=args.epochs, steps_per_epoch=50, max_seconds=args.minutes * 60, batch_size=8, crop=256,
         lr=2e-3, warmup_steps=50, patience=12, device=args.device, seed=0,
@@ -142,12 +152,23 @@ def main() -> None:
                   f"F1 {i['val_f1']:.4f} best {i['best_epoch']} [{time.time() - t0:.0f} s]", flush=True)  # fmt: skip
     model = result.model
     thr, bthr, min_area, scores = choose_thresholds(model, val_raw)
+    postprocess = {"boundary_threshold": bthr, "min_area": min_area}
+    if args.micronuclei:  # chosen on the validation split too, with the nuclei thresholds just chosen
+        probs = [
+            segment(model, img, device="cpu", precision="fp32", objects=False).probabilities for _, img, _ in val_raw
+        ]
+        nuclei = [objects(p, result.card, Settings.for_model(result.card, threshold=thr, boundary_threshold=bthr,
+                                                             min_area=min_area)) for p in probs]  # fmt: skip
+        mn_thr, mn_area, mn_scores = choose_micronuclei(probs, nuclei, [mn for *_, mn in val_mn], result.card)
+        postprocess |= {"micronucleus_threshold": mn_thr, "micronucleus_min_area": mn_area}
+        scores |= {k: round(v, 4) for k, v in mn_scores.items()}
     card = result.card.replace(
         threshold=thr,
-        postprocess={"boundary_threshold": bthr, "min_area": min_area},
+        postprocess=postprocess,
         training={
             **result.card.training,
-            "data": f"mnfinder {VERSION} (MIT), nucleus_masks, training split: {len(train)} images",
+            "data": f"mnfinder {VERSION} (MIT), nucleus_masks{' and mn_masks' if args.micronuclei else ''}, "
+            f"training split: {len(train)} images",
             "validation": f"mnfinder {VERSION} validation split: {len(val)} images (epochs and thresholds chosen on it)",
             "test_split": "never read (reserved for independent evaluation)",
             "augmentation": AUGMENTATION,
@@ -155,7 +176,7 @@ def main() -> None:
             "images": [i["name"] for i in result.card.training["images"]],
         },
         metrics={"validation_" + k: v for k, v in scores.items() if k != "per_image"}
-        | {"validation_per_image": scores["per_image"]},
+        | {"validation_per_image": scores["per_image"], "thresholds_chosen_on": "validation split"},
     )
     model.card = card
     path = save_model(model, args.out, card)
@@ -165,7 +186,7 @@ def main() -> None:
             {
                 "model": str(path),
                 "threshold": thr,
-                "boundary_threshold": bthr,
+                **postprocess,
                 **{k: v for k, v in scores.items() if k != "per_image"},
                 "seconds": round(time.time() - t0),
             }

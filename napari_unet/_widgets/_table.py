@@ -15,11 +15,19 @@ from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
 
 class MeasurementModel(QAbstractTableModel):
     """Columns of a pandas DataFrame as numbers (``integer`` ones shown as integers), plus
-    ``text`` columns (e.g. an object's class) shown where the table has them."""
+    ``text`` columns (e.g. an object's class) and ``optional`` numeric ones (e.g. the
+    micronuclei of each nucleus) shown where the table has them."""
 
-    def __init__(self, columns: list[str], integer: tuple[str, ...] = (), text: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        columns: list[str],
+        integer: tuple[str, ...] = (),
+        text: tuple[str, ...] = (),
+        optional: tuple[str, ...] = (),
+    ) -> None:
         super().__init__()
-        self._numeric, self._text_wanted = list(columns), tuple(text)
+        self._always, self._text_wanted, self._optional = list(columns), tuple(text), tuple(optional)
+        self._numeric = list(self._always)
         self._integer_names = set(integer)
         self._set_columns([])
         self._values = np.zeros((0, len(self._numeric)))
@@ -27,13 +35,16 @@ class MeasurementModel(QAbstractTableModel):
         self._order = np.arange(0)
 
     def _set_columns(self, text: list[str]) -> None:
-        # text columns go right after the first two (id, slice): where a person looks first
+        # text and optional columns go right after the first two (id, slice): where a person looks first
         self.columns = [*self._numeric[:2], *text, *self._numeric[2:]]
         self._integer = [c in self._integer_names for c in self.columns]
 
     def set_table(self, table: Any) -> None:
         self.beginResetModel()
-        text = [c for c in self._text_wanted if c in getattr(table, "columns", ())]
+        present = getattr(table, "columns", ())
+        text = [c for c in self._text_wanted if c in present]
+        extra = [c for c in self._optional if c in present]
+        self._numeric = [*self._always[:2], *extra, *self._always[2:]]
         self._set_columns(text)
         n = len(table)
         self._values = table[self._numeric].to_numpy(dtype=float) if n else np.zeros((0, len(self._numeric)))

@@ -72,7 +72,8 @@ class CountWidget(Step):
                          run_button=self.count_button)  # fmt: skip
         self.labels_layer.changed.connect(self._source_chosen)
         listen(self.workflow, "predicted", self._predicted)
-        self.table_model = MeasurementModel(SHOWN, integer=("id", "slice"), text=("class",))
+        self.table_model = MeasurementModel(SHOWN, integer=("id", "slice", "micronuclei"), text=("class",),
+                                            optional=("micronuclei",))  # fmt: skip
         self.table = QTableView()
         self.table.setModel(self.table_model)
         self.table.setSortingEnabled(True)
@@ -161,17 +162,22 @@ class CountWidget(Step):
         unit = {"micrometer": "um"}.get(units[-1], units[-1]) if physical else "px"
         scale = tuple(layer.scale) if physical else None
         options = {"intensity": intensity, "scale": scale, "unit": unit, "settings": settings, **areas}
+        # a model that marks micronuclei: those outside the (corrected) nuclei, counted per nucleus
+        found_by = work.probabilities if kind == "labels" and work is not None else None
+        if found_by is not None and tuple(found_by.shape[1:]) != spatial:
+            found_by = None
         self.status.value = f"counting {layer.name}..."
-        return self.start(self._count_job(kind, data, card, layer, options), desc=f"Count {layer.name}",
+        return self.start(self._count_job(kind, data, card, layer, options, found_by), desc=f"Count {layer.name}",
                           on_done=self._show)  # fmt: skip
 
-    def _count_job(self, kind: str, data: Any, card: Any, layer: Any, options: dict) -> Any:
+    def _count_job(self, kind: str, data: Any, card: Any, layer: Any, options: dict, found_by: Any = None) -> Any:
         """The count, then the layers that show it, built here in the worker: napari
         triangulates every contour when a Shapes layer is made (0.5-2 s for a few thousand
         objects), which on the GUI thread would freeze the window."""
         from napari.layers import Labels
 
         from napari_unet.count import count_iter
+        from napari_unet.micronuclei import has_micronuclei, micronuclei_labels
 
         if kind == "map":
             lo, hi = (float(v) for v in (np.nanmin(data), np.nanmax(data))) if data.size else (0.0, 0.0)
@@ -182,12 +188,32 @@ class CountWidget(Step):
                 )
             threshold = options["settings"].threshold if options.get("settings") is not None else 0.5
             data, kind = data > threshold, "mask"  # strictly above, as the pipeline thresholds
+        micronuclei = None
+        if found_by is not None and has_micronuclei(card):  # outside the nuclei as corrected
+            micronuclei = micronuclei_labels(found_by, card, data)
+            options = {**options, "micronuclei": micronuclei}
         labels, table, polys = yield from count_iter(data, kind=kind, card=card, with_contours=True, **options)
+        if kind == "probability" and has_micronuclei(card):  # (the ones count_iter gave the column)
+            micronuclei = micronuclei_labels(data, card, labels)
         counted = None
         if not isinstance(layer, Labels):  # the objects found in the probabilities: a layer to correct
             counted = Labels(labels, name=f"{layer.name} objects", scale=layer.scale)
-        name = f"{layer.name if counted is None else counted.name} contours"
-        return labels, table, counted, self._contours_layer(polys, table, name, layer.scale), layer
+        name = layer.name if counted is None else counted.name
+        marks = self._micronuclei_layer(micronuclei, f"{name} micronuclei", layer.scale)
+        return labels, table, counted, self._contours_layer(polys, table, f"{name} contours", layer.scale), layer, marks
+
+    @staticmethod
+    def _micronuclei_layer(micronuclei: Any, name: str, scale: Any) -> Any:
+        """A point at the centre of each micronucleus (a model that marks them), or None."""
+        from napari.layers import Points
+        from scipy import ndimage as ndi
+
+        if micronuclei is None or not micronuclei.any():
+            return None
+        ids = np.unique(micronuclei[micronuclei > 0])
+        centres = np.array(ndi.center_of_mass(np.ones(micronuclei.shape, np.uint8), micronuclei, ids))
+        return Points(centres.reshape(len(ids), micronuclei.ndim), name=name, scale=scale, size=5,
+                      face_color="cyan", border_color="cyan")  # fmt: skip
 
     @staticmethod
     def _contours_layer(polys: list, table: Any, name: str, scale: Any) -> Any:
@@ -213,7 +239,7 @@ class CountWidget(Step):
         add or remove a layer of a few thousand contours, and draws it next)."""
         from qtpy.QtCore import QTimer
 
-        labels, table, counted, shapes, source = result
+        labels, table, counted, shapes, source, marks = result
         if source not in self._viewer.layers:  # closed while it was being counted
             self.summary.value = f"{source.name} was closed during the count; nothing to show."
             self.reset()
@@ -228,6 +254,8 @@ class CountWidget(Step):
         elif f"{self.counted.name} contours" in self._viewer.layers:  # nothing to outline any more
             old = self._viewer.layers[f"{self.counted.name} contours"]
             steps.append(lambda: self._viewer.layers.remove(old) if old in self._viewer.layers else None)
+        if marks is not None:
+            self._replace_layer(marks, steps)
         steps.append(lambda: self._fill_table(table))
 
         def finish() -> None:
@@ -310,12 +338,17 @@ class CountWidget(Step):
         _labels, table = self.result
         layer = self.counted
         total = len(table)
+        found = table.attrs.get("micronuclei_per_slice") if "micronuclei" in table else None
         if layer is not None and layer.ndim > 2:
             z = flat_slice(layer.data.shape, current_plane_index(self._viewer, layer))
             here = int((table["slice"] == z).sum()) if total else 0
             self.summary.value = f"{here} objects in this slice, {total} in the stack"
+            if found is not None and z < len(found):
+                self.summary.value += f"; {found[z]} micronuclei in this slice, {sum(found)} in the stack"
         else:
             self.summary.value = f"{total} objects"
+            if found is not None:
+                self.summary.value += f", {sum(found)} micronuclei"
 
     def export_csv(self, path: str | Path | None = None) -> Path | None:
         if self.result is None:

@@ -90,6 +90,7 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
 
     from napari_unet.count import count_classes, count_iter, count_per_class, count_per_slice, measure
     from napari_unet.io import read_image, write_tiff
+    from napari_unet.micronuclei import add_to_table
     from napari_unet.pipeline import segment_iter
     from napari_unet.scale import load_model_cached
 
@@ -98,7 +99,7 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
     img = read_image(path)
     kind, why = (args.input_kind, "as asked") if args.input_kind != "auto" else guess_input_kind(img)
     print(f"{path}: counting it as {kind} ({why})")
-    intensity, source, card, settings, labels = None, None, None, None, None
+    intensity, source, card, settings, labels, micronuclei = None, None, None, None, None, None
     if kind in ("image", "probability"):
         card = load_model_cached(args.model).card
         settings = settings_from_args(options, card)
@@ -108,7 +109,7 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
         result = _drive(segment_iter(model, img.data, axes=img.axes, settings=settings), Path(path).name)
         for warning in result.warnings:
             error(f"warning: {path}: {warning}")
-        labels = result.labels
+        labels, micronuclei = result.labels, result.micronuclei
     else:
         source = np.asarray(img.data)
         if kind == "probability" and "C" not in img.axes:
@@ -129,6 +130,8 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
         labels, table = count_classes(labels, card, settings.min_area, intensity, scale=spatial_scale, unit=unit)
     elif kind == "image":  # objects from the pipeline, as they are: only measured here
         table = measure(labels, intensity, scale=spatial_scale, unit=unit)
+        if micronuclei is not None:  # how many each nucleus has, and a total per slice
+            table = add_to_table(table, labels, micronuclei)
     labels_path, objects_path, counts_path = count_outputs(path, out)
     write_tiff(labels_path, labels, axes=img.spatial_axes, scale=img.scale, units=img.units, labels=True)
     table.insert(0, "file", img.name)
@@ -174,7 +177,8 @@ def count_cmd(args: argparse.Namespace) -> int:
         ]
         if per_file:
             table = pd.concat(per_file, ignore_index=True)
-            table = table[[c for c in ("file", "slice", "class", "count", "mean_area", "unit") if c in table.columns]]
+            columns = ("file", "slice", "class", "count", "mean_area", "micronuclei", "unit")
+            table = table[[c for c in columns if c in table.columns]]
             write_csv(table, out / "counts.csv")
             print(f"counts: {out / 'counts.csv'}")
     return _report(results)
