@@ -175,7 +175,7 @@ def main() -> None:
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "images": [i["name"] for i in result.card.training["images"]],
         },
-        metrics={"validation_" + k: v for k, v in scores.items() if k != "per_image"}
+        metrics={"validation_" + k.removeprefix("val_"): v for k, v in scores.items() if k != "per_image"}
         | {"validation_per_image": scores["per_image"], "thresholds_chosen_on": "validation split"},
     )
     model.card = card

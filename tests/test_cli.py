@@ -200,6 +200,24 @@ def test_count_an_image_predicts_first(image_dir, tmp_path, tiny_model_file, cap
     assert list(pd.read_csv(out / "cells0_objects.csv").columns)[:3] == ["file", "id", "slice"]
 
 
+def test_count_with_the_shipped_model_counts_micronuclei_per_nucleus(tmp_path, capsys):
+    """The README's command: each nucleus gets its micronuclei, each image their total
+    (those near no nucleus included), and the run's counts.csv keeps the column."""
+    from napari_unet._sample_data import sample_paths
+
+    image = sample_paths("u2os")[0]
+    out = tmp_path / "c"
+    assert main(["count", str(image), "--out", str(out), "--device", "cpu"]) == 0
+    objects = pd.read_csv(out / f"{image.stem}_objects.csv")
+    per_image = pd.read_csv(out / f"{image.stem}_counts.csv")
+    run = pd.read_csv(out / "counts.csv")
+    assert list(objects.columns)[-2:] == ["micronuclei", "unit"]
+    total = int(per_image["micronuclei"].iloc[0])
+    assert 40 <= total <= 140  # mnfinder drew 83 on this image
+    assert 0.7 * total <= objects["micronuclei"].sum() <= total
+    assert int(run["micronuclei"].iloc[0]) == total and int(run["count"].iloc[0]) == len(objects)
+
+
 def test_count_bad_area_range(tmp_path, capsys):
     write_tiff(tmp_path / "m_mask.tif", np.ones((10, 10), np.uint8))
     assert (

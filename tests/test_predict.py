@@ -222,7 +222,7 @@ def test_public_api_in_any_import_order(tiny_model, rng):
     assert napari_unet.segment(tiny_model, image, device="cpu").labels.shape == (40, 40)
     code = "import napari_unet; m = napari_unet.load_model(); import numpy as np; print(napari_unet.predict(m, np.random.rand(64, 64), device='cpu').shape, type(m).__name__, m.training)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["(2,", "64,", "64)", "UNet", "False"]
+    assert out.split() == ["(3,", "64,", "64)", "UNet", "False"]
 
 
 @pytest.mark.slow

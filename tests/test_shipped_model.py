@@ -18,7 +18,7 @@ def model():
 
 def test_default_model_is_the_shipped_nuclei_model(model):
     card = model.card
-    assert card.name == "nuclei" and card.classes == ("foreground", "boundary")
+    assert card.name == "nuclei" and card.classes == ("foreground", "boundary", "micronuclei")
     assert card.metrics["validation_f1_50"] >= 0.9
     assert "never read" in card.training["test_split"]
     assert not model.training
@@ -31,7 +31,7 @@ def test_segments_real_sample_images(model, key, dice_floor, f1_floor):
     image_path, labels_path = sample_paths(key)
     image, truth = read_image(image_path).data, read_image(labels_path).data
     result = segment(model, image, device="cpu")
-    assert result.probabilities.shape == (2, *image.shape) and result.probabilities.dtype == np.float32
+    assert result.probabilities.shape == (3, *image.shape) and result.probabilities.dtype == np.float32
     assert pixel_scores(result.mask > 0, truth > 0)["dice"] >= dice_floor
     assert match_objects(result.labels, truth)["f1"] >= f1_floor
 
@@ -76,3 +76,17 @@ def test_micronuclei_of_a_sample_are_not_counted_as_nuclei(model):
     area = np.bincount(labels.ravel(), minlength=labels.max() + 1)
     mostly = [i for i in range(1, labels.max() + 1) if on_micronucleus[i] > 0.5 * area[i]]
     assert not mostly, f"objects {mostly} are micronuclei counted as nuclei"
+
+
+@pytest.mark.parametrize(("key", "f1_floor"), [("rpe1", 0.5), ("u2os", 0.55)])
+def test_the_micronuclei_of_a_sample_are_found_as_micronuclei(model, key, f1_floor):
+    """The shipped model's micronuclei output finds mnfinder's micronuclei (89 on RPE1, 83 on
+    U2OS) outside its nuclei. Floors below what was measured (benchmarks/accuracy.py): F1
+    0.618 / 0.656 at IoU 0.3, where a micronucleus of a few pixels is matched at all."""
+    from napari_unet._sample_data import SAMPLE_DIR, SAMPLES
+
+    image = read_image(sample_paths(key)[0]).data
+    truth = np.asarray(read_image(SAMPLE_DIR / f"{SAMPLES[key][0]}_micronuclei.tif").data)
+    result = segment(model, image, device="cpu")
+    assert not ((result.micronuclei > 0) & (result.labels > 0)).any()
+    assert match_objects(result.micronuclei, truth, threshold=0.3)["f1"] >= f1_floor

@@ -645,3 +645,34 @@ def test_the_window_keeps_running_while_predicting_and_training(make_napari_view
     report(
         f"fine-tune 18 steps: {during} ticks while running; max gap {gaps['max ms']:.0f} ms, p99 {gaps['p99 ms']:.0f} ms"
     )
+
+
+def test_counting_corrected_nuclei_gives_each_its_micronuclei(make_napari_viewer, registry, qtbot, errors):
+    """The shipped model marks micronuclei: Count on the predicted (and corrected) labels of a
+    real sample adds a micronuclei column, a total in the summary and a point on each."""
+    from napari_unet._sample_data import sample_paths
+    from napari_unet.io import read_image
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.asarray(read_image(sample_paths("rpe1")[0]).data), name="rpe1")
+    predict = PredictWidget(viewer)
+    predict.model.value, predict.device.value = "nuclei", "cpu"
+    predict.run()
+    wait_for(qtbot, predict)
+    labels = viewer.layers["rpe1 labels"]
+    first = int(labels.data[labels.data > 0][0])
+    deleted = labels.data == first
+    labels.data = np.where(deleted, 0, labels.data)  # a correction: one nucleus deleted
+    widget = CountWidget(viewer)
+    widget.labels_layer.value = labels
+    widget.run()
+    wait_for(qtbot, widget)
+    _, table = widget.result
+    assert "micronuclei" in table and "micronuclei" in widget.table_model.columns
+    assert not widget.result[0][deleted].any()
+    points = viewer.layers["rpe1 labels micronuclei"]
+    found = len(points.data)
+    assert 40 <= found <= 140  # mnfinder drew 89 on this image
+    assert table["micronuclei"].sum() <= found and table["micronuclei"].sum() >= 0.7 * found
+    assert widget.summary.value.endswith(f"{found} micronuclei")
+    assert not errors
