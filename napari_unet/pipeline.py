@@ -421,7 +421,7 @@ def segment(
     >>> image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
     >>> result = napari_unet.segment(model, image, threshold=0.6, min_area=40, device="cpu")
     >>> result.probabilities.shape, result.labels.shape, result.settings.min_area
-    ((2, 64, 64), (64, 64), 40.0)
+    ((3, 64, 64), (64, 64), 40.0)
     """
     options = {"axes": axes, "settings": settings, "objects": objects, "normalise": normalise, "out": out}
     return run_to_end(segment_iter(model, image, channels=channels, **options, **overrides))
