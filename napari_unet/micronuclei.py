@@ -118,11 +118,19 @@ def per_nucleus(nuclei: np.ndarray, micronuclei: np.ndarray, max_distance: float
 
 def add_to_table(table: Any, nuclei: np.ndarray, micronuclei: np.ndarray, max_distance: float | None = None) -> Any:
     """The measurement table of ``nuclei`` with a ``micronuclei`` column (how many were given
-    to each nucleus, before ``unit``); ``table.attrs["micronuclei_per_slice"]`` keeps every
-    slice's total, those given to no nucleus included, for :func:`napari_unet.count.count_per_slice`."""
+    to each nucleus, before ``unit``). ``table.attrs`` keeps what the column cannot:
+    ``micronuclei_per_slice``, every slice's total, those given to no nucleus included (for
+    :func:`napari_unet.count.count_per_slice`), and ``micronuclei_centres``, the centre of
+    each in pixel coordinates ``(n, ndim)`` (for the dock's points)."""
+    from scipy import ndimage as ndi
+
+    micronuclei = np.asarray(micronuclei)
     counts = per_nucleus(nuclei, micronuclei, max_distance)
     column = [counts.get(int(i), 0) for i in table["id"]] if len(table) else []
     table.insert(list(table.columns).index("unit") if "unit" in table else len(table.columns), MICRONUCLEI, column)
-    flat = np.asarray(micronuclei).reshape(-1, *np.shape(micronuclei)[-2:])
+    flat = micronuclei.reshape(-1, *micronuclei.shape[-2:])
     table.attrs["micronuclei_per_slice"] = [len(np.unique(p[p > 0])) for p in flat]
+    ids = np.unique(micronuclei[micronuclei > 0])
+    centres = ndi.center_of_mass(np.ones(micronuclei.shape, np.uint8), micronuclei, ids) if len(ids) else []
+    table.attrs["micronuclei_centres"] = np.array(centres, float).reshape(len(ids), micronuclei.ndim)
     return table

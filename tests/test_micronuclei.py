@@ -106,6 +106,7 @@ def test_the_count_table_has_a_micronuclei_column_and_the_slices_their_totals():
     assert list(table.columns)[-2:] == ["micronuclei", "unit"]
     per = count_per_slice(table, 1)
     assert list(per["micronuclei"]) == [4]
+    np.testing.assert_allclose(table.attrs["micronuclei_centres"], [[16, 23], [17, 53], [31, 41], [1, 58]])
     assert "micronuclei" not in count_per_slice(measure(nuclei), 1)
 
 

@@ -188,32 +188,26 @@ class CountWidget(Step):
                 )
             threshold = options["settings"].threshold if options.get("settings") is not None else 0.5
             data, kind = data > threshold, "mask"  # strictly above, as the pipeline thresholds
-        micronuclei = None
         if found_by is not None and has_micronuclei(card):  # outside the nuclei as corrected
-            micronuclei = micronuclei_labels(found_by, card, data)
-            options = {**options, "micronuclei": micronuclei}
+            options = {**options, "micronuclei": micronuclei_labels(found_by, card, data)}
+        # (from probabilities, count_iter finds the micronuclei itself)
         labels, table, polys = yield from count_iter(data, kind=kind, card=card, with_contours=True, **options)
-        if kind == "probability" and has_micronuclei(card):  # (the ones count_iter gave the column)
-            micronuclei = micronuclei_labels(data, card, labels)
         counted = None
         if not isinstance(layer, Labels):  # the objects found in the probabilities: a layer to correct
             counted = Labels(labels, name=f"{layer.name} objects", scale=layer.scale)
         name = layer.name if counted is None else counted.name
-        marks = self._micronuclei_layer(micronuclei, f"{name} micronuclei", layer.scale)
+        marks = self._micronuclei_layer(table.attrs.get("micronuclei_centres"), f"{name} micronuclei", layer.scale)
         return labels, table, counted, self._contours_layer(polys, table, f"{name} contours", layer.scale), layer, marks
 
     @staticmethod
-    def _micronuclei_layer(micronuclei: Any, name: str, scale: Any) -> Any:
-        """A point at the centre of each micronucleus (a model that marks them), or None."""
+    def _micronuclei_layer(centres: Any, name: str, scale: Any) -> Any:
+        """A point at the centre of each micronucleus the count found (a model that marks
+        them: :func:`napari_unet.micronuclei.add_to_table`), or None."""
         from napari.layers import Points
-        from scipy import ndimage as ndi
 
-        if micronuclei is None or not micronuclei.any():
+        if centres is None or not len(centres):
             return None
-        ids = np.unique(micronuclei[micronuclei > 0])
-        centres = np.array(ndi.center_of_mass(np.ones(micronuclei.shape, np.uint8), micronuclei, ids))
-        return Points(centres.reshape(len(ids), micronuclei.ndim), name=name, scale=scale, size=5,
-                      face_color="cyan", border_color="cyan")  # fmt: skip
+        return Points(centres, name=name, scale=scale, size=5, face_color="cyan", border_color="cyan")
 
     @staticmethod
     def _contours_layer(polys: list, table: Any, name: str, scale: Any) -> Any:
