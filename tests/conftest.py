@@ -129,6 +129,18 @@ def report():
     return _FIGURES.append
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Keep the fault handler on through the interpreter's exit (pytest turns its own off at
+    this point), so that a crash after the last test names the code it happened in."""
+    import faulthandler
+    import gc
+    import sys
+
+    gc.collect()
+    faulthandler.enable(file=sys.__stderr__, all_threads=True)
+
+
 def pytest_terminal_summary(terminalreporter):
     if _FIGURES:
         terminalreporter.section("napari-unet figures measured by the tests (reported, not asserted)")

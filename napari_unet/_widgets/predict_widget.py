@@ -95,7 +95,7 @@ class PredictWidget(Step):
         self._show_card()
         from qtpy.QtCore import QTimer
 
-        self._scroll_timer = QTimer()  # scrolling fires many steps: predict where the user stops
+        self._scroll_timer = QTimer(self.native)  # dies with the widget; scrolling fires many steps
         self._scroll_timer.setSingleShot(True)
         self._scroll_timer.setInterval(self.SCROLL_DELAY_MS)
         self._scroll_timer.timeout.connect(self.predict_slice_in_view)

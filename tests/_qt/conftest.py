@@ -5,6 +5,25 @@ import pytest
 import torch
 
 
+@pytest.fixture(autouse=True)
+def _leftover_widgets_deleted(qapp):
+    """Delete, while Qt is still up, the windows a test made outside a viewer (our docks built
+    on a bare viewer, magicgui's orphans). Left to the interpreter's exit, hundreds of them were
+    destroyed in arbitrary order after QApplication, and the process could crash (exit 139) after
+    every test had passed."""
+    from qtpy.QtCore import QEvent, QThreadPool
+
+    before = list(qapp.topLevelWidgets())
+    yield
+    QThreadPool.globalInstance().waitForDone(60_000)  # no worker may outlive its widget
+    for widget in qapp.topLevelWidgets():
+        if not any(widget is w for w in before):
+            widget.close()
+            widget.deleteLater()
+    qapp.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    qapp.processEvents()
+
+
 @pytest.fixture
 def errors():
     """Error notifications shown to the user during a test."""
