@@ -1,9 +1,9 @@
 """Objects from masks and probabilities: touching objects split, holes filled, sizes filtered.
 
-No torch, no napari. With the model's boundary channel, foreground minus boundary gives one
-seed per object; a plain binary mask is split by the distance transform, h-maxima seeds
-and a watershed, one connected component at a time. Stacks go slice by slice with ids
-unique across the stack.
+No torch, no napari. With the model's distance channel, its peaks seed one object each; with
+its boundary channel, foreground minus boundary does; a plain binary mask is split by the
+distance transform, h-maxima seeds and a watershed, one connected component at a time.
+Stacks go slice by slice with ids unique across the stack.
 """
 
 from __future__ import annotations
@@ -278,12 +278,15 @@ def labels_from_probabilities(
     min_area: float | None = None,
     max_area: float | None = None,
     exclude_border: bool = False,
+    seed_threshold: float | None = None,
 ) -> np.ndarray:
     """Instance labels from model output ``(K, *spatial)``.
 
-    With a ``boundary`` channel (named in the card), the foreground minus the boundary gives
-    one seed per object and a watershed grows the seeds back to the foreground. Without one,
-    the thresholded foreground is split by :func:`split_mask`.
+    With a ``distance`` channel (each object's distance to its own edge over its largest: 1
+    at its centre, 0 at its edge), the foreground pixels above ``seed_threshold`` there give
+    one seed per object and a watershed on the distance grows them back to the foreground.
+    With a ``boundary`` channel, the foreground minus the boundary gives the seeds. Without
+    either, the thresholded foreground is split by :func:`split_mask`.
     """
     from scipy import ndimage as ndi
     from skimage.segmentation import watershed
@@ -296,19 +299,32 @@ def labels_from_probabilities(
         raise ValueError("instance counting needs a foreground model; for class maps, count each class mask separately")
     thr = float(threshold if threshold is not None else card.threshold if card is not None else 0.5)
     fg = prob[0] > thr
-    if "boundary" not in classes:
+    post = card.postprocess if card is not None else {}
+    if "distance" in classes:  # seeds where the distance to the edge is high; the watershed runs down it
+        if seed_threshold is None:
+            seed_threshold = float(post.get("seed_threshold", 0.5))
+        dist = _planes(prob[classes.index("distance")])
+
+        def seed_and_relief(z: int) -> tuple[np.ndarray, np.ndarray]:
+            return dist[z] > seed_threshold, -dist[z]
+    elif "boundary" in classes:  # seeds away from the boundary; the watershed climbs it
+        if boundary_threshold is None:
+            boundary_threshold = float(post.get("boundary_threshold", 0.5))
+        bd, fg_prob = _planes(prob[classes.index("boundary")]), _planes(prob[0])
+
+        def seed_and_relief(z: int) -> tuple[np.ndarray, np.ndarray]:
+            return bd[z] < boundary_threshold, bd[z] - fg_prob[z]
+    else:
         return split_mask(fg, min_area=min_area, max_area=max_area, exclude_border=exclude_border, refill=True)
-    bd = prob[classes.index("boundary")]
-    if boundary_threshold is None:
-        boundary_threshold = float((card.postprocess if card is not None else {}).get("boundary_threshold", 0.5))
     _check_area(min_area, max_area)
     out = np.zeros(fg.shape, np.int32)
     offset = 0
-    for z, (f, b, p) in enumerate(zip(_planes(fg), _planes(bd), _planes(prob[0]))):
+    for z, f in enumerate(_planes(fg)):
         f = ndi.binary_fill_holes(f)
         if not f.any():
             continue
-        seeds, _ = ndi.label(f & (b < boundary_threshold))
+        seed, relief = seed_and_relief(z)
+        seeds, _ = ndi.label(f & seed)
         # drop seed specks; objects left without a seed fall back to their own component
         if seeds.max():
             sizes = np.bincount(seeds.ravel())
@@ -319,7 +335,7 @@ def labels_from_probabilities(
         missing = np.setdiff1d(np.arange(1, n + 1), np.unique(comps[seeds > 0]))
         if len(missing):
             seeds = np.where(np.isin(comps, missing), comps + seeds.max(), seeds)
-        lab = watershed(b - p, seeds, mask=f)
+        lab = watershed(relief, seeds, mask=f)
         lab = filter_objects(lab, min_area=min_area, max_area=max_area, exclude_border=exclude_border, fill_holes=False)
         # a hole left where a small object was dropped inside another goes to the object around
         # it (nuclei have no holes), so that counting these labels again gives the same objects

@@ -48,7 +48,11 @@ class Settings:
     threshold : float
         Foreground probability above which a pixel belongs to an object, in (0, 1).
     boundary_threshold : float
-        Boundary probability below which a foreground pixel may seed an object.
+        Boundary probability below which a foreground pixel may seed an object (models with
+        a ``boundary`` output).
+    seed_threshold : float
+        Distance-to-edge output above which a foreground pixel may seed an object (models
+        with a ``distance`` output).
     min_area, max_area : float
         Objects outside ``[min_area, max_area]`` pixels are dropped (``max_area`` None: no
         upper limit).
@@ -82,6 +86,7 @@ class Settings:
 
     threshold: float = 0.5
     boundary_threshold: float = 0.5
+    seed_threshold: float = 0.5
     min_area: float = 10.0
     max_area: float | None = None
     exclude_border: bool = False
@@ -103,7 +108,7 @@ class Settings:
             object.__setattr__(self, name, kind(value))
             return kind(value)
 
-        for name in ("threshold", "boundary_threshold"):
+        for name in ("threshold", "boundary_threshold", "seed_threshold"):
             if not 0 < number(name) < 1:
                 raise ValueError(f"{name} must be between 0 and 1 (exclusive), got {getattr(self, name)}")
         if number("min_area") < 0:
@@ -144,7 +149,7 @@ class Settings:
         if card is not None:
             post = card.postprocess or {}
             base = {"threshold": card.threshold}  # tile and overlap: chosen per image from the card's
-            for name in ("boundary_threshold", "min_area", "max_area"):
+            for name in ("boundary_threshold", "seed_threshold", "min_area", "max_area"):
                 if post.get(name) is not None:
                     base[name] = post[name]
         base.update({k: v for k, v in overrides.items() if v is not None})
@@ -258,6 +263,7 @@ def labels_iter(probabilities: Any, card: Any, settings: Settings) -> Generator[
                 card,
                 threshold=settings.threshold,
                 boundary_threshold=settings.boundary_threshold,
+                seed_threshold=settings.seed_threshold,
                 min_area=settings.min_area,
                 max_area=settings.max_area,
                 exclude_border=settings.exclude_border,

@@ -19,7 +19,14 @@ from napari_unet.planes import normalise_plane
 if TYPE_CHECKING:
     from napari_unet.model import ModelCard
 
-__all__ = ["TrainingItem", "check_classes_drawn", "dataset_normalisation", "grouped_folds", "make_targets"]
+__all__ = [
+    "TrainingItem",
+    "check_classes_drawn",
+    "dataset_normalisation",
+    "distance_target",
+    "grouped_folds",
+    "make_targets",
+]
 
 
 def grouped_folds(groups: list[str]) -> list[tuple[list[int], list[int]]]:
@@ -62,7 +69,8 @@ def make_targets(labels: np.ndarray, card: ModelCard, micronuclei: np.ndarray | 
     """Training targets ``(K, H, W)`` float32 for a 2D label image, as the card's outputs ask.
 
     Sigmoid models: ``foreground`` = any object, ``boundary`` = the inner edge of each
-    object (so touching objects are parted by a two-pixel line), ``micronuclei`` = the
+    object (so touching objects are parted by a two-pixel line), ``distance`` = each
+    object's :func:`distance_target`, ``micronuclei`` = the
     micronuclei outside the objects (NaN, "not known", when ``micronuclei`` is None: the
     loss leaves that output alone there). Softmax models: one-hot of the class ids in
     ``labels`` (0 = background).
@@ -83,6 +91,8 @@ def make_targets(labels: np.ndarray, card: ModelCard, micronuclei: np.ndarray | 
     for i, name in enumerate(card.classes):
         if name == "boundary":
             out.append(find_boundaries(labels, mode="inner") & (labels > 0))
+        elif name == "distance":
+            out.append(distance_target(labels))
         elif name == "micronuclei":
             if micronuclei is None:
                 out.append(np.full(labels.shape, np.nan, np.float32))
@@ -98,9 +108,28 @@ def make_targets(labels: np.ndarray, card: ModelCard, micronuclei: np.ndarray | 
         else:
             raise ValueError(
                 f"cannot make a target for output {name!r}; an object model's outputs are its foreground "
-                "(first), 'boundary' and 'micronuclei'"
+                "(first), 'boundary', 'distance' and 'micronuclei'"
             )
     return np.stack(out).astype(np.float32)
+
+
+def distance_target(labels: np.ndarray) -> np.ndarray:
+    """Each object's distance to its own edge, over the largest in that object: 1 at its
+    centre, falling to 0 at its edge, 0 outside (float32). The pixels of a touching object
+    count as outside, so neighbours meet in a valley whatever their size; the image's own
+    border does not (an object cut by it keeps its centre where it was)."""
+    from scipy import ndimage as ndi
+
+    labels = np.asarray(labels)
+    out = np.zeros(labels.shape, np.float32)
+    for k, box in enumerate(ndi.find_objects(labels), 1):
+        if box is None:
+            continue
+        box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)  # one pixel of outside around it
+        inside = labels[box] == k
+        dist = ndi.distance_transform_edt(inside)
+        out[box][inside] = (dist / dist.max())[inside]
+    return out
 
 
 @dataclass

@@ -3,6 +3,7 @@ leave one acquisition (date and cell line) out at a time, train on the others, p
 one left out. The test split is never read.
 
     python scripts/cv_nuclei.py [--minutes-per-fold 6] [--augment medium|microscopy] [--work DIR]
+                                [--micronuclei] [--instance boundary|distance]
 
 Each fold's out-of-fold probabilities are saved in the work folder as it finishes, so a
 stopped run resumes where it was (run the same command again). At the end the thresholds
@@ -38,14 +39,37 @@ from napari_unet.train_data import grouped_folds  # noqa: E402
 
 THRESHOLDS = (0.4, 0.5, 0.6)
 BOUNDARY_THRESHOLDS = (0.3, 0.4, 0.5)
+SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 MIN_AREAS = (15.0, 25.0)
+
+DISTANCE_OUTPUT = {
+    "distance": "each nucleus's distance to its own edge over its largest (1 at its centre, 0 at its edge); "
+    "the pixels above the seed threshold seed one nucleus each, and a watershed down it parts touching nuclei"
+}
+
+
+def instance_card(card, kind: str):
+    """The card with ``kind`` (``boundary`` or ``distance``) as the output that parts touching
+    nuclei."""
+    if kind == "boundary" or "distance" in card.classes:
+        return card
+    classes = tuple("distance" if c == "boundary" else c for c in card.classes)
+    outputs = {k: v for k, v in card.outputs.items() if k != "boundary"} | DISTANCE_OUTPUT
+    post = {k: v for k, v in card.postprocess.items() if k != "boundary_threshold"} | {"seed_threshold": 0.5}
+    return card.replace(classes=classes, outputs=outputs, postprocess=post)
+
+
+def seed_setting(card) -> str:
+    """The setting that decides where a nucleus is seeded, for this card's outputs."""
+    return "seed_threshold" if "distance" in card.classes else "boundary_threshold"
 
 
 def scores(probs: list[np.ndarray], truths: list[np.ndarray], card, thr: float, bthr: float, min_area: float) -> dict:
-    """Pooled object F1 at IoU 0.5 and 0.75, mean pixel Dice, median count error."""
+    """Pooled object F1 at IoU 0.5 and 0.75, mean pixel Dice, median count error; ``bthr`` is
+    the boundary or the seed threshold, as the card's outputs ask."""
     tp = fp = fn = tp75 = fp75 = fn75 = 0
     dice, errors, per_image_f1 = [], [], []
-    settings = Settings.for_model(card, threshold=thr, boundary_threshold=bthr, min_area=min_area)
+    settings = Settings.for_model(card, threshold=thr, min_area=min_area, **{seed_setting(card): bthr})
     for prob, truth in zip(probs, truths):
         pred = objects(prob, card, settings)
         m, m75 = match_objects(pred, truth), match_objects(pred, truth, threshold=0.75)
@@ -150,9 +174,9 @@ def write_card(result: dict, adopt: bool = False) -> None:
     if adopt:
         thr, bthr, area = result["cv_thresholds"]
         data["threshold"] = thr
-        data["postprocess"] |= {"boundary_threshold": bthr, "min_area": area}
-        result["shipped_thresholds"] = result["at_cv_thresholds"]
         model = load_model("nuclei")
+        data["postprocess"] |= {seed_setting(model.card): bthr, "min_area": area}
+        result["shipped_thresholds"] = result["at_cv_thresholds"]
         val = list(iter_split("validation"))
         probs = [segment(model, img, precision="fp32", objects=False).probabilities for _, img, _ in val]
         at_val = scores(probs, [lab for *_, lab in val], model.card, thr, bthr, area)
@@ -197,6 +221,9 @@ def main() -> None:
                         help="with --write-card: the thresholds chosen here become the shipped card's")  # fmt: skip
     parser.add_argument("--micronuclei", action="store_true",
                         help="train micronuclei as a third output (mnfinder's mn_masks); folds kept apart")  # fmt: skip
+    parser.add_argument("--instance", choices=("boundary", "distance"), default="boundary",
+                        help="the output that parts touching nuclei: the inner edge (the shipped model's) or the "
+                        "distance to the edge")  # fmt: skip
     parser.add_argument("--epochs", type=int, default=60,
                         help="cap on epochs of 50 steps per fold (10: 500 steps, what the 6-min folds of the recipe "
                         "ran, 504-544, whatever else the machine does)")  # fmt: skip
@@ -206,7 +233,12 @@ def main() -> None:
         Path(args.work)
         if args.work
         else cache
-        / ("cv-nuclei" + ("" if args.augment == "medium" else f"-{args.augment}") + ("-mn" if args.micronuclei else ""))
+        / (
+            "cv-nuclei"
+            + ("" if args.augment == "medium" else f"-{args.augment}")
+            + ("-mn" if args.micronuclei else "")
+            + ("-dist" if args.instance == "distance" else "")
+        )
     )
     work.mkdir(parents=True, exist_ok=True)
 
@@ -214,6 +246,11 @@ def main() -> None:
     names = [n for n, _, _ in data]
     micronuclei = cv_micronuclei(names) if args.micronuclei else [None] * len(data)
     shipped = load_model("nuclei").card
+    recipe = instance_card(micronuclei_card(shipped) if args.micronuclei else shipped, args.instance)
+    if args.write_card and recipe.classes != shipped.classes:
+        parser.error(f"the shipped model's outputs are {', '.join(shipped.classes)}, this recipe's "
+                     f"{', '.join(recipe.classes)}: ship a model of this recipe (train_nuclei.py) before writing "
+                     "these figures into its card")  # fmt: skip
     print(f"{len(data)} images in {len(folds)} acquisition groups; {args.minutes_per_fold} min per fold; "
           f"augmentation {args.augment}; folds kept in {work}", flush=True)  # fmt: skip
 
@@ -227,8 +264,7 @@ def main() -> None:
         saved = work / f"fold{k}.safetensors"
         if not saved.is_file():  # (a fold whose model is kept but not its predictions is predicted again)
             items = [TrainingItem(data[i][1], data[i][2], name=names[i], micronuclei=micronuclei[i]) for i in train_idx]
-            card = shipped.replace(name=f"cv-fold{k}", metrics={}, training={}, parent=None)
-            card = micronuclei_card(card) if args.micronuclei else card
+            card = recipe.replace(name=f"cv-fold{k}", metrics={}, training={}, parent=None)
             config = TrainConfig(
                 epochs=args.epochs, steps_per_epoch=50, max_seconds=args.minutes_per_fold * 60, batch_size=8, crop=256,
                 lr=2e-3, warmup_steps=50, patience=12, device="cpu", seed=k, augment=args.augment,
@@ -251,16 +287,18 @@ def main() -> None:
             probs.append(saved[names[i].replace("/", "__")])
             truths.append(data[i][2])
             held_names.append(names[i])
-    at_shipped = scores(probs, truths, shipped, shipped.threshold, shipped.postprocess["boundary_threshold"],
-                        shipped.postprocess["min_area"])  # fmt: skip
+    seed_name = seed_setting(recipe)
+    shipped_t = (recipe.threshold, recipe.postprocess[seed_name], recipe.postprocess["min_area"])
+    at_shipped = scores(probs, truths, recipe, *shipped_t)
+    seeds = SEED_THRESHOLDS if seed_name == "seed_threshold" else BOUNDARY_THRESHOLDS
     best = max(
-        ((thr, bthr, area) for thr in THRESHOLDS for bthr in BOUNDARY_THRESHOLDS for area in MIN_AREAS),
-        key=lambda t: scores(probs, truths, shipped, *t)["f1_50"],
+        ((thr, bthr, area) for thr in THRESHOLDS for bthr in seeds for area in MIN_AREAS),
+        key=lambda t: scores(probs, truths, recipe, *t)["f1_50"],
     )
-    at_best = scores(probs, truths, shipped, *best)
+    at_best = scores(probs, truths, recipe, *best)
     mn_result = None
     if args.micronuclei:
-        card = micronuclei_card(shipped)
+        card = recipe
         settings = Settings.for_model(card)
         nuclei = [objects(p, card, settings) for p in probs]
         mn_truths = [micronuclei[names.index(n)] for n in held_names]
@@ -271,8 +309,8 @@ def main() -> None:
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; mnfinder {VERSION}")
     print(f"grouped cross-validation, {len(folds)} folds (one acquisition left out each), {len(probs)} images")
     print(f"{'thresholds':32} {'F1@0.5':>7} {'F1@0.75':>8} {'F1/img':>7} {'Dice':>6} {'count err':>10}")
-    for label, s in ((f"shipped {shipped.threshold}/{shipped.postprocess['boundary_threshold']}/"
-                      f"{shipped.postprocess['min_area']}", at_shipped),
+    print(f"thresholds: foreground / {seed_name.replace('_', ' ')} / min area")
+    for label, s in ((f"shipped {shipped_t[0]}/{shipped_t[1]}/{shipped_t[2]}", at_shipped),
                      (f"chosen by CV {best[0]}/{best[1]}/{best[2]}", at_best)):  # fmt: skip
         print(f"{label:32} {s['f1_50']:7.3f} {s['f1_75']:8.3f} {s['f1_50_mean_per_image']:7.3f} {s['dice']:6.3f} "
               f"{s['median_count_error']:10.1%}")  # fmt: skip
@@ -282,12 +320,12 @@ def main() -> None:
             print(f"{label:32} F1@0.5 {m['mn_f1_50']:.3f}  F1@0.3 {m['mn_f1_30']:.3f}  "
                   f"count err {m['mn_median_count_error']:.1%}")  # fmt: skip
     result = {"folds": len(folds), "minutes_per_fold": args.minutes_per_fold, "augment": args.augment,
-              "micronuclei": mn_result, "epochs_cap": args.epochs,
+              "instance": args.instance, "micronuclei": mn_result, "epochs_cap": args.epochs,
               "shipped_thresholds": at_shipped, "cv_thresholds": list(best), "at_cv_thresholds": at_best}  # fmt: skip
     if args.write_card:
         write_card(result, adopt=args.adopt_thresholds)
     print(json.dumps({"folds": len(folds), "minutes_per_fold": args.minutes_per_fold, "augment": args.augment,
-                      "micronuclei": mn_result, "epochs_cap": args.epochs,
+                      "instance": args.instance, "micronuclei": mn_result, "epochs_cap": args.epochs,
                       "shipped_thresholds": at_shipped,
                       "cv_thresholds": list(best), "at_cv_thresholds": at_best}))  # fmt: skip
 

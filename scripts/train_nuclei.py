@@ -1,9 +1,12 @@
 """Train the shipped nuclei model on mnfinder's training split; choose on its validation split.
 
-    python scripts/train_nuclei.py [--minutes 25] [--device auto]
+    python scripts/train_nuclei.py [--minutes 25] [--device auto] [--instance boundary|distance]
+                                   [--thresholds FG,SEED,AREA]
 
 The test split is never read. Writes napari_unet/models/nuclei.{safetensors,json}.
-Thresholds (foreground and boundary) are chosen on the validation split after training.
+Thresholds (foreground, boundary or seed, minimum area) are chosen on the validation split
+after training, unless ``--thresholds`` gives those the grouped cross-validation chose
+(scripts/cv_nuclei.py); the micronucleus threshold and area are chosen on the validation split.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from cv_nuclei import choose_micronuclei, micronuclei_card  # noqa: E402
+from cv_nuclei import choose_micronuclei, instance_card, micronuclei_card, seed_setting  # noqa: E402
 from mnfinder import VERSION, iter_split  # noqa: E402
 
 from napari_unet.metrics import match_objects, pixel_scores  # noqa: E402
@@ -41,28 +44,29 @@ AUGMENTATION = [
 ]
 
 
-def choose_thresholds(model, val) -> tuple[float, float, float, dict]:
-    """Grid-search the foreground and boundary thresholds and the minimum object area for
-    pooled object F1@0.5 on the validation images."""
+def choose_thresholds(model, val, fixed: tuple[float, float, float] | None = None) -> tuple[float, float, float, dict]:
+    """Grid-search the foreground and boundary (or seed) thresholds and the minimum object
+    area for pooled object F1@0.5 on the validation images; with ``fixed``, only score those."""
     probs = [segment(model, img, device="cpu", precision="fp32", objects=False).probabilities for _, img, _ in val]
+    seed = seed_setting(model.card)
     best = (-1.0, 0.5, 0.5, 10.0)
-    for thr in (0.3, 0.4, 0.5, 0.6):
-        for bthr in (0.3, 0.4, 0.5, 0.6):
-            for min_area in (10.0, 15.0, 20.0, 25.0, 30.0):
-                tp = fp = fn = 0
-                for prob, (_, _, truth) in zip(probs, val):
-                    settings = Settings.for_model(model.card, threshold=thr, boundary_threshold=bthr, min_area=min_area)
-                    pred = objects(prob, model.card, settings)
-                    m = match_objects(pred, truth)
-                    tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
-                f1 = 2 * tp / max(1, 2 * tp + fp + fn)
-                if f1 > best[0] + 1e-9:
-                    best = (f1, thr, bthr, min_area)
+    grid = [fixed] if fixed else [(t, b, a) for t in (0.3, 0.4, 0.5, 0.6) for b in (0.3, 0.4, 0.5, 0.6)
+                                  for a in (10.0, 15.0, 20.0, 25.0, 30.0)]  # fmt: skip
+    for thr, bthr, min_area in grid:
+        tp = fp = fn = 0
+        for prob, (_, _, truth) in zip(probs, val):
+            settings = Settings.for_model(model.card, threshold=thr, min_area=min_area, **{seed: bthr})
+            pred = objects(prob, model.card, settings)
+            m = match_objects(pred, truth)
+            tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
+        f1 = 2 * tp / max(1, 2 * tp + fp + fn)
+        if f1 > best[0] + 1e-9:
+            best = (f1, thr, bthr, min_area)
     f1, thr, bthr, min_area = best
     per_image = []
     dice = []
     for prob, (name, _, truth) in zip(probs, val):
-        settings = Settings.for_model(model.card, threshold=thr, boundary_threshold=bthr, min_area=min_area)
+        settings = Settings.for_model(model.card, threshold=thr, min_area=min_area, **{seed: bthr})
         pred = objects(prob, model.card, settings)
         m = match_objects(pred, truth)
         d = pixel_scores(prob[0] > thr, truth > 0)["dice"]
@@ -93,7 +97,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "napari_unet" / "models" / "nuclei"))
     parser.add_argument("--micronuclei", action=argparse.BooleanOptionalAction, default=True,
                         help="micronuclei as a third output, from mnfinder's mn_masks (default: yes)")  # fmt: skip
+    parser.add_argument("--instance", choices=("boundary", "distance"), default="boundary",
+                        help="the output that parts touching nuclei (see scripts/cv_nuclei.py)")  # fmt: skip
+    parser.add_argument("--thresholds", default=None,
+                        help="FG,SEED,AREA chosen by cross-validation, instead of choosing on the validation split")  # fmt: skip
     args = parser.parse_args()
+    fixed = tuple(float(v) for v in args.thresholds.split(",")) if args.thresholds else None
 
     train = [TrainingItem(img, lab, name=name, micronuclei=mn)
              for name, img, lab, mn in iter_split("training", micronuclei=True)]  # fmt: skip
@@ -125,6 +134,7 @@ def main() -> None:
         licence="weights: BSD-3-Clause (napari-unet); training data: mnfinder 1.2.3, MIT",
     )
     card = micronuclei_card(card) if args.micronuclei else card
+    card = instance_card(card, args.instance)
     config = TrainConfig(
         epochs=args.epochs, steps_per_epoch=50, max_seconds=args.minutes * 60, batch_size=8, crop=256,
         lr=2e-3, warmup_steps=50, patience=12, device=args.device, seed=0,
@@ -151,14 +161,15 @@ def main() -> None:
             print(f"epoch {i['epoch']:3d} step {i['step']:5d} loss {i['loss']:.4f} val Dice {i['val_dice']:.4f} "
                   f"F1 {i['val_f1']:.4f} best {i['best_epoch']} [{time.time() - t0:.0f} s]", flush=True)  # fmt: skip
     model = result.model
-    thr, bthr, min_area, scores = choose_thresholds(model, val_raw)
-    postprocess = {"boundary_threshold": bthr, "min_area": min_area}
+    thr, bthr, min_area, scores = choose_thresholds(model, val_raw, fixed)
+    seed = seed_setting(result.card)
+    postprocess = {seed: bthr, "min_area": min_area}
     if args.micronuclei:  # chosen on the validation split too, with the nuclei thresholds just chosen
         probs = [
             segment(model, img, device="cpu", precision="fp32", objects=False).probabilities for _, img, _ in val_raw
         ]
-        nuclei = [objects(p, result.card, Settings.for_model(result.card, threshold=thr, boundary_threshold=bthr,
-                                                             min_area=min_area)) for p in probs]  # fmt: skip
+        at = Settings.for_model(result.card, threshold=thr, min_area=min_area, **{seed: bthr})
+        nuclei = [objects(p, result.card, at) for p in probs]
         mn_thr, mn_area, mn_scores = choose_micronuclei(probs, nuclei, [mn for *_, mn in val_mn], result.card)
         postprocess |= {"micronucleus_threshold": mn_thr, "micronucleus_min_area": mn_area}
         scores |= {k: round(v, 4) for k, v in mn_scores.items()}
@@ -176,7 +187,13 @@ def main() -> None:
             "images": [i["name"] for i in result.card.training["images"]],
         },
         metrics={"validation_" + k.removeprefix("val_"): v for k, v in scores.items() if k != "per_image"}
-        | {"validation_per_image": scores["per_image"], "thresholds_chosen_on": "validation split"},
+        | {
+            "validation_per_image": scores["per_image"],
+            "thresholds_chosen_on": "grouped cross-validation (scripts/cv_nuclei.py); the micronucleus threshold and "
+            "area on the validation split"
+            if fixed
+            else "validation split",
+        },
     )
     model.card = card
     path = save_model(model, args.out, card)

@@ -163,6 +163,22 @@ def _postprocessing(card: ModelCard) -> list[Any]:
     return [s.SigmoidDescr()]
 
 
+def _splitting(card: Any) -> str:
+    """How napari-unet parts touching objects with this model's outputs, in a sentence."""
+    post = card.postprocess or {}
+    if "distance" in card.classes:
+        return (
+            "napari-unet seeds one object where the distance channel is above "
+            f"{post.get('seed_threshold', 0.5)} and grows the seeds down it by a watershed, within the foreground."
+        )
+    if "boundary" in card.classes:
+        return (
+            "napari-unet splits touching objects by a watershed from the foreground minus the boundary channel "
+            f"(below {post.get('boundary_threshold', 0.5)})."
+        )
+    return "napari-unet splits touching objects by a watershed on the distance transform of the mask."
+
+
 def _identifier(name: str) -> str:
     """A class or channel name as the spec's identifiers allow (letters, digits, ``_``)."""
     text = re.sub(r"\W+", "_", str(name)).strip("_") or "channel"
@@ -544,9 +560,7 @@ def _documentation(card: ModelCard, result: ExportResult, halo: int, version: st
         *(f"- `{_identifier(c)}`: {card.outputs.get(c, c)}" for c in card.classes),
         "",
         (
-            "Objects: threshold the first channel at "
-            f"{card.threshold}; napari-unet splits touching objects by a watershed from the foreground minus the "
-            "boundary channel."
+            f"Objects: threshold the first channel at {card.threshold}; {_splitting(card)}"
             if card.kind == "instance"
             else "Class map: the most probable class of each pixel (0 = background)."
         ),
