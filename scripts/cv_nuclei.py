@@ -308,8 +308,8 @@ def main() -> None:
     print()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; mnfinder {VERSION}")
     print(f"grouped cross-validation, {len(folds)} folds (one acquisition left out each), {len(probs)} images")
-    print(f"{'thresholds':32} {'F1@0.5':>7} {'F1@0.75':>8} {'F1/img':>7} {'Dice':>6} {'count err':>10}")
     print(f"thresholds: foreground / {seed_name.replace('_', ' ')} / min area")
+    print(f"{'thresholds':32} {'F1@0.5':>7} {'F1@0.75':>8} {'F1/img':>7} {'Dice':>6} {'count err':>10}")
     for label, s in ((f"shipped {shipped_t[0]}/{shipped_t[1]}/{shipped_t[2]}", at_shipped),
                      (f"chosen by CV {best[0]}/{best[1]}/{best[2]}", at_best)):  # fmt: skip
         print(f"{label:32} {s['f1_50']:7.3f} {s['f1_75']:8.3f} {s['f1_50_mean_per_image']:7.3f} {s['dice']:6.3f} "

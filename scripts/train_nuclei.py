@@ -129,7 +129,7 @@ def main() -> None:
         normalisation={"kind": "percentile", "low": 1.0, "high": 99.8},
         tile=256,
         overlap=0.25,
-        description="Fluorescence nuclei (DAPI/H2B), 2D, foreground + boundary for splitting touching nuclei"
+        description=f"Fluorescence nuclei (DAPI/H2B), 2D, foreground + {args.instance} for splitting touching nuclei"
         + (", and micronuclei counted per nucleus." if args.micronuclei else "."),
         licence="weights: BSD-3-Clause (napari-unet); training data: mnfinder 1.2.3, MIT",
     )

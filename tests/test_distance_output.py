@@ -91,3 +91,25 @@ def test_an_output_nobody_knows_is_refused_naming_the_ones_known():
     card = ModelCard("odd", classes=("foreground", "distance", "wobble"))
     with pytest.raises(ValueError, match=r"'wobble'.*'distance'"):
         make_targets(touching(), card)
+
+
+def test_a_distance_card_round_trips_and_its_seed_threshold_is_used(tmp_path):
+    """Saved and loaded, a distance model's card keeps its outputs and seed threshold, and
+    ``segment`` makes its objects with them; a boundary model's card still loads as before."""
+    import napari_unet
+    from napari_unet.architectures import build_model
+    from napari_unet.model import load_model, save_model
+
+    card = CARD.replace(architecture="unet", arch_args={"features": [4, 8], "upsample": "transpose"}, tile=64)
+    save_model(build_model(card), tmp_path / "dist.safetensors", card)
+    loaded = load_model(str(tmp_path / "dist.safetensors"))
+    assert loaded.card.classes == ("foreground", "distance", "micronuclei")
+    assert loaded.card.postprocess["seed_threshold"] == 0.5
+    image = np.random.default_rng(0).random((48, 48)).astype(np.float32)
+    result = napari_unet.segment(loaded, image, device="cpu", threshold=0.01)
+    assert result.settings.seed_threshold == 0.5
+    expected = labels_from_probabilities(result.probabilities, loaded.card, threshold=0.01)
+    np.testing.assert_array_equal(result.labels, expected)
+    old = card.replace(classes=("foreground", "boundary"), postprocess={"min_area": 10, "boundary_threshold": 0.4})
+    save_model(build_model(old), tmp_path / "old.safetensors", old)
+    assert load_model(str(tmp_path / "old.safetensors")).card.postprocess["boundary_threshold"] == 0.4

@@ -70,7 +70,7 @@ def test_shipped_model_package_holds_what_other_tools_need(nuclei_package: Path)
     from napari_unet.model import load_model
     from napari_unet.tile_choice import context_overlap
 
-    # half the pixels two tiles share: 24 for the shipped model
+    # half the pixels two tiles share: 40 for the shipped model
     halo = f"halo: {context_overlap(load_model('nuclei').card) // 2}"
     for needed in ("scale_range", "min_percentile: 1.0", "max_percentile: 99.8", "sigmoid", halo, "step: 16",
                    "pytorch_state_dict", "10.1007/978-3-319-24574-4_28", "napari_unet", "license: BSD-3-Clause"):  # fmt: skip

@@ -35,7 +35,7 @@ def test_settings_come_from_the_card_with_the_callers_overrides_on_top(shipped):
     card = shipped.card
     s = Settings.for_model(card)
     assert s.threshold == card.threshold and s.tile is None and s.overlap is None  # chosen per image
-    assert s.min_area == card.postprocess["min_area"] and s.boundary_threshold == card.postprocess["boundary_threshold"]
+    assert s.min_area == card.postprocess["min_area"] and s.seed_threshold == card.postprocess["seed_threshold"]
     t = Settings.for_model(card, threshold=0.6, min_area=40, tile=None, overlap=0.3)  # None: not given
     assert (t.threshold, t.min_area, t.tile, t.overlap) == (0.6, 40.0, None, 0.3)
     assert Settings.for_model(None) == Settings()
@@ -77,7 +77,7 @@ def test_a_result_keeps_the_settings_it_was_made_with_resolved(shipped, misc_ima
     s = result.settings
     assert (s.threshold, s.min_area, s.device) == (0.6, 40.0, "cpu")
     assert s.precision in ("fp32", "bf16")  # resolved for this device
-    assert (s.tile, s.batch, round(s.tile * s.overlap)) == (208, 1, 48)  # one tile covers the 200^2 image
+    assert (s.tile, s.batch, round(s.tile * s.overlap)) == (208, 1, 80)  # one tile covers the 200^2 image
     assert result.kind == "instance" and result.card is shipped.card
     assert result.probabilities.shape == (3, 200, 200) and result.labels.dtype == np.int32
     assert result.labels.max() > 0
@@ -226,8 +226,8 @@ def test_the_overlap_comes_from_the_measured_receptive_field(shipped):
     from napari_unet.tile_choice import context_overlap
 
     card = shipped.card
-    assert card.receptive_field["radius_99_px"] == 20
-    assert context_overlap(card) == 48  # twice the 99% radius, rounded up to 16
+    assert card.receptive_field["radius_99_px"] == 38
+    assert context_overlap(card) == 80  # twice the 99% radius, rounded up to 16
     wider = dataclasses.replace(card, receptive_field={**card.receptive_field, "radius_99_px": 70})
     assert context_overlap(wider) == 144
     unmeasured = dataclasses.replace(card, receptive_field={})  # an old card: its own tiling's overlap

@@ -398,7 +398,7 @@ def test_count_from_the_predicted_probabilities_uses_the_model_card(make_napari_
     wait_for(qtbot, predict)
     prob = viewer.layers["cells probability"]
     work = workflow_for(viewer).find(prob)
-    assert work.card.name == "nuclei" and "boundary" in work.card.classes
+    assert work.card.name == "nuclei" and "distance" in work.card.classes
     widget = CountWidget(viewer)
     assert prob in list(widget.labels_layer.choices)
     widget.labels_layer.value = prob
@@ -413,7 +413,7 @@ def test_count_from_the_predicted_probabilities_uses_the_model_card(make_napari_
         expected, _ = stop.value
     assert expected.max() > 0  # objects were found, so the comparison says something
     np.testing.assert_array_equal(viewer.layers["cells probability objects"].data, expected)
-    # the card's boundary channel was used: splitting the thresholded foreground gives other objects
+    # the card's distance channel was used: splitting the thresholded foreground gives other objects
     gen = count_iter(work.probabilities[0] > work.settings.threshold, kind="mask", min_area=work.settings.min_area)
     try:
         while True:
