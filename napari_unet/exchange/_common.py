@@ -1,7 +1,9 @@
 """What export and import share: the error they raise, the extra they need, the key of our
-card in a package."""
+card in a package, and how a name becomes one of the spec's identifiers."""
 
 from __future__ import annotations
+
+import re
 
 #: how to get what this package needs
 EXTRA = "pip install 'napari-unet[bioimageio]'"
@@ -25,3 +27,9 @@ def _need_bioimageio() -> None:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _identifier(name: str) -> str:
+    """A class or channel name as the spec's identifiers allow (letters, digits, ``_``)."""
+    text = re.sub(r"\W+", "_", str(name)).strip("_") or "channel"
+    return text if not text[0].isdigit() else f"c{text}"

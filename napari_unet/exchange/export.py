@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -13,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_unet.exchange._common import CONFIG_KEY, ExchangeError, _first_line, _need_bioimageio
+from napari_unet.exchange._common import CONFIG_KEY, ExchangeError, _first_line, _identifier, _need_bioimageio
+from napari_unet.exchange.documentation import _documentation, _input_text
 
 if TYPE_CHECKING:
     import torch
@@ -161,28 +161,6 @@ def _postprocessing(card: ModelCard) -> list[Any]:
     if card.activation == "softmax":
         return [s.SoftmaxDescr(kwargs=s.SoftmaxKwargs(axis=s.AxisId("channel")))]
     return [s.SigmoidDescr()]
-
-
-def _splitting(card: Any) -> str:
-    """How napari-unet parts touching objects with this model's outputs, in a sentence."""
-    post = card.postprocess or {}
-    if "distance" in card.classes:
-        return (
-            "napari-unet seeds one object where the distance channel is above "
-            f"{post.get('seed_threshold', 0.5)} and grows the seeds down it by a watershed, within the foreground."
-        )
-    if "boundary" in card.classes:
-        return (
-            "napari-unet splits touching objects by a watershed from the foreground minus the boundary channel "
-            f"(below {post.get('boundary_threshold', 0.5)})."
-        )
-    return "napari-unet splits touching objects by a watershed on the distance transform of the mask."
-
-
-def _identifier(name: str) -> str:
-    """A class or channel name as the spec's identifiers allow (letters, digits, ``_``)."""
-    text = re.sub(r"\W+", "_", str(name)).strip("_") or "channel"
-    return text if not text[0].isdigit() else f"c{text}"
 
 
 def _channel_names(card: ModelCard) -> list[str]:
@@ -509,80 +487,3 @@ def _model_id(name: str) -> str:
 def _package_name(name: str) -> str:
     """A package name as the spec allows (letters, digits, ``_- ()``), at most 128 characters."""
     return (re.sub(r"[^A-Za-z0-9_\- ()]+", "-", f"napari-unet {name}").strip("-") or "napari-unet model")[:128]
-
-
-def _input_text(card: ModelCard) -> str:
-    norm = card.normalisation
-    kind = norm.get("kind")
-    scaled = {
-        "percentile": f"scaled by its own {norm.get('low')}-{norm.get('high')} percentiles per channel",
-        "zscore": "scaled to zero mean and unit variance per channel",
-        "dataset": "scaled by the training set's mean and standard deviation",
-        "range": f"scaled from {norm.get('min')}-{norm.get('max')} to 0-1",
-        "window": f"a CT window, level {norm.get('level')} width {norm.get('width')} HU, clipped to 0-1",
-        "none": "taken as it is",
-    }.get(kind, kind)
-    what = "RGB" if card.in_channels == 3 and not card.context else f"{card.in_channels}-channel"
-    return f"{what} image, {scaled}"
-
-
-def _documentation(card: ModelCard, result: ExportResult, halo: int, version: str) -> str:
-    metrics = "\n".join(
-        f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in card.metrics.items()
-    )
-    training = card.training or {}
-    lines = [
-        f"# {card.name}",
-        "",
-        card.description or f"A napari-unet {card.kind} model.",
-        "",
-        "Made with [napari-unet](https://github.com/napari-unet/napari-unet) "
-        f"{version}: a {card.architecture} ({json.dumps(card.arch_args)}).",
-        "",
-        "## Input",
-        "",
-        f"- {_input_text(card)}.",
-        (f"- channels {card.channels} of a multi-channel image, in that order." if card.channels else ""),
-        (
-            f"- 2.5D: the slice with {card.context} neighbouring slice(s) on each side as channels."
-            if card.context
-            else ""
-        ),
-        (
-            f"- whole images, resized to {card.input_size}x{card.input_size} pixels."
-            if card.input_size
-            else f"- any size in tiles (a multiple of the step); napari-unet uses {card.tile}-pixel tiles, "
-            f"{halo} pixels of halo on each side."
-        ),
-        "",
-        "## Output",
-        "",
-        *(f"- `{_identifier(c)}`: {card.outputs.get(c, c)}" for c in card.classes),
-        "",
-        (
-            f"Objects: threshold the first channel at {card.threshold}; {_splitting(card)}"
-            if card.kind == "instance"
-            else "Class map: the most probable class of each pixel (0 = background)."
-        ),
-        "",
-        "## Validation",
-        "",
-        "Measured by napari-unet on images held out from training:",
-        "",
-        "| metric | value |",
-        "|---|---|",
-        metrics or "| (none recorded) | |",
-        "",
-        "## Training data and licence",
-        "",
-        f"- {card.licence or 'not recorded'}",
-        f"- images: {len(training.get('images', []))} ({', '.join(map(str, training.get('images', [])[:5]))}"
-        f"{', ...' if len(training.get('images', [])) > 5 else ''})",
-        (f"- fine-tuned from `{card.parent}`." if card.parent else ""),
-        "",
-        "## Test tensors",
-        "",
-        f"Cut from {result.example}, and predicted by napari-unet itself.",
-        "",
-    ]
-    return "\n".join(line for line in lines if line is not None) + "\n"
