@@ -234,10 +234,11 @@ def torch_predictor(
         if pin:
             x = x.pin_memory()
         x = x.to(device, non_blocking=pin).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            y = net(x)
-        y = y.float()
-        y = torch.softmax(y, dim=1) if activation == "softmax" else torch.sigmoid(y)
+        with torch.inference_mode():
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                y = net(x)
+            y = y.float()  # (the network's own output, or its float32 copy: a fresh tensor either way)
+            y = torch.softmax(y, dim=1) if activation == "softmax" else y.sigmoid_()
         return y[:n].cpu().numpy()
 
     return run

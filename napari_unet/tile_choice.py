@@ -4,6 +4,7 @@ pixels within it. No torch at import (the GPU's free memory is asked inside)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -91,6 +92,7 @@ def choose_tiling(
     bytes_per_pixel: float,
     budget_bytes: float,
     max_tile: int = 2048,
+    slack: float = 0.0,
 ) -> Tiling:
     """The tile (and batch) that computes the fewest pixels for a plane, within a memory budget.
 
@@ -101,6 +103,12 @@ def choose_tiling(
     half-wasted third), none larger than ``budget_bytes / bytes_per_pixel`` pixels allow.
     The batch shrinks (down to 1) so that ``batch x tile pixels x bytes_per_pixel`` stays
     within the budget; among equal costs the smaller tile wins.
+
+    With ``slack`` > 0, memory is worth that share of the work: among the tilings that
+    compute at most ``1 + slack`` times the fewest pixels, the smallest tile wins, one tile
+    a batch. Once a plane must be cut anyway, the last few percent of overlap cost twice the
+    working memory (4096 px a side: four 1088-px tiles compute 1.13x the plane, six 752-px
+    ones 1.21x, with half the memory); a plane that fits one tile is still predicted whole.
 
     >>> t = choose_tiling((1024, 1024), min_tile=256, overlap_px=64, divisor=16, batch=4,
     ...                   bytes_per_pixel=200, budget_bytes=2**28)
@@ -115,6 +123,7 @@ def choose_tiling(
     hi = max(_round_up(min_tile, divisor), min(max_tile, largest))
     plane_px = float(np.prod(plane_shape))
     best: Tiling | None = None
+    tried: list[Tiling] = []
     for side in _candidate_tiles(plane_shape, overlap_px, divisor, min_tile, hi):
         actual = max(Grid.for_shape(plane_shape, tile=side, overlap=0.0, divisor=divisor).tile)  # shrunk to the plane
         overlap = min(0.5, overlap_px / actual)
@@ -123,9 +132,15 @@ def choose_tiling(
         fits = int(budget_bytes // (actual**dims * bytes_per_pixel))
         cost = grid.computed_pixels / plane_px
         candidate = Tiling(actual, overlap, max(1, min(batch, fits, n_tiles)), round(cost, 4))
+        tried.append(candidate)
         if best is None or cost < best.computed - 1e-9:
             best = candidate
     assert best is not None
+    if slack > 0:
+        near = [t for t in tried if t.computed <= best.computed * (1 + slack) + 1e-9]
+        lean = min(near, key=lambda t: (t.tile, t.computed))
+        if lean.tile < best.tile:
+            return dataclasses.replace(lean, batch=1)
     return best
 
 
@@ -134,7 +149,10 @@ def tiling_for(
 ) -> Tiling:
     """The tiling :func:`napari_unet.segment` uses for a plane when no tile is given: tiles
     no smaller than the card's, sharing :func:`context_overlap` pixels, within
-    :func:`memory_budget` at ``precision``."""
+    :func:`memory_budget` at ``precision``. On the CPU, whose memory the user's other
+    programs share, up to 10% more computed pixels buy a smaller tile (``slack``): a 4096^2
+    plane in bf16 then grows the process by 1.9x its float32 output instead of 3.0x, at 1.07x
+    the pixels; on a GPU the budget is its own free memory, and the fewest pixels win."""
     return choose_tiling(
         plane_shape,
         min_tile=card.tile,
@@ -143,4 +161,5 @@ def tiling_for(
         batch=batch,
         bytes_per_pixel=activation_bytes_per_pixel(card, precision),
         budget_bytes=memory_budget(device),
+        slack=0.10 if device.type == "cpu" else 0.0,
     )

@@ -265,3 +265,44 @@ def test_the_chosen_tile_stays_within_the_memory_budget(monkeypatch, shipped):
     per_px = tile_choice.activation_bytes_per_pixel(shipped.card, "fp32")
     assert s.batch * s.tile**2 * per_px <= 64 * 2**20  # the batch of tiles fits the budget
     assert s.tile < roomy.tile  # and the budget, not the image, chose the smaller tile
+
+
+def test_on_the_cpu_a_little_more_work_buys_half_the_working_memory():
+    from napari_unet.tile_choice import choose_tiling
+    from napari_unet.tiling import Grid
+
+    args = {"min_tile": 256, "overlap_px": 80, "divisor": 16, "batch": 4, "bytes_per_pixel": 221, "budget_bytes": 2**28}
+    fewest = choose_tiling((4096, 4096), **args)
+    lean = choose_tiling((4096, 4096), **args, slack=0.10)
+    assert (fewest.tile, lean.tile, lean.batch) == (1088, 752, 1)  # six tiles a side instead of four
+    assert lean.computed <= 1.10 * fewest.computed
+    assert lean.batch * lean.tile**2 <= 0.5 * fewest.batch * fewest.tile**2
+    grid = Grid.for_shape((4096, 4096), tile=lean.tile, overlap=lean.overlap, divisor=16)
+    for starts in grid.starts:  # the context the model needs is still shared
+        assert all(a + lean.tile - b >= 80 for a, b in itertools.pairwise(starts))
+    # a plane that fits one tile is still predicted whole, and without slack nothing changes
+    assert choose_tiling((1024, 1024), **args, slack=0.10).tile == 1024
+    assert choose_tiling((2000, 3000), **args, slack=0.0) == choose_tiling((2000, 3000), **args)
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "bilinear"])
+def test_the_unet_without_autograd_skips_the_concatenated_copy_and_agrees(monkeypatch, upsample):
+    import torch
+
+    from napari_unet.nets import UNet
+
+    torch.manual_seed(0)
+    net = UNet(2, 3, features=(8, 16, 32), upsample=upsample).eval()
+    x = torch.rand(2, 2, 64, 48)
+    with torch.enable_grad():
+        trained_way = net(x).detach()
+    cat = torch.cat
+
+    def no_cat(*args, **kwargs):
+        raise AssertionError("a concatenated copy was made")
+
+    monkeypatch.setattr(torch, "cat", no_cat)
+    with torch.inference_mode():
+        lean = net(x)
+    monkeypatch.setattr(torch, "cat", cat)
+    assert torch.allclose(lean, trained_way, atol=1e-5)
