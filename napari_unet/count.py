@@ -247,6 +247,7 @@ def count_iter(
     exclude_border: bool = False,
     with_contours: bool = False,
     micronuclei: np.ndarray | None = None,
+    min_relative_area: float = 0.0,
 ) -> Generator[Any, None, tuple]:
     """Count slice by slice, yielding progress; returns ``(labels, table)``, or
     ``(labels, table, contours)`` with ``with_contours`` (the outlines traced while the
@@ -259,7 +260,9 @@ def count_iter(
     ``kind`` is ``mask`` (binary, split by watershed), ``probability`` (model output
     ``(K, ...)``, made into objects by :func:`napari_unet.pipeline.labels_iter` with
     ``settings``, or the card's settings with the area options on top) or ``labels``
-    (already instances).
+    (already instances). ``min_relative_area`` applies to masks and labels only when given
+    (0: a person's objects are kept whatever their size); a model's probabilities take it
+    from ``settings``.
     """
     from napari_unet.inference import tune_cpu_allocator
     from napari_unet.jobs import Progress
@@ -294,7 +297,8 @@ def count_iter(
     offset = 0
     for z in range(n):
         plane = _planes(np.asarray(source))[z]
-        options = {"min_area": plain_min_area, "max_area": max_area, "exclude_border": exclude_border}
+        options = {"min_area": plain_min_area, "max_area": max_area, "exclude_border": exclude_border,
+                   "min_relative_area": min_relative_area}  # fmt: skip
         lab = split_mask(plane, **options) if kind == "mask" else filter_objects(plane, **options)
         if n == 1:  # one plane: its labels are the result (a copy only where it is the source's own array)
             labels = np.array(lab, np.int32, copy=np.may_share_memory(lab, source) or None).reshape(spatial)

@@ -218,6 +218,7 @@ def split_mask(
     max_area: float | None = None,
     exclude_border: bool = False,
     refill: bool = False,
+    min_relative_area: float = 0.0,
 ) -> np.ndarray:
     """Instance labels from a binary mask (2D, or a stack slice by slice): touching objects
     are split by a watershed on the distance transform, seeded at its h-maxima.
@@ -232,6 +233,9 @@ def split_mask(
         training split (benchmarks/bench_count.py).
     smooth : float
         Gaussian sigma applied to the distance map first (0 = none).
+    min_relative_area : float
+        Drop objects under this share of the plane's median object (see
+        :func:`~napari_unet.label_cleanup.filter_objects`; 0 = off).
     """
     mask = _as_mask(mask)
     _check_area(min_area, max_area)
@@ -241,7 +245,8 @@ def split_mask(
         if not plane.any():
             continue
         lab = _split_plane(plane, h, smooth)
-        lab = filter_objects(lab, min_area=min_area, max_area=max_area, exclude_border=exclude_border, fill_holes=False)
+        lab = filter_objects(lab, min_area=min_area, max_area=max_area, exclude_border=exclude_border, fill_holes=False,
+                             min_relative_area=min_relative_area)  # fmt: skip
         if refill:  # holes left by dropped objects go to the object around them
             lab = _fill_holes_locally(lab)
         _planes(out)[z] = np.where(lab > 0, lab + offset, 0)
@@ -279,6 +284,7 @@ def labels_from_probabilities(
     max_area: float | None = None,
     exclude_border: bool = False,
     seed_threshold: float | None = None,
+    min_relative_area: float | None = None,
 ) -> np.ndarray:
     """Instance labels from model output ``(K, *spatial)``.
 
@@ -286,7 +292,9 @@ def labels_from_probabilities(
     at its centre, 0 at its edge), the foreground pixels above ``seed_threshold`` there give
     one seed per object and a watershed on the distance grows them back to the foreground.
     With a ``boundary`` channel, the foreground minus the boundary gives the seeds. Without
-    either, the thresholded foreground is split by :func:`split_mask`.
+    either, the thresholded foreground is split by :func:`split_mask`. Objects under
+    ``min_area`` pixels, or under ``min_relative_area`` of the plane's median object, are
+    dropped (None: the card's ``postprocess``).
     """
     from scipy import ndimage as ndi
     from skimage.segmentation import watershed
@@ -295,6 +303,8 @@ def labels_from_probabilities(
     classes = tuple(card.classes) if card is not None else ("foreground",)
     if min_area is None:  # the model's own choice (made on validation data), else 10 px
         min_area = float((card.postprocess if card is not None else {}).get("min_area", 10))
+    if min_relative_area is None:
+        min_relative_area = float((card.postprocess if card is not None else {}).get("min_relative_area", 0.0))
     if card is not None and card.activation == "softmax":
         raise ValueError("instance counting needs a foreground model; for class maps, count each class mask separately")
     thr = float(threshold if threshold is not None else card.threshold if card is not None else 0.5)
@@ -315,7 +325,8 @@ def labels_from_probabilities(
         def seed_and_relief(z: int) -> tuple[np.ndarray, np.ndarray]:
             return bd[z] < boundary_threshold, bd[z] - fg_prob[z]
     else:
-        return split_mask(fg, min_area=min_area, max_area=max_area, exclude_border=exclude_border, refill=True)
+        return split_mask(fg, min_area=min_area, max_area=max_area, exclude_border=exclude_border, refill=True,
+                          min_relative_area=min_relative_area)  # fmt: skip
     _check_area(min_area, max_area)
     out = np.zeros(fg.shape, np.int32)
     offset = 0
@@ -336,7 +347,8 @@ def labels_from_probabilities(
         if len(missing):
             seeds = np.where(np.isin(comps, missing), comps + seeds.max(), seeds)
         lab = watershed(relief, seeds, mask=f)
-        lab = filter_objects(lab, min_area=min_area, max_area=max_area, exclude_border=exclude_border, fill_holes=False)
+        lab = filter_objects(lab, min_area=min_area, max_area=max_area, exclude_border=exclude_border, fill_holes=False,
+                             min_relative_area=min_relative_area)  # fmt: skip
         # a hole left where a small object was dropped inside another goes to the object around
         # it (nuclei have no holes), so that counting these labels again gives the same objects
         lab = _fill_holes_locally(lab)

@@ -33,6 +33,10 @@ def _check_area(min_area: float, max_area: float | None) -> None:
         raise ValueError(f"min_area ({min_area}) is larger than max_area ({max_area}); no object could be kept")
 
 
+#: the relative size filter needs this many objects in a plane for their median to mean anything
+RELATIVE_MIN_OBJECTS = 5
+
+
 def filter_objects(
     labels: np.ndarray,
     *,
@@ -40,13 +44,29 @@ def filter_objects(
     max_area: float | None = None,
     exclude_border: bool = False,
     fill_holes: bool = True,
+    min_relative_area: float = 0.0,
 ) -> np.ndarray:
     """Part an id painted in separate places into one object per place, fill holes, drop
     objects outside ``[min_area, max_area]`` (pixels) or touching the border, and renumber
-    1..N. Works on one 2D label image."""
+    1..N. Works on one 2D label image.
+
+    ``min_relative_area`` (0 = off) also drops objects smaller than that share of the
+    median object of the image, where it has at least :data:`RELATIVE_MIN_OBJECTS`; an
+    object cut by the image border is kept whatever its size. A fixed pixel limit cannot
+    tell a fragment or a speck from a nucleus at every magnification; this one scales with
+    the image's own nuclei.
+
+    >>> lab = np.zeros((40, 60), np.int32)
+    >>> for i in range(5): lab[5:15, 2 + 11 * i : 12 + 11 * i] = i + 1  # five 10x10 objects
+    >>> lab[25:28, 20:23] = 6; lab[37:40, 0:3] = 7  # a 3x3 speck inside, another on the border
+    >>> int(filter_objects(lab, min_relative_area=0.2).max())
+    6
+    """
     from skimage.segmentation import clear_border
 
     _check_area(min_area, max_area)
+    if not 0 <= min_relative_area < 1:
+        raise ValueError(f"min_relative_area must be in [0, 1), got {min_relative_area}")
     labels = _compact(np.asarray(labels))
     if not labels.any():
         return _relabel_sequential(labels, np.zeros(1, np.int64))
@@ -67,7 +87,25 @@ def filter_objects(
         if drop.any():
             labels = np.where(drop[labels], 0, labels)
             areas = np.where(drop, 0, areas)
+    if min_relative_area > 0:
+        labels, areas = _drop_small_for_image(labels, areas, min_relative_area)
     return _relabel_sequential(labels, areas)
+
+
+def _drop_small_for_image(labels: np.ndarray, areas: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Objects under ``share`` of the median object's area dropped (see :func:`filter_objects`)."""
+    present = np.flatnonzero(areas)
+    present = present[present > 0]
+    if len(present) < RELATIVE_MIN_OBJECTS:
+        return labels, areas
+    drop = np.zeros(len(areas), bool)
+    drop[present] = areas[present] < share * float(np.median(areas[present]))
+    edges = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    drop[np.unique(edges)] = False  # cut by the border: its size says nothing
+    drop[0] = False
+    if not drop.any():
+        return labels, areas
+    return np.where(drop[labels], 0, labels), np.where(drop, 0, areas)
 
 
 #: an id whose pixels fill less than this share of its bounding box is checked for separate pieces

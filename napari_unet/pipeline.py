@@ -56,6 +56,10 @@ class Settings:
     min_area, max_area : float
         Objects outside ``[min_area, max_area]`` pixels are dropped (``max_area`` None: no
         upper limit).
+    min_relative_area : float
+        Objects smaller than this share of the median object of their plane are dropped
+        (with at least 5 objects in it; one cut by the image border is kept), in [0, 1);
+        0 = off. Fragments and specks scale with the nuclei, where a pixel limit does not.
     exclude_border : bool
         Drop objects that touch the image border.
     tile, overlap : int, float or None
@@ -89,6 +93,7 @@ class Settings:
     seed_threshold: float = 0.5
     min_area: float = 10.0
     max_area: float | None = None
+    min_relative_area: float = 0.0
     exclude_border: bool = False
     tile: int | None = None
     overlap: float | None = None
@@ -116,6 +121,10 @@ class Settings:
         if self.max_area is not None and number("max_area") < self.min_area:
             raise ValueError(
                 f"min_area ({self.min_area:g}) is larger than max_area ({self.max_area:g}); no object could be kept"
+            )
+        if not 0 <= number("min_relative_area") < 1:
+            raise ValueError(
+                f"min_relative_area is a share of the median object, in [0, 1), got {self.min_relative_area}"
             )
         if self.tile is not None:
             if isinstance(self.tile, float) and not float(self.tile).is_integer():
@@ -149,7 +158,7 @@ class Settings:
         if card is not None:
             post = card.postprocess or {}
             base = {"threshold": card.threshold}  # tile and overlap: chosen per image from the card's
-            for name in ("boundary_threshold", "seed_threshold", "min_area", "max_area"):
+            for name in ("boundary_threshold", "seed_threshold", "min_area", "max_area", "min_relative_area"):
                 if post.get(name) is not None:
                     base[name] = post[name]
         base.update({k: v for k, v in overrides.items() if v is not None})
@@ -267,6 +276,7 @@ def labels_iter(probabilities: Any, card: Any, settings: Settings) -> Generator[
                 min_area=settings.min_area,
                 max_area=settings.max_area,
                 exclude_border=settings.exclude_border,
+                min_relative_area=settings.min_relative_area,
             )
             flat_labels[z] = np.where(lab > 0, lab + offset, 0)
             offset += int(lab.max())

@@ -41,6 +41,7 @@ THRESHOLDS = (0.4, 0.5, 0.6)
 BOUNDARY_THRESHOLDS = (0.3, 0.4, 0.5)
 SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 MIN_AREAS = (15.0, 25.0)
+RELATIVE_AREAS = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35)  # share of the image's median object (0: off)
 
 DISTANCE_OUTPUT = {
     "distance": "each nucleus's distance to its own edge over its largest (1 at its centre, 0 at its edge); "
@@ -64,12 +65,16 @@ def seed_setting(card) -> str:
     return "seed_threshold" if "distance" in card.classes else "boundary_threshold"
 
 
-def scores(probs: list[np.ndarray], truths: list[np.ndarray], card, thr: float, bthr: float, min_area: float) -> dict:
+def scores(
+    probs: list[np.ndarray], truths: list[np.ndarray], card, thr: float, bthr: float, min_area: float, rel: float = 0.0
+) -> dict:
     """Pooled object F1 at IoU 0.5 and 0.75, mean pixel Dice, median count error; ``bthr`` is
-    the boundary or the seed threshold, as the card's outputs ask."""
+    the boundary or the seed threshold, as the card's outputs ask; ``rel`` the smallest
+    object kept, as a share of the image's median one."""
     tp = fp = fn = tp75 = fp75 = fn75 = 0
     dice, errors, per_image_f1 = [], [], []
-    settings = Settings.for_model(card, threshold=thr, min_area=min_area, **{seed_setting(card): bthr})
+    settings = Settings.for_model(card, threshold=thr, min_area=min_area, min_relative_area=rel,
+                                  **{seed_setting(card): bthr})  # fmt: skip
     for prob, truth in zip(probs, truths):
         pred = objects(prob, card, settings)
         m, m75 = match_objects(pred, truth), match_objects(pred, truth, threshold=0.75)
@@ -172,14 +177,14 @@ def write_card(result: dict, adopt: bool = False) -> None:
     path = SHIPPED_DIR / "nuclei.json"
     data = json.loads(path.read_text())
     if adopt:
-        thr, bthr, area = result["cv_thresholds"]
+        thr, bthr, area, rel = result["cv_thresholds"]
         data["threshold"] = thr
         model = load_model("nuclei")
-        data["postprocess"] |= {seed_setting(model.card): bthr, "min_area": area}
+        data["postprocess"] |= {seed_setting(model.card): bthr, "min_area": area, "min_relative_area": rel}
         result["shipped_thresholds"] = result["at_cv_thresholds"]
         val = list(iter_split("validation"))
         probs = [segment(model, img, precision="fp32", objects=False).probabilities for _, img, _ in val]
-        at_val = scores(probs, [lab for *_, lab in val], model.card, thr, bthr, area)
+        at_val = scores(probs, [lab for *_, lab in val], model.card, thr, bthr, area, rel)
         data["metrics"] |= {
             "validation_f1_50": round(at_val["f1_50"], 4),
             "validation_dice": round(at_val["dice"], 4),
@@ -288,14 +293,21 @@ def main() -> None:
             truths.append(data[i][2])
             held_names.append(names[i])
     seed_name = seed_setting(recipe)
-    shipped_t = (recipe.threshold, recipe.postprocess[seed_name], recipe.postprocess["min_area"])
+    post = recipe.postprocess
+    shipped_t = (recipe.threshold, post[seed_name], post["min_area"], post.get("min_relative_area", 0.0))
     at_shipped = scores(probs, truths, recipe, *shipped_t)
     seeds = SEED_THRESHOLDS if seed_name == "seed_threshold" else BOUNDARY_THRESHOLDS
-    best = max(
-        ((thr, bthr, area) for thr in THRESHOLDS for bthr in seeds for area in MIN_AREAS),
+    # two stages (the full grid would take an hour): the thresholds without the relative filter,
+    # then the relative filter on top of them
+    first = max(
+        ((thr, bthr, area, 0.0) for thr in THRESHOLDS for bthr in seeds for area in MIN_AREAS),
         key=lambda t: scores(probs, truths, recipe, *t)["f1_50"],
     )
-    at_best = scores(probs, truths, recipe, *best)
+    by_rel = {rel: scores(probs, truths, recipe, *first[:3], rel) for rel in RELATIVE_AREAS}
+    for rel, s in by_rel.items():
+        print(f"  relative area {rel:<5} F1@0.5 {s['f1_50']:.4f}  count err {s['median_count_error']:.1%}", flush=True)
+    best = (*first[:3], max(RELATIVE_AREAS, key=lambda r: by_rel[r]["f1_50"]))
+    at_best = by_rel[best[3]]
     mn_result = None
     if args.micronuclei:
         card = recipe
@@ -308,10 +320,10 @@ def main() -> None:
     print()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; mnfinder {VERSION}")
     print(f"grouped cross-validation, {len(folds)} folds (one acquisition left out each), {len(probs)} images")
-    print(f"thresholds: foreground / {seed_name.replace('_', ' ')} / min area")
+    print(f"thresholds: foreground / {seed_name.replace('_', ' ')} / min area / min share of the median object")
     print(f"{'thresholds':32} {'F1@0.5':>7} {'F1@0.75':>8} {'F1/img':>7} {'Dice':>6} {'count err':>10}")
-    for label, s in ((f"shipped {shipped_t[0]}/{shipped_t[1]}/{shipped_t[2]}", at_shipped),
-                     (f"chosen by CV {best[0]}/{best[1]}/{best[2]}", at_best)):  # fmt: skip
+    for label, s in ((f"shipped {'/'.join(f'{v:g}' for v in shipped_t)}", at_shipped),
+                     (f"chosen by CV {'/'.join(f'{v:g}' for v in best)}", at_best)):  # fmt: skip
         print(f"{label:32} {s['f1_50']:7.3f} {s['f1_75']:8.3f} {s['f1_50_mean_per_image']:7.3f} {s['dice']:6.3f} "
               f"{s['median_count_error']:10.1%}")  # fmt: skip
     if mn_result is not None:

@@ -1,7 +1,7 @@
 """Train the shipped nuclei model on mnfinder's training split; choose on its validation split.
 
     python scripts/train_nuclei.py [--minutes 25] [--device auto] [--instance boundary|distance]
-                                   [--thresholds FG,SEED,AREA]
+                                   [--thresholds FG,SEED,AREA[,SHARE]]
 
 The test split is never read. Writes napari_unet/models/nuclei.{safetensors,json}.
 Thresholds (foreground, boundary or seed, minimum area) are chosen on the validation split
@@ -44,9 +44,12 @@ AUGMENTATION = [
 ]
 
 
-def choose_thresholds(model, val, fixed: tuple[float, float, float] | None = None) -> tuple[float, float, float, dict]:
+def choose_thresholds(model, val, fixed: tuple[float, ...] | None = None) -> tuple[float, float, float, float, dict]:
     """Grid-search the foreground and boundary (or seed) thresholds and the minimum object
-    area for pooled object F1@0.5 on the validation images; with ``fixed``, only score those."""
+    area for pooled object F1@0.5 on the validation images; with ``fixed`` (FG, SEED, AREA
+    and optionally the smallest share of the median object kept), only score those."""
+    rel = float(fixed[3]) if fixed and len(fixed) > 3 else 0.0
+    fixed = tuple(fixed[:3]) if fixed else None
     probs = [segment(model, img, device="cpu", precision="fp32", objects=False).probabilities for _, img, _ in val]
     seed = seed_setting(model.card)
     best = (-1.0, 0.5, 0.5, 10.0)
@@ -55,7 +58,8 @@ def choose_thresholds(model, val, fixed: tuple[float, float, float] | None = Non
     for thr, bthr, min_area in grid:
         tp = fp = fn = 0
         for prob, (_, _, truth) in zip(probs, val):
-            settings = Settings.for_model(model.card, threshold=thr, min_area=min_area, **{seed: bthr})
+            settings = Settings.for_model(model.card, threshold=thr, min_area=min_area, min_relative_area=rel,
+                                          **{seed: bthr})  # fmt: skip
             pred = objects(prob, model.card, settings)
             m = match_objects(pred, truth)
             tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
@@ -66,7 +70,8 @@ def choose_thresholds(model, val, fixed: tuple[float, float, float] | None = Non
     per_image = []
     dice = []
     for prob, (name, _, truth) in zip(probs, val):
-        settings = Settings.for_model(model.card, threshold=thr, min_area=min_area, **{seed: bthr})
+        settings = Settings.for_model(model.card, threshold=thr, min_area=min_area, min_relative_area=rel,
+                                      **{seed: bthr})  # fmt: skip
         pred = objects(prob, model.card, settings)
         m = match_objects(pred, truth)
         d = pixel_scores(prob[0] > thr, truth > 0)["dice"]
@@ -86,7 +91,7 @@ def choose_thresholds(model, val, fixed: tuple[float, float, float] | None = Non
         "val_dice": round(float(np.mean(dice)), 4),
         "val_median_count_error": round(float(np.median(errors)), 4),
     }
-    return thr, bthr, min_area, {**scores, "per_image": per_image}
+    return thr, bthr, min_area, rel, {**scores, "per_image": per_image}
 
 
 def main() -> None:
@@ -100,7 +105,8 @@ def main() -> None:
     parser.add_argument("--instance", choices=("boundary", "distance"), default="boundary",
                         help="the output that parts touching nuclei (see scripts/cv_nuclei.py)")  # fmt: skip
     parser.add_argument("--thresholds", default=None,
-                        help="FG,SEED,AREA chosen by cross-validation, instead of choosing on the validation split")  # fmt: skip
+                        help="FG,SEED,AREA[,SHARE] chosen by cross-validation, instead of choosing on the validation "
+                        "split (SHARE: the smallest share of the median object kept)")  # fmt: skip
     args = parser.parse_args()
     fixed = tuple(float(v) for v in args.thresholds.split(",")) if args.thresholds else None
 
@@ -161,14 +167,14 @@ def main() -> None:
             print(f"epoch {i['epoch']:3d} step {i['step']:5d} loss {i['loss']:.4f} val Dice {i['val_dice']:.4f} "
                   f"F1 {i['val_f1']:.4f} best {i['best_epoch']} [{time.time() - t0:.0f} s]", flush=True)  # fmt: skip
     model = result.model
-    thr, bthr, min_area, scores = choose_thresholds(model, val_raw, fixed)
+    thr, bthr, min_area, rel, scores = choose_thresholds(model, val_raw, fixed)
     seed = seed_setting(result.card)
-    postprocess = {seed: bthr, "min_area": min_area}
+    postprocess = {seed: bthr, "min_area": min_area} | ({"min_relative_area": rel} if rel else {})
     if args.micronuclei:  # chosen on the validation split too, with the nuclei thresholds just chosen
         probs = [
             segment(model, img, device="cpu", precision="fp32", objects=False).probabilities for _, img, _ in val_raw
         ]
-        at = Settings.for_model(result.card, threshold=thr, min_area=min_area, **{seed: bthr})
+        at = Settings.for_model(result.card, threshold=thr, min_area=min_area, min_relative_area=rel, **{seed: bthr})
         nuclei = [objects(p, result.card, at) for p in probs]
         mn_thr, mn_area, mn_scores = choose_micronuclei(probs, nuclei, [mn for *_, mn in val_mn], result.card)
         postprocess |= {"micronucleus_threshold": mn_thr, "micronucleus_min_area": mn_area}

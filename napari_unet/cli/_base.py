@@ -152,6 +152,13 @@ def _object_args(p: argparse.ArgumentParser) -> None:
         "--min-area", type=float, default=None, help="drop objects smaller than this, in pixels (default: the model's)"
     )
     p.add_argument("--max-area", type=float, default=None, help="drop objects larger than this, in pixels")
+    p.add_argument(
+        "--min-relative-area",
+        type=float,
+        default=None,
+        help="drop objects smaller than this share of the image's median object, in [0, 1) (0: off; "
+        "default: the model's)",
+    )
     p.add_argument("--exclude-border", action="store_true", help="drop objects touching the image border")
 
 
@@ -163,7 +170,8 @@ def settings_from_args(options: dict, card: Any) -> Any:
         from napari_unet.inference import pick_device
 
         pick_device(options["device"])  # an absent device is named before any file is read
-    names = ("threshold", "min_area", "max_area", "tile", "overlap", "batch", "precision", "device", "compile", "tta")
+    names = ("threshold", "min_area", "max_area", "min_relative_area", "tile", "overlap", "batch", "precision", "device",
+             "compile", "tta")  # fmt: skip
     given = {k: options.get(k) for k in names if options.get(k) is not None}
     if options.get("exclude_border"):
         given["exclude_border"] = True

@@ -28,7 +28,7 @@ from napari_unet.cli._base import (
 )
 
 OPTIONS = ("model", "device", "input_kind", "tile", "overlap", "batch", "precision", "threshold", "min_area",
-           "max_area", "exclude_border")  # fmt: skip
+           "max_area", "min_relative_area", "exclude_border")  # fmt: skip
 
 
 def _count_args(p: argparse.ArgumentParser) -> None:
@@ -124,7 +124,8 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
     semantic = card is not None and card.activation == "softmax"
     if labels is None:
         gen = count_iter(source, kind=kind, card=card, settings=settings, intensity=intensity, scale=spatial_scale,
-                         unit=unit, min_area=args.min_area, max_area=args.max_area, exclude_border=args.exclude_border)  # fmt: skip
+                         unit=unit, min_area=args.min_area, max_area=args.max_area, exclude_border=args.exclude_border,
+                         min_relative_area=args.min_relative_area or 0.0)  # fmt: skip
         labels, table = _drive(gen, Path(path).name)
     if semantic and kind == "image":  # a class map: each connected region of a class is an object of that class
         labels, table = count_classes(labels, card, settings.min_area, intensity, scale=spatial_scale, unit=unit)
