@@ -88,7 +88,7 @@ def conv_flops_per_pixel(model: torch.nn.Module) -> float:
         for m in model.modules()
         if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)
     ]
-    with torch.inference_mode():
+    with torch.enable_grad():  # the module path: without autograd the decoder calls its first convs as functions
         model(torch.zeros(1, 1, 256, 256))
     for h in hooks:
         h.remove()

@@ -46,9 +46,9 @@ def activation_bytes_per_pixel(card: Any, precision: str) -> float:
 
 def memory_budget(device: torch.device) -> float:
     """Bytes a batch of tiles may take: half the free memory of a GPU; 256 MiB elsewhere,
-    enough for one 1024^2 tile of the shipped model in bf16 (a 1024^2 plane in one tile,
-    a 4096^2 plane in 1072^2 tiles with 1.10x its pixels computed), so that predicting a
-    4096^2 image grows the process by about three times its float32 output, not ten."""
+    enough for one 1024^2 tile of the shipped model in bf16, so that a 1024^2 plane is
+    predicted whole. A plane that must be cut gets smaller tiles on the CPU (the ``slack``
+    of :func:`tiling_for`)."""
     import torch
 
     if device.type == "cuda":
