@@ -29,19 +29,27 @@ def _input_text(card: ModelCard) -> str:
 
 
 def _splitting(card: Any) -> str:
-    """How napari-unet parts touching objects with this model's outputs, in a sentence."""
+    """How napari-unet parts touching objects with this model's outputs, and which it keeps."""
     post = card.postprocess or {}
     if "distance" in card.classes:
-        return (
+        how = (
             "napari-unet seeds one object where the distance channel is above "
             f"{post.get('seed_threshold', 0.5)} and grows the seeds down it by a watershed, within the foreground."
         )
-    if "boundary" in card.classes:
-        return (
+    elif "boundary" in card.classes:
+        how = (
             "napari-unet splits touching objects by a watershed from the foreground minus the boundary channel "
             f"(below {post.get('boundary_threshold', 0.5)})."
         )
-    return "napari-unet splits touching objects by a watershed on the distance transform of the mask."
+    else:
+        how = "napari-unet splits touching objects by a watershed on the distance transform of the mask."
+    kept = f" Objects under {post.get('min_area', 10):g} pixels are dropped"
+    if post.get("min_relative_area"):
+        kept += (
+            f", and those under {post['min_relative_area']:g} of the image's median object (with at least 5 objects; "
+            "an object cut by the image border is kept)"
+        )
+    return how + kept + "."
 
 
 def _documentation(card: ModelCard, result: ExportResult, halo: int, version: str) -> str:
