@@ -115,6 +115,33 @@ def synthetic_nuclei(rng: np.random.Generator, shape=(96, 96), n=12, radius=(5, 
     return image.astype(np.uint16), labels
 
 
+def bright_region_model(name: str = "regions"):
+    """A two-class region model whose weights are set by hand, not trained: a pixel is
+    ``lesion`` where the scaled image is above 0.5 (one path of single taps through the
+    U-Net, the rest zero), so its regions are known in advance."""
+    import torch
+
+    from napari_unet.model import ModelCard, build_model
+
+    card = ModelCard(name, classes=("background", "lesion"), activation="softmax", arch_args={"features": [4, 8]},
+                     tile=64)  # fmt: skip
+    net = build_model(card)
+    with torch.no_grad():
+        for param in net.parameters():
+            param.zero_()
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.fill_(1.0)
+        net.down[0][0].weight[0, 0, 1, 1] = 1.0
+        net.down[0][3].weight[0, 0, 1, 1] = 1.0
+        skip = net.dec[0][0].weight.shape[1] // 2  # the decoder's input: [upsampled, skip]
+        net.dec[0][0].weight[0, skip, 1, 1] = 1.0
+        net.dec[0][3].weight[0, 0, 1, 1] = 1.0
+        net.head.weight[1, 0, 0, 0] = 20.0
+        net.head.bias[1] = -10.0
+    return net.eval(), card
+
+
 @pytest.fixture
 def nuclei(rng):
     return synthetic_nuclei(rng)

@@ -71,6 +71,12 @@ class PredictWidget(Step):
         self.follow = CheckBox(label="predict each slice I scroll to", value=False)
         self.overwrite_checked = CheckBox(label="overwrite checked slices too", value=False)
         self.overwrite_checked.tooltip = "Checked slices are kept unless this is ticked."
+        self.follow_drawn = CheckBox(label="keep only regions joined to what I drew", value=False, visible=False)
+        self.follow_drawn.tooltip = (
+            "A region model on a stack: on the slices predicted, keep the regions that continue, slice to slice, "
+            "a region drawn on a checked slice (a lesion drawn on a few slices), and leave out the others (vessels, "
+            "bright tissue on slices unlike the drawn ones). Untick it to see every region the model found."
+        )
         self.advanced = CheckBox(label="advanced", value=False)
         self.tile = SpinBox(label="tile", value=256, min=32, max=2048, step=32, visible=False)
         self.overlap = FloatSpinBox(label="overlap", value=0.25, min=0.0, max=0.9, step=0.05, visible=False)
@@ -81,7 +87,7 @@ class PredictWidget(Step):
         )
         run_button, cancel_button = PushButton(text="Predict"), PushButton(text="Cancel")
         super().__init__(viewer, [self.image, self.model, self.channels, self.device, self.threshold, self.scope, self.follow,
-                                  self.overwrite_checked, self.advanced, self.tile, self.overlap, self.batch, self.tta,
+                                  self.overwrite_checked, self.follow_drawn, self.advanced, self.tile, self.overlap, self.batch, self.tta,
                                   run_button, cancel_button],
                          run_button=run_button, cancel_button=cancel_button)  # fmt: skip
         self.advanced.changed.connect(self._toggle_advanced)
@@ -166,6 +172,7 @@ class PredictWidget(Step):
             self.model.tooltip = "no model card"
             return
         self.model.tooltip = card.summary()
+        self.follow_drawn.visible = card.activation == "softmax"  # a region model: its regions can follow a drawing
         several = card.image_channels > 1 and not (card.in_channels == 3 and card.channels is None and not card.context)
         self.channels.visible = several
         if several:
@@ -448,9 +455,32 @@ class PredictWidget(Step):
             self._report(out)
             self.reset()
 
+    def _follow_drawing(self, out: dict) -> str:
+        """With *keep only regions joined to what I drew*: on the slices this run wrote, the
+        regions not joined across slices to one drawn on a checked slice are left out
+        (:func:`napari_unet.continuation.keep_continuing`); checked slices and slices this run
+        did not write are never touched. Returns a note for the status line."""
+        region_model = getattr(out["card"], "activation", None) == "softmax"
+        if not (region_model and self.follow_drawn.value and out["written"]) or out.get("closed"):
+            return ""
+        from napari_unet.continuation import keep_continuing
+
+        work, layer = out["work"], self._results.labels
+        if layer is None or len(work.shape) != 3 or not isinstance(layer.data, np.ndarray):
+            return "; regions not followed (it needs a stack held in memory)"
+        if not work.checked:
+            return "; regions not followed: no slice is checked (mark the slices you drew)"
+        followed, left_out = keep_continuing(layer.data, layer.data, sorted(work.checked))
+        for z in out["written"]:
+            if z not in work.checked:
+                layer.data[z] = followed[z]
+        layer.refresh()
+        n = sum(left_out.values())
+        return f"; {n} region(s) not joined to what you drew left out" if n else "; every region joins what you drew"
+
     def _report(self, out: dict) -> None:
         n, result, kept = len(out["written"]), out["result"], out["kept"]
-        kept_note = f"; {len(kept)} checked slice(s) kept" if kept else ""
+        kept_note = (f"; {len(kept)} checked slice(s) kept" if kept else "") + self._follow_drawing(out)
         work = out["work"]
         if n:
             work.record_prediction(out["written"], out["settings"], out["card"])

@@ -27,7 +27,7 @@ from napari_unet.cli._base import (
 )
 
 OPTIONS = ("model", "device", "tile", "overlap", "batch", "precision", "threshold", "compile", "tta", "block",
-           "lazy_gb", "overlay", "truth")  # fmt: skip
+           "lazy_gb", "overlay", "truth", "follow", "annotated")  # fmt: skip
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
@@ -63,6 +63,20 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="with --overlay: draw the true labels from DIR (matched by stem) too",
     )
+    p.add_argument(
+        "--follow",
+        default=None,
+        metavar="LABELS",
+        help="a stack's drawn labels (a file, or a folder matched by stem): its checked slices keep what was drawn, "
+        "and on the others only the predicted regions joined across slices to a drawn region of their class are "
+        "kept (a region model's mask)",
+    )
+    p.add_argument(
+        "--annotated",
+        default=None,
+        metavar="Z,...",
+        help="with --follow: the checked slices, those drawn and those checked empty (default: the slices with labels)",
+    )
     _scale_args(p)
 
 
@@ -93,6 +107,9 @@ def predict_file(path: str, *, out: str, options: dict) -> list[str]:
             f"for images over --lazy-gb ({options['lazy_gb']:g} GB) does not do yet; raise --lazy-gb if it fits in memory"
         )
     prob_path, mask_path = predict_outputs(path, out, out_of_core)
+    if out_of_core and options.get("follow"):
+        raise ValueError(f"{path}: --follow needs the stack in memory; this one is predicted block by block (raise "
+                         "--lazy-gb if it fits)")  # fmt: skip
     if out_of_core:
         from napari_unet.io.ome_zarr import read_ome_zarr, write_ome_zarr
         from napari_unet.scale import predict_lazy
@@ -116,6 +133,8 @@ def predict_file(path: str, *, out: str, options: dict) -> list[str]:
         error(f"warning: {path}: {warning}")
     write_tiff(prob_path, result.probabilities, axes="C" + img.spatial_axes, scale=img.scale, units=img.units)
     mask = result.labels if semantic else foreground_mask(result.probabilities, model.card, result.settings)
+    if options.get("follow"):
+        mask = _followed(mask, path, img, model.card, options)
     write_tiff(mask_path, mask, axes=img.spatial_axes, scale=img.scale, units=img.units, labels=True)
     outputs = [prob_path, mask_path]
     if options.get("overlay"):
@@ -155,11 +174,42 @@ def write_report_overlay(img: Any, mask: np.ndarray, card: Any, out: str, truth_
     return str(path)
 
 
-def _truth_file(stem: str, folder: str) -> Path:
+def _followed(mask: np.ndarray, path: str, img: Any, card: Any, options: dict) -> np.ndarray:
+    """The class map with only the regions that continue the drawn ones (``--follow``)."""
+    from napari_unet.continuation import keep_continuing
+    from napari_unet.io import read_image
+
+    if card.activation != "softmax":
+        raise ValueError(
+            f"--follow keeps the regions of a region model (--classes 2 or more); model {card.name!r} finds objects"
+        )
+    given = options["follow"]
+    found = Path(given) if Path(given).is_file() else _truth_file(img.name, given, "--follow")
+    drawn = np.asarray(read_image(found).data)
+    spec = options.get("annotated")
+    if spec:
+        try:
+            checked = [int(v) for v in str(spec).split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--annotated takes slice numbers like 3,7,12, got {spec!r}") from None
+    else:
+        checked = [z for z in range(len(drawn)) if drawn[z].any()] if drawn.ndim == 3 else []
+    try:
+        followed, left_out = keep_continuing(mask, drawn, checked)
+    except ValueError as exc:
+        raise ValueError(f"{path} with {found}: {exc}") from None
+    names = dict(enumerate(card.classes))
+    if left_out:
+        said = ", ".join(f"{n} of {names.get(c, c)}" for c, n in left_out.items())
+        print(f"{path}: left out the predicted regions not joined to a drawn one ({said})")
+    return followed
+
+
+def _truth_file(stem: str, folder: str, given_as: str = "--truth") -> Path:
     from napari_unet.cli.evaluate_cmd import _base_stem, read_stem
 
     if not Path(folder).is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder (given as --truth)")
+        raise FileNotFoundError(f"{folder}: no such file or folder (given as {given_as})")
     for candidate in sorted(Path(folder).iterdir()):
         if candidate.is_file() and _base_stem(read_stem(candidate)) == stem:
             return candidate

@@ -573,3 +573,44 @@ def test_the_steps_keep_their_fields_at_the_top_and_the_checked_list_small(make_
         assert layout.stretch(layout.count() - 1) >= 1
     correct = CorrectWidget(viewer)
     assert correct.checked.native.maximumHeight() <= 96
+
+
+def test_predict_can_keep_only_the_regions_joined_to_what_was_drawn(make_napari_viewer, registry, qtbot, errors):
+    """A region model on a stack, a lesion drawn on one checked slice and another slice
+    checked empty: with *keep only regions joined to what I drew*, the predicted slices keep
+    what continues the drawing across slices and lose the rest; checked slices stay as they are."""
+    from napari_unet._widgets._step import labels_work, workflow_for
+    from napari_unet.model import save_model
+    from tests.conftest import bright_region_model
+
+    net, card = bright_region_model()  # marks the bright pixels as lesion (weights set by hand)
+    save_model(net, registry / "regions", card)
+    viewer = make_napari_viewer()
+    image = np.full((6, 48, 48), 10.0, np.float32)
+    image[:, 20:30, 20:30] = 200.0  # a lesion through the stack
+    image[1, 35:45, 5:15] = 200.0  # and something bright on slice 1 only
+    viewer.add_image(image, name="ct")
+    predict = PredictWidget(viewer)
+    predict.model.value, predict.device.value = "regions", "cpu"
+    assert not predict.follow_drawn.native.isHidden()  # offered for a region model (the widget is not docked)
+    assert predict.run() is not None
+    wait_for(qtbot, predict)
+    labels = viewer.layers["ct labels"]
+    assert int((labels.data == 1).sum()) == 700  # every bright pixel, with the follow box off
+    labels.data[2] = 0
+    labels.data[2, 21:29, 21:29] = 1  # the lesion as drawn, a little inside
+    labels.data[4] = 0  # checked empty
+    labels_work(workflow_for(viewer), labels).checked.update({2, 4})
+    drawn = {z: labels.data[z].copy() for z in (2, 4)}
+    predict.follow_drawn.value = True
+    assert predict.run() is not None
+    wait_for(qtbot, predict)
+    assert not errors
+    for z, d in drawn.items():
+        assert np.array_equal(labels.data[z], d), f"checked slice {z} changed"
+    assert (labels.data[[0, 1, 3], 20:30, 20:30] == 1).all()  # the lesion continues the drawing
+    assert not labels.data[1, 35:45, 5:15].any() and not labels.data[5].any()  # joined to nothing drawn
+    assert "2 region(s) not joined to what you drew left out" in predict.status.value
+    nuclei = PredictWidget(viewer)
+    nuclei.model.value = "tiny"
+    assert nuclei.follow_drawn.native.isHidden()  # an objects model has no regions to follow
