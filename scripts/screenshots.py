@@ -85,6 +85,7 @@ def ct_walkthrough(viewer, app, dock, seconds: float) -> None:
     shot(viewer, "ct_train")
 
     train.use_model()
+    dock.predict_step.follow_drawn.value = True  # the regions that continue the drawn lesion, as the README says
     train.repredict()
     wait(app, dock.predict_step, 600)
     predicted = viewer.layers["ct_lung1 labels"] if "ct_lung1 labels" in viewer.layers else drawn
