@@ -114,3 +114,8 @@ def test_predict_follow_refuses_what_it_cannot_do(tmp_path, region_model, capsys
     assert main([*args, "--model", str(objects_model), "--annotated", "1"]) == 1  # an objects model
     err = capsys.readouterr().err
     assert "region model" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "ct_mask.tif").exists()  # refused before any prediction
+    assert main([*args[:-2], "--model", str(region_model), "--annotated", "1"]) == 1  # --annotated alone
+    assert "goes with --follow" in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "nowhere.tif"), "--model", str(region_model)]) == 1
+    assert "no such file or folder (given as --follow)" in capsys.readouterr().err

@@ -174,6 +174,31 @@ def write_report_overlay(img: Any, mask: np.ndarray, card: Any, out: str, truth_
     return str(path)
 
 
+def _checked_slices(spec: str) -> list[int]:
+    try:
+        return [int(v) for v in str(spec).split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--annotated takes slice numbers like 3,7,12, got {spec!r}") from None
+
+
+def _check_follow(options: dict, card: Any) -> None:
+    """``--follow`` and ``--annotated`` that cannot work, refused before any image is predicted."""
+    if options.get("annotated") and not options.get("follow"):
+        raise ValueError(
+            "--annotated goes with --follow LABELS (the drawn labels whose regions the prediction follows)"
+        )
+    if not options.get("follow"):
+        return
+    if card.activation != "softmax":
+        raise ValueError(
+            f"--follow keeps the regions of a region model (--classes 2 or more); model {card.name!r} finds objects"
+        )
+    if not Path(options["follow"]).exists():
+        raise FileNotFoundError(f"{options['follow']}: no such file or folder (given as --follow)")
+    if options.get("annotated"):
+        _checked_slices(options["annotated"])
+
+
 def _followed(mask: np.ndarray, path: str, img: Any, card: Any, options: dict) -> np.ndarray:
     """The class map with only the regions that continue the drawn ones (``--follow``)."""
     from napari_unet.continuation import keep_continuing
@@ -188,10 +213,7 @@ def _followed(mask: np.ndarray, path: str, img: Any, card: Any, options: dict) -
     drawn = np.asarray(read_image(found).data)
     spec = options.get("annotated")
     if spec:
-        try:
-            checked = [int(v) for v in str(spec).split(",") if v.strip()]
-        except ValueError:
-            raise ValueError(f"--annotated takes slice numbers like 3,7,12, got {spec!r}") from None
+        checked = _checked_slices(spec)
     else:
         checked = [z for z in range(len(drawn)) if drawn[z].any()] if drawn.ndim == 3 else []
     try:
@@ -227,6 +249,7 @@ def predict_cmd(args: argparse.Namespace) -> int:
     options = {k: getattr(args, k) for k in OPTIONS}
     card = load_model_cached(args.model).card  # a bad model name fails here, once, before any file
     settings_from_args(options, card)  # and so does a bad setting
+    _check_follow(options, card)  # and --follow's options, before any prediction
     if args.workers or args.scheduler:
         options["model"] = str(resolve_model_path(args.model or "nuclei"))  # workers resolve the same file
     with folder_lock(out):  # two runs into one folder would mix their files
