@@ -72,6 +72,7 @@ class PredictWidget(Step):
         self.overwrite_checked = CheckBox(label="overwrite checked slices too", value=False)
         self.overwrite_checked.tooltip = "Checked slices are kept unless this is ticked."
         self.follow_drawn = CheckBox(label="keep only regions joined to what I drew", value=False, visible=False)
+        self.follow_drawn_offered = False  # (the chosen model's card says, in _show_card)
         self.follow_drawn.tooltip = (
             "A region model on a stack: on the slices predicted, keep the regions that continue, slice to slice, "
             "a region drawn on a checked slice (a lesion drawn on a few slices), and leave out the others (vessels, "
@@ -82,12 +83,19 @@ class PredictWidget(Step):
         self.overlap = FloatSpinBox(label="overlap", value=0.25, min=0.0, max=0.9, step=0.05, visible=False)
         self.batch = SpinBox(label="batch", value=4, min=1, max=64, visible=False)
         self.tta = CheckBox(label="average 8 flips and turns (8x slower)", value=False, visible=False)
+        self.min_share = FloatSpinBox(label="drop objects under this share of the median one", value=0.0, min=0.0,
+                                      max=0.95, step=0.05, visible=False)  # fmt: skip
+        self.min_share.tooltip = (
+            "Objects smaller than this share of the image's median object are dropped (fragments and specks); 0 keeps "
+            "them all, e.g. small mitotic nuclei beside large ones. An object cut by the image border is always kept."
+        )
         self.tta.tooltip = (
             "Test-time augmentation: each tile is also predicted mirrored and turned, and the results averaged."
         )
         run_button, cancel_button = PushButton(text="Predict"), PushButton(text="Cancel")
         super().__init__(viewer, [self.image, self.model, self.channels, self.device, self.threshold, self.scope, self.follow,
                                   self.overwrite_checked, self.follow_drawn, self.advanced, self.tile, self.overlap, self.batch, self.tta,
+                                  self.min_share,
                                   run_button, cancel_button],
                          run_button=run_button, cancel_button=cancel_button)  # fmt: skip
         self.advanced.changed.connect(self._toggle_advanced)
@@ -143,6 +151,7 @@ class PredictWidget(Step):
     def _toggle_advanced(self, on: bool) -> None:
         for w in (self.tile, self.overlap, self.batch, self.tta):
             w.visible = on
+        self.min_share.visible = on and not self.follow_drawn_offered
 
     def _model_chosen(self, *_: Any) -> None:
         """The user chose a model here: it becomes the model of every step."""
@@ -172,7 +181,10 @@ class PredictWidget(Step):
             self.model.tooltip = "no model card"
             return
         self.model.tooltip = card.summary()
-        self.follow_drawn.visible = card.activation == "softmax"  # a region model: its regions can follow a drawing
+        self.follow_drawn_offered = card.activation == "softmax"  # a region model: its regions can follow a drawing
+        self.follow_drawn.visible = self.follow_drawn_offered
+        self.min_share.visible = bool(self.advanced.value) and not self.follow_drawn_offered  # objects only
+        self.min_share.value = float((card.postprocess or {}).get("min_relative_area", 0.0))
         several = card.image_channels > 1 and not (card.in_channels == 3 and card.channels is None and not card.context)
         self.channels.visible = several
         if several:
@@ -188,8 +200,9 @@ class PredictWidget(Step):
 
     def settings(self, card: Any) -> Any:
         """The :class:`~napari_unet.pipeline.Settings` of this form: the card's, with the
-        threshold and device chosen here; the tiling and test-time augmentation too when
-        *advanced* is ticked (else the tiling is chosen per image)."""
+        threshold and device chosen here; the tiling, test-time augmentation and (objects
+        models) the smallest share of the median object kept too when *advanced* is ticked
+        (else the tiling is chosen per image and the share is the card's)."""
         from napari_unet.pipeline import Settings
 
         tiling = {}
@@ -200,6 +213,8 @@ class PredictWidget(Step):
                 "batch": int(self.batch.value),
                 "tta": bool(self.tta.value),
             }
+            if card.activation != "softmax":
+                tiling["min_relative_area"] = float(self.min_share.value)
         return Settings.for_model(card, threshold=float(self.threshold.value), device=self.device.value, **tiling)
 
     def cancel(self, *_: Any) -> None:

@@ -614,3 +614,37 @@ def test_predict_can_keep_only_the_regions_joined_to_what_was_drawn(make_napari_
     nuclei = PredictWidget(viewer)
     nuclei.model.value = "tiny"
     assert nuclei.follow_drawn.native.isHidden()  # an objects model has no regions to follow
+
+
+def test_predict_advanced_sets_the_smallest_share_of_the_median_object(make_napari_viewer, registry, qtbot, errors):
+    """The shipped model drops objects under 0.3 of the image's median one; *advanced* shows
+    that share and lets a person keep every object (0), giving the objects of ``segment``
+    with the same settings, at least as many as with the card's share."""
+    import napari_unet
+    from napari_unet._sample_data import sample_paths
+    from napari_unet.io import read_image
+
+    image = np.asarray(read_image(sample_paths("rpe1")[0]).data)
+    model = napari_unet.load_model("nuclei")
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="rpe1")
+    predict = PredictWidget(viewer)
+    predict.model.value, predict.device.value = "nuclei", "cpu"
+    assert predict.min_share.native.isHidden()  # (the widget is not docked: asked of Qt)
+    predict.advanced.value = True
+    assert not predict.min_share.native.isHidden()
+    assert predict.min_share.value == model.card.postprocess["min_relative_area"] == 0.3
+    predict.min_share.value = 0.0
+    assert predict.run() is not None
+    wait_for(qtbot, predict)
+    assert not errors
+    kept_all = np.asarray(viewer.layers["rpe1 labels"].data)
+    tiling = {
+        "tile": int(predict.tile.value),
+        "overlap": float(predict.overlap.value),
+        "batch": int(predict.batch.value),
+    }
+    expected = napari_unet.segment(model, image, device="cpu", min_relative_area=0.0, **tiling).labels
+    np.testing.assert_array_equal(kept_all, expected)
+    with_share = napari_unet.segment(model, image, device="cpu", **tiling).labels
+    assert kept_all.max() > with_share.max()  # the card's share drops a few specks on this sample
