@@ -204,11 +204,7 @@ def _followed(mask: np.ndarray, path: str, img: Any, card: Any, options: dict) -
     from napari_unet.continuation import keep_continuing
     from napari_unet.io import read_image
 
-    if card.activation != "softmax":
-        raise ValueError(
-            f"--follow keeps the regions of a region model (--classes 2 or more); model {card.name!r} finds objects"
-        )
-    given = options["follow"]
+    given = options["follow"]  # (a region model, and slice numbers that parse: _check_follow, before any image)
     found = Path(given) if Path(given).is_file() else _truth_file(img.name, given, "--follow")
     drawn = np.asarray(read_image(found).data)
     spec = options.get("annotated")

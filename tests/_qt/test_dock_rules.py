@@ -605,6 +605,7 @@ def test_predict_can_keep_only_the_regions_joined_to_what_was_drawn(make_napari_
     predict.follow_drawn.value = True
     assert predict.run() is not None
     wait_for(qtbot, predict)
+    qtbot.waitUntil(lambda: "left out" in predict.status.value, timeout=30_000)  # (followed in a thread)
     assert not errors
     for z, d in drawn.items():
         assert np.array_equal(labels.data[z], d), f"checked slice {z} changed"
