@@ -16,6 +16,7 @@ from magicgui.widgets import (
     create_widget,
 )
 
+from napari_unet._widgets._channels import channel_stack
 from napari_unet._widgets._common import (
     current_plane_index,
     flat_slice,
@@ -36,18 +37,6 @@ def model_choices(widget: Any = None) -> list[str]:
     from napari_unet.model import list_models
 
     return [e.name for e in list_models()] or ["(no model found)"]
-
-
-class _ChannelStack:
-    """Several channel layers' data read as one: ``stack[index]`` is the channels of that
-    slice, stacked first (each layer read only where asked, so a lazy stack stays lazy)."""
-
-    def __init__(self, layers_data: list[Any]) -> None:
-        self.parts = layers_data
-        self.shape = tuple(layers_data[0].shape)
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        return np.stack([np.asarray(part[index]) for part in self.parts])
 
 
 class PredictWidget(Step):
@@ -258,7 +247,7 @@ class PredictWidget(Step):
         data, channels = layer.data, None
         if model.card.image_channels > 1 and not layer.rgb:
             try:
-                data, axes, channels = self._channel_stack(layer, model.card)
+                data, axes, channels = channel_stack(self._viewer.layers, layer, self.channels.value, model.card)
             except ValueError as exc:
                 self.refuse(str(exc))
                 return None
@@ -322,50 +311,6 @@ class PredictWidget(Step):
             self._partial[p] = (prob, labels)
             yield Progress(k + 1, len(planes), {"plane": p, "planes_done": k + 1, "engine": "dask"})
         return len(planes)
-
-    def _channel_stack(self, layer: Any, card: Any) -> tuple[Any, str, list[int]]:
-        """The channels typed in *channels*, from the layers of the chosen image's channels
-        (``NAME [chK]``), as one stack with a channel axis; what the model takes of it."""
-        import re
-
-        want = self.channels.value.replace(" ", "")
-        try:
-            numbers = [int(c) for c in want.split(",") if c]
-        except ValueError:
-            numbers = []
-        if len(numbers) != card.image_channels:
-            raise ValueError(
-                f"the model takes {card.image_channels} channels; type their numbers in 'channels', e.g. "
-                f"{','.join(str(c) for c in (card.channels or range(card.image_channels)))}"
-            )
-        match = re.fullmatch(r"(.*) \[ch(\d+)\]", layer.name)
-        base = match.group(1) if match else None
-        found = {}
-        for other in self._viewer.layers:
-            m = re.fullmatch(r"(.*) \[ch(\d+)\]", other.name)
-            if (
-                m
-                and m.group(1) == base
-                and getattr(other, "rgb", False) is False
-                and other.data.shape == layer.data.shape
-            ):
-                found[int(m.group(2))] = other
-        missing = [c for c in numbers if c not in found]
-        if base is None or missing:
-            raise ValueError(
-                f"the model takes channels {','.join(map(str, numbers))} of a multi-channel image, but "
-                + (
-                    f"'{layer.name}' is a single-channel layer"
-                    if base is None
-                    else f"no layer '{base} [ch{missing[0]}]'"
-                )
-                + "; open the multi-channel file (each channel becomes a layer 'NAME [chK]') and choose one of them"
-            )
-        return (
-            _ChannelStack([found[c].data for c in numbers]),
-            image_axes(layer)[:-2] + "CYX",
-            list(range(len(numbers))),
-        )
 
     def _job(
         self,
