@@ -19,15 +19,16 @@ import math
 import threading
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_unet import heldout
 from napari_unet.augment import augment
 from napari_unet.inference import cpu_has_fast_bf16, pick_device
 from napari_unet.jobs import Progress, run_to_end
-from napari_unet.losses import LOSSES, masked_loss
+from napari_unet.losses import masked_loss
+from napari_unet.train_config import TrainConfig, TrainResult
 from napari_unet.train_data import (
     TrainingItem,
     _item_planes,
@@ -48,109 +49,6 @@ __all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingItem", "make_target
 #: a best held-out score under this is "nothing found yet" (a lesion model marking a few stray
 #: pixels of it scores 0.001): early stopping waits for a model that found something to stall
 NOTHING_FOUND = 0.1
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of one training run. ``max_seconds`` and ``epochs`` both bound it."""
-
-    epochs: int = 20
-    steps_per_epoch: int = 25
-    max_seconds: float | None = None
-    batch_size: int = 4
-    crop: int = 192
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 10
-    patience: int = 6
-    val_fraction: float = 0.25
-    #: weights are scored and kept as an exponential moving average over steps (0 = off):
-    #: a minute of small noisy batches leaves the raw weights jumping from step to step
-    ema: float = 0.9
-    foreground_bias: float = 0.6
-    #: ``none``, ``light``, ``medium`` or ``heavy`` (True/False: medium/none)
-    augment: bool | str = True
-    #: ``dice_ce``, ``dice``, ``ce``, ``focal`` or ``dice_focal``
-    loss: str = "dice_ce"
-    #: weight of each output class in the cross-entropy or focal term (None: equal)
-    class_weights: tuple[float, ...] | None = None
-    #: a semantic model's crops also centre on checked background it marks as a class (its
-    #: false positives, found after each epoch): what it confuses, it learns to leave out
-    hard_negatives: bool = True
-    #: early stopping waits at least this many epochs (and half of max_seconds) before it
-    #: may stop a run: a model trained from scratch learns little in its first epochs
-    min_epochs: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.steps_per_epoch < 1 or self.batch_size < 1:
-            raise ValueError("epochs, steps_per_epoch and batch_size must be at least 1")
-        if self.crop < 16:
-            raise ValueError(f"crop must be at least 16 pixels, got {self.crop}")
-        if self.max_seconds is not None and self.max_seconds <= 0:
-            raise ValueError(f"max_seconds must be positive, got {self.max_seconds}")
-        if not 0 <= self.ema < 1:
-            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        from napari_unet.augment import LEVELS
-
-        if self.augmentation not in ("none", *LEVELS):
-            raise ValueError(f"augment must be none, {', '.join(LEVELS)}, got {self.augment!r}")
-        if self.class_weights is not None:
-            object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
-            if any(not w >= 0 for w in self.class_weights) or not any(self.class_weights):
-                raise ValueError(f"class weights must be >= 0 and not all 0, got {list(self.class_weights)}")
-        if not self.lr > 0:
-            raise ValueError(f"the learning rate must be positive, got {self.lr}")
-
-    @property
-    def augmentation(self) -> str:
-        """The augmentation level by name."""
-        if isinstance(self.augment, bool):
-            return "medium" if self.augment else "none"
-        return str(self.augment)
-
-
-@dataclass
-class TrainResult:
-    model: Any
-    card: Any
-    history: list[dict]
-    best_epoch: int
-    best_score: float
-    parent_scores: dict | None
-    new_scores: dict
-    better: bool | None
-    stopped: bool
-    seconds: float
-
-    def verdict(self) -> str:
-        new = self.new_scores
-        if self.parent_scores is None:
-            per_class = new.get("classes") or {}
-            if per_class:
-                names = ", ".join(f"{v['name']} {v['dice']:.3f}" for v in per_class.values())
-                return f"new model: Dice per class {names} on held-out checked data (no parent to compare)"
-            return (
-                f"new model: Dice {new['dice']:.3f}, F1 {new['f1']:.3f} on held-out checked data (no parent to compare)"
-            )
-        old = self.parent_scores
-        word = "better" if self.better else "not better"
-        return (
-            f"new model is {word}: Dice {new['dice']:.3f} vs {old['dice']:.3f}, "
-            f"object F1 {new['f1']:.3f} vs {old['f1']:.3f} on held-out checked data"
-        )
-
-
-# --------------------------------------------------------------------------- targets and loss
-
-
-# --------------------------------------------------------------------------- the trainer
 
 
 def _hash(a: Any) -> str:
@@ -276,100 +174,17 @@ class Trainer:
         return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.net.state_dict().items()}
 
     def validation_settings(self, card: Any) -> Any:
-        """The settings validation segments with: the card's, on the training device
-        (fp32 on the CPU, where bf16 would only blur a small score difference)."""
-        from napari_unet.pipeline import Settings
-
-        precision = "fp32" if self.device.type != "cuda" else self.precision
-        return Settings.for_model(card, device=str(self.device), precision=precision)
+        """The settings held-out planes are segmented with (:func:`heldout.validation_settings`)."""
+        return heldout.validation_settings(card, self.device, self.precision)
 
     def validation_results(self, model: Any) -> list[Any]:
         """``model``'s :class:`~napari_unet.pipeline.Segmentation` of each held-out plane,
         made by :func:`napari_unet.segment` as every other caller makes it."""
-        from napari_unet.pipeline import segment
-
-        model.eval()
-        model.__dict__.pop("_napari_unet_prepared", None)
-        settings = self.validation_settings(model.card)
-        try:
-            return [
-                segment(model, plane.image, axes="CYX", settings=settings, normalise=False) for plane in self.val_planes
-            ]
-        finally:
-            model.__dict__.pop("_napari_unet_prepared", None)
-
-    def false_positives(self, model: Any) -> list[tuple[int, np.ndarray]]:
-        """Per training plane, the checked background pixels ``model`` gives a class: the
-        hard negatives the next epoch's crops centre on."""
-        from napari_unet.pipeline import segment
-
-        model.eval()
-        settings = self.validation_settings(model.card)
-        pools = []
-        try:
-            for k, plane in enumerate(self.train_planes):
-                mask = segment(model, plane.image, axes="CYX", settings=settings, normalise=False).mask
-                pools.append((k, np.flatnonzero((mask > 0) & (plane.labels == 0) & plane.region)))
-        finally:
-            model.__dict__.pop("_napari_unet_prepared", None)
-        return pools
+        return heldout.segment_planes(model, self.val_planes, self.validation_settings(model.card))
 
     def evaluate(self, model: Any) -> dict:
-        """Held-out figures of ``model`` on the annotated region: Dice and object F1@0.5 of
-        the foreground, and for a semantic model Dice, IoU, precision and recall of each
-        class (pooled over the held-out planes), whose foreground-class mean is ``dice``."""
-        from napari_unet.metrics import match_objects, pixel_scores
-
-        card = model.card
-        dices, tp, fp, fn = [], 0, 0, 0
-        semantic = card.activation == "softmax"
-        counts = np.zeros((card.out_channels, 3), np.int64)  # per class: intersection, predicted, true
-        for plane, result in zip(self.val_planes, self.validation_results(model)):
-            region, pred = plane.region, result.labels
-            if semantic:
-                p, t = result.mask[region], plane.labels[region]
-                for k in range(1, card.out_channels):
-                    counts[k] += ((p == k) & (t == k)).sum(), (p == k).sum(), (t == k).sum()
-                continue
-            dices.append(pixel_scores(result.mask[region] > 0, plane.labels[region] > 0)["dice"])
-            # objects count where most of their true pixels lie inside the region
-            truth = np.where(region, plane.labels, 0)
-            m = match_objects(np.where(region, pred, 0), truth, threshold=0.5)
-            tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
-        if semantic:
-            classes = {}
-            for k in range(1, card.out_channels):
-                inter, npred, ntrue = (int(v) for v in counts[k])
-                classes[str(k)] = {
-                    "name": card.classes[k],
-                    "dice": 2 * inter / (npred + ntrue) if npred + ntrue else 1.0,
-                    "iou": inter / (npred + ntrue - inter) if npred + ntrue else 1.0,
-                    "precision": inter / npred if npred else float(ntrue == 0),
-                    "recall": inter / ntrue if ntrue else float(npred == 0),
-                }
-            return {"dice": float(np.mean([c["dice"] for c in classes.values()])), "f1": float("nan"),
-                    "classes": classes}  # fmt: skip
-        f1 = 2 * tp / max(1, 2 * tp + fp + fn) if (tp + fp + fn) else float("nan")
-        return {"dice": float(np.mean(dices)), "f1": float(f1)}
-
-    def smallest_region_area(self) -> float:
-        """A new semantic model drops predicted regions under a quarter of the smallest
-        annotated region (at least 10 pixels): what a person drew sets the scale of a speck."""
-        from scipy import ndimage as ndi
-
-        smallest = None
-        for plane in self.train_planes + self.val_planes:
-            labels = np.where(plane.region, plane.labels, 0)
-            for k in np.unique(labels[labels > 0]):
-                sizes = np.bincount(ndi.label(labels == k)[0].ravel())[1:]
-                if len(sizes):
-                    smallest = min(smallest or sizes.min(), sizes.min())
-        if smallest is None:
-            return 10.0
-        if self.card.input_size:  # areas were counted on resized planes; the class map is full size
-            h, w = self.full_size or (self.card.input_size, self.card.input_size)
-            smallest = smallest * h * w / self.card.input_size**2
-        return float(max(10.0, round(0.25 * smallest)))
+        """Held-out figures of ``model`` (:func:`heldout.heldout_scores`)."""
+        return heldout.heldout_scores(model, self.val_planes, self.validation_settings(model.card))
 
     def steps(self) -> Generator[Progress, None, TrainResult]:
         import torch
@@ -441,7 +256,9 @@ class Trainer:
                 net.load_state_dict(ema)
             scores = self.evaluate(net)
             if self.card.activation == "softmax" and cfg.hard_negatives:
-                sampler.set_hard_negatives(self.false_positives(net))
+                sampler.set_hard_negatives(
+                    heldout.false_positives(net, self.train_planes, self.validation_settings(net.card))
+                )
             record = {
                 "epoch": epoch,
                 "step": step,
@@ -509,7 +326,9 @@ class Trainer:
             better = new_scores[key] > parent_scores[key]
         postprocess = dict(self.card.postprocess)
         if self.card.activation == "softmax" and self.parent is None:
-            postprocess["min_area"] = self.smallest_region_area()
+            postprocess["min_area"] = heldout.smallest_region_area(
+                self.train_planes + self.val_planes, self.card, self.full_size
+            )
         card = self.card.replace(
             postprocess=postprocess,
             name=self.name,

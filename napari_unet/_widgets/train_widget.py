@@ -48,8 +48,8 @@ class TrainWidget(Step):
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.labels_layer = create_widget(annotation="napari.layers.Labels", label="labels")
         from napari_unet.architectures import ARCHITECTURES
+        from napari_unet.losses import LOSSES
         from napari_unet.recipes import IMAGE_KINDS
-        from napari_unet.train import LOSSES
 
         self.start_from = ComboBox(label="start from", choices=START_CHOICES, value=START_CHOICES[0])
         self.base = ComboBox(label="base model", choices=model_choices)

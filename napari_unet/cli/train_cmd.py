@@ -11,8 +11,8 @@ import numpy as np
 
 from napari_unet.architectures import ARCHITECTURES
 from napari_unet.cli._base import _drive, _positive_int, command, error
+from napari_unet.losses import LOSSES
 from napari_unet.planes import CT_WINDOWS
-from napari_unet.train import LOSSES
 
 
 class _Given(argparse.Action):
