@@ -159,7 +159,26 @@ def _object_args(p: argparse.ArgumentParser) -> None:
         help="drop objects smaller than this share of the image's median object, in [0, 1) (0: off; "
         "default: the model's)",
     )
+    p.add_argument(
+        "--seed-threshold",
+        type=float,
+        default=None,
+        help="models with a distance output (the shipped nuclei model): an object's seed is where the distance to its "
+        "edge is above this share, in (0, 1); raise it to part touching objects more, lower it to keep an uneven "
+        "object whole; near 1 small objects lose their seeds and touching ones stay joined (default: the model's)",
+    )
+    p.add_argument(
+        "--boundary-threshold",
+        type=float,
+        default=None,
+        help="models with a boundary output: an object's seed is where the boundary probability is below this, in "
+        "(0, 1); lower it to part touching objects more (default: the model's)",
+    )
     p.add_argument("--exclude-border", action="store_true", help="drop objects touching the image border")
+
+
+#: a seed setting on the command line -> the model output it reads
+SEED_OUTPUTS = {"seed_threshold": "distance", "boundary_threshold": "boundary"}
 
 
 def settings_from_args(options: dict, card: Any) -> Any:
@@ -170,9 +189,17 @@ def settings_from_args(options: dict, card: Any) -> Any:
         from napari_unet.inference import pick_device
 
         pick_device(options["device"])  # an absent device is named before any file is read
-    names = ("threshold", "min_area", "max_area", "min_relative_area", "tile", "overlap", "batch", "precision", "device",
-             "compile", "tta")  # fmt: skip
+    names = ("threshold", "min_area", "max_area", "min_relative_area", "seed_threshold", "boundary_threshold", "tile",
+             "overlap", "batch", "precision", "device", "compile", "tta")  # fmt: skip
     given = {k: options.get(k) for k in names if options.get(k) is not None}
+    for name, output in SEED_OUTPUTS.items():
+        if name in given and card is not None and output not in card.classes:
+            other = next((n for n, o in SEED_OUTPUTS.items() if o in card.classes), None)
+            instead = f"; give --{other.replace('_', '-')} instead" if other else ""
+            raise ValueError(
+                f"--{name.replace('_', '-')} sets the seeds of a model with a {output} output; model {card.name!r} has "
+                f"the outputs {', '.join(card.classes)}{instead}"
+            )
     if options.get("exclude_border"):
         given["exclude_border"] = True
     return Settings.for_model(card, **given)

@@ -28,7 +28,7 @@ from napari_unet.cli._base import (
 )
 
 OPTIONS = ("model", "device", "input_kind", "tile", "overlap", "batch", "precision", "threshold", "min_area",
-           "max_area", "min_relative_area", "exclude_border")  # fmt: skip
+           "max_area", "min_relative_area", "seed_threshold", "boundary_threshold", "exclude_border")  # fmt: skip
 
 
 def _count_args(p: argparse.ArgumentParser) -> None:
@@ -103,6 +103,11 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
     if kind in ("image", "probability"):
         card = load_model_cached(args.model).card
         settings = settings_from_args(options, card)
+    else:
+        for name in ("seed_threshold", "boundary_threshold"):
+            if options.get(name) is not None:
+                flag = "--" + name.replace("_", "-")
+                error(f"warning: {path}: {flag} sets the seeds in a model's output; this {kind} is parted by its shape")
     if kind == "image":
         intensity = np.asarray(img.data) if img.channel_axis is None and not img.rgb else None
         model = load_model_cached(args.model)
