@@ -17,7 +17,10 @@ import numpy as np
 if TYPE_CHECKING:
     from napari_unet.model import ModelCard
 
-__all__ = ["PRECISIONS", "Settings"]
+__all__ = ["PRECISIONS", "SEED_OUTPUTS", "Settings", "seed_setting"]
+
+#: the setting that places an instance model's seeds -> the model output it reads
+SEED_OUTPUTS = {"seed_threshold": "distance", "boundary_threshold": "boundary"}
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -156,3 +159,12 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def seed_setting(card: ModelCard | None) -> str | None:
+    """The setting that places ``card``'s seeds (``seed_threshold`` for a model with a
+    distance output, ``boundary_threshold`` with a boundary output), or None: a model that
+    parts objects by their shape alone, or a region model."""
+    if card is None or card.activation == "softmax":
+        return None
+    return next((name for name, output in SEED_OUTPUTS.items() if output in card.classes), None)

@@ -78,13 +78,16 @@ class PredictWidget(Step):
             "Objects smaller than this share of the image's median object are dropped (fragments and specks); 0 keeps "
             "them all, e.g. small mitotic nuclei beside large ones. An object cut by the image border is always kept."
         )
+        # how readily touching objects are parted: the setting that places the chosen model's seeds
+        self.seed = FloatSpinBox(label="seed threshold", value=0.5, min=0.05, max=0.95, step=0.05, visible=False)
+        self.seed_setting: str | None = None  # (the chosen model's card says, in _show_card)
         self.tta.tooltip = (
             "Test-time augmentation: each tile is also predicted mirrored and turned, and the results averaged."
         )
         run_button, cancel_button = PushButton(text="Predict"), PushButton(text="Cancel")
         super().__init__(viewer, [self.image, self.model, self.channels, self.device, self.threshold, self.scope, self.follow,
                                   self.overwrite_checked, self.follow_drawn, self.advanced, self.tile, self.overlap, self.batch, self.tta,
-                                  self.min_share,
+                                  self.min_share, self.seed,
                                   run_button, cancel_button],
                          run_button=run_button, cancel_button=cancel_button)  # fmt: skip
         self.advanced.changed.connect(self._toggle_advanced)
@@ -141,6 +144,7 @@ class PredictWidget(Step):
         for w in (self.tile, self.overlap, self.batch, self.tta):
             w.visible = on
         self.min_share.visible = on and not self.follow_drawn_offered
+        self.seed.visible = on and self.seed_setting is not None
 
     def _model_chosen(self, *_: Any) -> None:
         """The user chose a model here: it becomes the model of every step."""
@@ -174,6 +178,19 @@ class PredictWidget(Step):
         self.follow_drawn.visible = self.follow_drawn_offered
         self.min_share.visible = bool(self.advanced.value) and not self.follow_drawn_offered  # objects only
         self.min_share.value = float((card.postprocess or {}).get("min_relative_area", 0.0))
+        from napari_unet.settings import seed_setting
+
+        self.seed_setting = seed_setting(card)
+        self.seed.visible = bool(self.advanced.value) and self.seed_setting is not None
+        if self.seed_setting is not None:
+            self.seed.value = float((card.postprocess or {}).get(self.seed_setting, 0.5))
+            self.seed.tooltip = (
+                "Each object grows from a seed where the model's distance to the object's edge is above this: raise "
+                "it to part touching objects more, lower it to keep an uneven object whole."
+                if self.seed_setting == "seed_threshold"
+                else "Each object grows from a seed where the model's boundary probability is below this: lower it "
+                "to part touching objects more, raise it to keep an uneven object whole."
+            )
         several = card.image_channels > 1 and not (card.in_channels == 3 and card.channels is None and not card.context)
         self.channels.visible = several
         if several:
@@ -190,9 +207,10 @@ class PredictWidget(Step):
     def settings(self, card: Any) -> Any:
         """The :class:`~napari_unet.pipeline.Settings` of this form: the card's, with the
         threshold and device chosen here; the tiling, test-time augmentation and (objects
-        models) the smallest share of the median object kept too when *advanced* is ticked
-        (else the tiling is chosen per image and the share is the card's)."""
+        models) the smallest share of the median object kept and the seed threshold too when
+        *advanced* is ticked (else the tiling is chosen per image, the rest are the card's)."""
         from napari_unet.pipeline import Settings
+        from napari_unet.settings import seed_setting
 
         tiling = {}
         if self.advanced.value:
@@ -204,6 +222,8 @@ class PredictWidget(Step):
             }
             if card.activation != "softmax":
                 tiling["min_relative_area"] = float(self.min_share.value)
+            if seed_setting(card) is not None and seed_setting(card) == self.seed_setting:
+                tiling[self.seed_setting] = float(self.seed.value)
         return Settings.for_model(card, threshold=float(self.threshold.value), device=self.device.value, **tiling)
 
     def cancel(self, *_: Any) -> None:

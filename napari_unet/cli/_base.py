@@ -177,10 +177,6 @@ def _object_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude-border", action="store_true", help="drop objects touching the image border")
 
 
-#: a seed setting on the command line -> the model output it reads
-SEED_OUTPUTS = {"seed_threshold": "distance", "boundary_threshold": "boundary"}
-
-
 def settings_from_args(options: dict, card: Any) -> Any:
     """One :class:`~napari_unet.pipeline.Settings` from the model card and the command's options."""
     from napari_unet.pipeline import Settings
@@ -192,9 +188,11 @@ def settings_from_args(options: dict, card: Any) -> Any:
     names = ("threshold", "min_area", "max_area", "min_relative_area", "seed_threshold", "boundary_threshold", "tile",
              "overlap", "batch", "precision", "device", "compile", "tta")  # fmt: skip
     given = {k: options.get(k) for k in names if options.get(k) is not None}
+    from napari_unet.settings import SEED_OUTPUTS, seed_setting
+
     for name, output in SEED_OUTPUTS.items():
         if name in given and card is not None and output not in card.classes:
-            other = next((n for n, o in SEED_OUTPUTS.items() if o in card.classes), None)
+            other = seed_setting(card)
             instead = f"; give --{other.replace('_', '-')} instead" if other else ""
             raise ValueError(
                 f"--{name.replace('_', '-')} sets the seeds of a model with a {output} output; model {card.name!r} has "

@@ -649,3 +649,56 @@ def test_predict_advanced_sets_the_smallest_share_of_the_median_object(make_napa
     np.testing.assert_array_equal(kept_all, expected)
     with_share = napari_unet.segment(model, image, device="cpu", **tiling).labels
     assert kept_all.max() > with_share.max()  # the card's share drops a few specks on this sample
+
+
+def test_predict_advanced_sets_the_seed_threshold(make_napari_viewer, registry, qtbot, errors):
+    """*advanced* shows the setting that places the chosen model's seeds (the shipped model's
+    distance threshold, the card's 0.5); a higher one parts touching nuclei more, and the dock's
+    objects are those of ``segment`` with the same settings. A region model has no seeds."""
+    import napari_unet
+    from napari_unet._sample_data import sample_paths
+    from napari_unet.io import read_image
+
+    image = np.asarray(read_image(sample_paths("rpe1")[0]).data)
+    model = napari_unet.load_model("nuclei")
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="rpe1")
+    predict = PredictWidget(viewer)
+    predict.model.value, predict.device.value = "nuclei", "cpu"
+    predict.advanced.value = True
+    assert not predict.seed.native.isHidden()
+    assert predict.seed_setting == "seed_threshold"
+    assert predict.seed.value == model.card.postprocess["seed_threshold"] == 0.5
+    assert "distance" in predict.seed.tooltip
+    predict.seed.value = 0.85
+    assert predict.run() is not None
+    wait_for(qtbot, predict)
+    assert not errors
+    parted = np.asarray(viewer.layers["rpe1 labels"].data)
+    tiling = {
+        "tile": int(predict.tile.value),
+        "overlap": float(predict.overlap.value),
+        "batch": int(predict.batch.value),
+    }
+    expected = napari_unet.segment(model, image, device="cpu", seed_threshold=0.85, **tiling).labels
+    np.testing.assert_array_equal(parted, expected)
+    at_card = napari_unet.segment(model, image, device="cpu", **tiling).labels
+    assert parted.max() > at_card.max()  # touching nuclei the card's 0.5 leaves joined
+    predict.advanced.value = False  # the card's own again
+    assert predict.settings(model.card).seed_threshold == 0.5
+    other = PredictWidget(viewer)
+    other.advanced.value = True
+    other.model.value = "tiny"  # a model with a boundary output: its seeds are where that is low
+    assert other.seed_setting == "boundary_threshold" and "boundary" in other.seed.tooltip
+    assert not other.seed.native.isHidden()
+    other.seed.value = 0.3
+    from napari_unet.model import read_card, resolve_model_path, save_model
+
+    assert other.settings(read_card(resolve_model_path("tiny"))).boundary_threshold == 0.3
+    from tests.conftest import bright_region_model
+
+    net, card = bright_region_model()
+    save_model(net, registry / "regions", card)
+    other.model.reset_choices()
+    other.model.value = "regions"
+    assert other.seed_setting is None and other.seed.native.isHidden()  # a region model has no seeds
