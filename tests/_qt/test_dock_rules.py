@@ -617,37 +617,49 @@ def test_predict_can_keep_only_the_regions_joined_to_what_was_drawn(make_napari_
     assert nuclei.follow_drawn.native.isHidden()  # an objects model has no regions to follow
 
 
-def test_predict_advanced_sets_the_smallest_share_of_the_median_object(make_napari_viewer, registry, qtbot, errors):
-    """The shipped model drops objects under 0.3 of the image's median one; *advanced* shows
-    that share and lets a person keep every object (0), giving the objects of ``segment``
-    with the same settings, at least as many as with the card's share."""
+def _rpe1_in_predict(make_napari_viewer):
+    """The RPE1 sample in a viewer and a Predict dock on the shipped model (CPU)."""
     import napari_unet
     from napari_unet._sample_data import sample_paths
     from napari_unet.io import read_image
 
     image = np.asarray(read_image(sample_paths("rpe1")[0]).data)
-    model = napari_unet.load_model("nuclei")
     viewer = make_napari_viewer()
     viewer.add_image(image, name="rpe1")
     predict = PredictWidget(viewer)
     predict.model.value, predict.device.value = "nuclei", "cpu"
+    return image, napari_unet.load_model("nuclei"), viewer, predict
+
+
+def _dock_and_segment(qtbot, predict, viewer, model, image, **changed):
+    """The dock's labels of the RPE1 sample, ``segment``'s with the same tiling and ``changed``
+    settings, and ``segment``'s with the card's own settings."""
+    import napari_unet
+
+    assert predict.run() is not None
+    wait_for(qtbot, predict)
+    tiling = {"tile": int(predict.tile.value), "overlap": float(predict.overlap.value),
+              "batch": int(predict.batch.value)}  # fmt: skip
+    return (
+        np.asarray(viewer.layers["rpe1 labels"].data),
+        napari_unet.segment(model, image, device="cpu", **changed, **tiling).labels,
+        napari_unet.segment(model, image, device="cpu", **tiling).labels,
+    )
+
+
+def test_predict_advanced_sets_the_smallest_share_of_the_median_object(make_napari_viewer, registry, qtbot, errors):
+    """The shipped model drops objects under 0.3 of the image's median one; *advanced* shows
+    that share and lets a person keep every object (0), giving the objects of ``segment``
+    with the same settings, at least as many as with the card's share."""
+    image, model, viewer, predict = _rpe1_in_predict(make_napari_viewer)
     assert predict.min_share.native.isHidden()  # (the widget is not docked: asked of Qt)
     predict.advanced.value = True
     assert not predict.min_share.native.isHidden()
     assert predict.min_share.value == model.card.postprocess["min_relative_area"] == 0.3
     predict.min_share.value = 0.0
-    assert predict.run() is not None
-    wait_for(qtbot, predict)
+    kept_all, expected, with_share = _dock_and_segment(qtbot, predict, viewer, model, image, min_relative_area=0.0)
     assert not errors
-    kept_all = np.asarray(viewer.layers["rpe1 labels"].data)
-    tiling = {
-        "tile": int(predict.tile.value),
-        "overlap": float(predict.overlap.value),
-        "batch": int(predict.batch.value),
-    }
-    expected = napari_unet.segment(model, image, device="cpu", min_relative_area=0.0, **tiling).labels
     np.testing.assert_array_equal(kept_all, expected)
-    with_share = napari_unet.segment(model, image, device="cpu", **tiling).labels
     assert kept_all.max() > with_share.max()  # the card's share drops a few specks on this sample
 
 
@@ -655,34 +667,16 @@ def test_predict_advanced_sets_the_seed_threshold(make_napari_viewer, registry, 
     """*advanced* shows the setting that places the chosen model's seeds (the shipped model's
     distance threshold, the card's 0.5); a higher one parts touching nuclei more, and the dock's
     objects are those of ``segment`` with the same settings. A region model has no seeds."""
-    import napari_unet
-    from napari_unet._sample_data import sample_paths
-    from napari_unet.io import read_image
-
-    image = np.asarray(read_image(sample_paths("rpe1")[0]).data)
-    model = napari_unet.load_model("nuclei")
-    viewer = make_napari_viewer()
-    viewer.add_image(image, name="rpe1")
-    predict = PredictWidget(viewer)
-    predict.model.value, predict.device.value = "nuclei", "cpu"
+    image, model, viewer, predict = _rpe1_in_predict(make_napari_viewer)
     predict.advanced.value = True
     assert not predict.seed.native.isHidden()
     assert predict.seed_setting == "seed_threshold"
     assert predict.seed.value == model.card.postprocess["seed_threshold"] == 0.5
     assert "distance" in predict.seed.tooltip
     predict.seed.value = 0.85
-    assert predict.run() is not None
-    wait_for(qtbot, predict)
+    parted, expected, at_card = _dock_and_segment(qtbot, predict, viewer, model, image, seed_threshold=0.85)
     assert not errors
-    parted = np.asarray(viewer.layers["rpe1 labels"].data)
-    tiling = {
-        "tile": int(predict.tile.value),
-        "overlap": float(predict.overlap.value),
-        "batch": int(predict.batch.value),
-    }
-    expected = napari_unet.segment(model, image, device="cpu", seed_threshold=0.85, **tiling).labels
     np.testing.assert_array_equal(parted, expected)
-    at_card = napari_unet.segment(model, image, device="cpu", **tiling).labels
     assert parted.max() > at_card.max()  # touching nuclei the card's 0.5 leaves joined
     predict.advanced.value = False  # the card's own again
     assert predict.settings(model.card).seed_threshold == 0.5
