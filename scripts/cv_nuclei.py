@@ -34,6 +34,7 @@ from mnfinder import VERSION, iter_split  # noqa: E402
 from napari_unet.metrics import match_objects, pixel_scores  # noqa: E402
 from napari_unet.model import load_model, save_model  # noqa: E402
 from napari_unet.pipeline import Settings, objects, segment  # noqa: E402
+from napari_unet.settings import seed_setting  # noqa: E402
 from napari_unet.train import TrainConfig, Trainer, TrainingItem  # noqa: E402
 from napari_unet.train_data import grouped_folds  # noqa: E402
 
@@ -58,11 +59,6 @@ def instance_card(card, kind: str):
     outputs = {k: v for k, v in card.outputs.items() if k != "boundary"} | DISTANCE_OUTPUT
     post = {k: v for k, v in card.postprocess.items() if k != "boundary_threshold"} | {"seed_threshold": 0.5}
     return card.replace(classes=classes, outputs=outputs, postprocess=post)
-
-
-def seed_setting(card) -> str:
-    """The setting that decides where a nucleus is seeded, for this card's outputs."""
-    return "seed_threshold" if "distance" in card.classes else "boundary_threshold"
 
 
 def scores(
