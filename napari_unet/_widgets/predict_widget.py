@@ -12,10 +12,10 @@ from magicgui.widgets import (
     LineEdit,
     PushButton,
     RadioButtons,
-    SpinBox,
     create_widget,
 )
 
+from napari_unet._widgets._advanced import AdvancedForm
 from napari_unet._widgets._channels import channel_stack
 from napari_unet._widgets._common import (
     current_plane_index,
@@ -68,29 +68,13 @@ class PredictWidget(Step):
             "bright tissue on slices unlike the drawn ones). Untick it to see every region the model found."
         )
         self.advanced = CheckBox(label="advanced", value=False)
-        self.tile = SpinBox(label="tile", value=256, min=32, max=2048, step=32, visible=False)
-        self.overlap = FloatSpinBox(label="overlap", value=0.25, min=0.0, max=0.9, step=0.05, visible=False)
-        self.batch = SpinBox(label="batch", value=4, min=1, max=64, visible=False)
-        self.tta = CheckBox(label="average 8 flips and turns (8x slower)", value=False, visible=False)
-        self.min_share = FloatSpinBox(label="drop objects under this share of the median one", value=0.0, min=0.0,
-                                      max=0.95, step=0.05, visible=False)  # fmt: skip
-        self.min_share.tooltip = (
-            "Objects smaller than this share of the image's median object are dropped (fragments and specks); 0 keeps "
-            "them all, e.g. small mitotic nuclei beside large ones. An object cut by the image border is always kept."
-        )
-        # how readily touching objects are parted: the setting that places the chosen model's seeds
-        self.seed = FloatSpinBox(label="seed threshold", value=0.5, min=0.05, max=0.95, step=0.05, visible=False)
-        self.seed_setting: str | None = None  # (the chosen model's card says, in _show_card)
-        self.tta.tooltip = (
-            "Test-time augmentation: each tile is also predicted mirrored and turned, and the results averaged."
-        )
+        self.more = AdvancedForm()
         run_button, cancel_button = PushButton(text="Predict"), PushButton(text="Cancel")
         super().__init__(viewer, [self.image, self.model, self.channels, self.device, self.threshold, self.scope, self.follow,
-                                  self.overwrite_checked, self.follow_drawn, self.advanced, self.tile, self.overlap, self.batch, self.tta,
-                                  self.min_share, self.seed,
+                                  self.overwrite_checked, self.follow_drawn, self.advanced, *self.more.widgets,
                                   run_button, cancel_button],
                          run_button=run_button, cancel_button=cancel_button)  # fmt: skip
-        self.advanced.changed.connect(self._toggle_advanced)
+        self.advanced.changed.connect(self.more.show)
         self.model.changed.connect(self._model_chosen)
         self.run_button.changed.connect(self.run)
         listen(self.workflow, "model", self._model_switched)
@@ -140,12 +124,6 @@ class PredictWidget(Step):
         self._wanted = None
         return self.run(slices=[p])
 
-    def _toggle_advanced(self, on: bool) -> None:
-        for w in (self.tile, self.overlap, self.batch, self.tta):
-            w.visible = on
-        self.min_share.visible = on and not self.follow_drawn_offered
-        self.seed.visible = on and self.seed_setting is not None
-
     def _model_chosen(self, *_: Any) -> None:
         """The user chose a model here: it becomes the model of every step."""
         from napari_unet.model import ModelLoadError
@@ -176,21 +154,7 @@ class PredictWidget(Step):
         self.model.tooltip = card.summary()
         self.follow_drawn_offered = card.activation == "softmax"  # a region model: its regions can follow a drawing
         self.follow_drawn.visible = self.follow_drawn_offered
-        self.min_share.visible = bool(self.advanced.value) and not self.follow_drawn_offered  # objects only
-        self.min_share.value = float((card.postprocess or {}).get("min_relative_area", 0.0))
-        from napari_unet.settings import seed_setting
-
-        self.seed_setting = seed_setting(card)
-        self.seed.visible = bool(self.advanced.value) and self.seed_setting is not None
-        if self.seed_setting is not None:
-            self.seed.value = float((card.postprocess or {}).get(self.seed_setting, 0.5))
-            self.seed.tooltip = (
-                "Each object grows from a seed where the model's distance to the object's edge is above this: raise "
-                "it to part touching objects more, lower it to keep an uneven object whole."
-                if self.seed_setting == "seed_threshold"
-                else "Each object grows from a seed where the model's boundary probability is below this: lower it "
-                "to part touching objects more, raise it to keep an uneven object whole."
-            )
+        self.more.show_card(card)
         several = card.image_channels > 1 and not (card.in_channels == 3 and card.channels is None and not card.context)
         self.channels.visible = several
         if several:
@@ -201,30 +165,16 @@ class PredictWidget(Step):
                 f"its layers 'NAME [chK]' (trained on channels {card.channels or list(range(card.image_channels))})"
             )
         self.threshold.value = card.threshold
-        self.tile.value = card.tile
-        self.overlap.value = card.overlap
 
     def settings(self, card: Any) -> Any:
         """The :class:`~napari_unet.pipeline.Settings` of this form: the card's, with the
-        threshold and device chosen here; the tiling, test-time augmentation and (objects
-        models) the smallest share of the median object kept and the seed threshold too when
-        *advanced* is ticked (else the tiling is chosen per image, the rest are the card's)."""
+        threshold and device chosen here and, when *advanced* is ticked, what its form sets
+        (:class:`~napari_unet._widgets._advanced.AdvancedForm`)."""
         from napari_unet.pipeline import Settings
-        from napari_unet.settings import seed_setting
 
-        tiling = {}
-        if self.advanced.value:
-            tiling = {
-                "tile": int(self.tile.value),
-                "overlap": float(self.overlap.value),
-                "batch": int(self.batch.value),
-                "tta": bool(self.tta.value),
-            }
-            if card.activation != "softmax":
-                tiling["min_relative_area"] = float(self.min_share.value)
-            if seed_setting(card) is not None and seed_setting(card) == self.seed_setting:
-                tiling[self.seed_setting] = float(self.seed.value)
-        return Settings.for_model(card, threshold=float(self.threshold.value), device=self.device.value, **tiling)
+        return Settings.for_model(
+            card, threshold=float(self.threshold.value), device=self.device.value, **self.more.overrides(card)
+        )
 
     def cancel(self, *_: Any) -> None:
         if self.worker is not None:

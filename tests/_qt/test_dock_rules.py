@@ -183,7 +183,7 @@ def test_removing_a_result_layer_while_predicting_stops_without_an_orphan(make_n
     viewer.add_image(np.random.default_rng(0).random((40, 128, 128)).astype(np.float32), name="big")
     widget = PredictWidget(viewer)
     widget.model.value, widget.device.value = "tiny", "cpu"
-    widget.tile.value, widget.batch.value = 64, 1
+    widget.more.tile.value, widget.more.batch.value = 64, 1
     widget.run()
     qtbot.waitUntil(lambda: len(widget._out["written"]) >= 1, timeout=60_000)
     viewer.layers.remove(viewer.layers["big labels"])
@@ -638,8 +638,8 @@ def _dock_and_segment(qtbot, predict, viewer, model, image, **changed):
 
     assert predict.run() is not None
     wait_for(qtbot, predict)
-    tiling = {"tile": int(predict.tile.value), "overlap": float(predict.overlap.value),
-              "batch": int(predict.batch.value)}  # fmt: skip
+    tiling = {"tile": int(predict.more.tile.value), "overlap": float(predict.more.overlap.value),
+              "batch": int(predict.more.batch.value)}  # fmt: skip
     return (
         np.asarray(viewer.layers["rpe1 labels"].data),
         napari_unet.segment(model, image, device="cpu", **changed, **tiling).labels,
@@ -652,11 +652,11 @@ def test_predict_advanced_sets_the_smallest_share_of_the_median_object(make_napa
     that share and lets a person keep every object (0), giving the objects of ``segment``
     with the same settings, at least as many as with the card's share."""
     image, model, viewer, predict = _rpe1_in_predict(make_napari_viewer)
-    assert predict.min_share.native.isHidden()  # (the widget is not docked: asked of Qt)
+    assert predict.more.min_share.native.isHidden()  # (the widget is not docked: asked of Qt)
     predict.advanced.value = True
-    assert not predict.min_share.native.isHidden()
-    assert predict.min_share.value == model.card.postprocess["min_relative_area"] == 0.3
-    predict.min_share.value = 0.0
+    assert not predict.more.min_share.native.isHidden()
+    assert predict.more.min_share.value == model.card.postprocess["min_relative_area"] == 0.3
+    predict.more.min_share.value = 0.0
     kept_all, expected, with_share = _dock_and_segment(qtbot, predict, viewer, model, image, min_relative_area=0.0)
     assert not errors
     np.testing.assert_array_equal(kept_all, expected)
@@ -669,11 +669,11 @@ def test_predict_advanced_sets_the_seed_threshold(make_napari_viewer, registry, 
     objects are those of ``segment`` with the same settings. A region model has no seeds."""
     image, model, viewer, predict = _rpe1_in_predict(make_napari_viewer)
     predict.advanced.value = True
-    assert not predict.seed.native.isHidden()
-    assert predict.seed_setting == "seed_threshold"
-    assert predict.seed.value == model.card.postprocess["seed_threshold"] == 0.5
-    assert "distance" in predict.seed.tooltip
-    predict.seed.value = 0.85
+    assert not predict.more.seed.native.isHidden()
+    assert predict.more.seed_setting == "seed_threshold"
+    assert predict.more.seed.value == model.card.postprocess["seed_threshold"] == 0.5
+    assert "distance" in predict.more.seed.tooltip
+    predict.more.seed.value = 0.85
     parted, expected, at_card = _dock_and_segment(qtbot, predict, viewer, model, image, seed_threshold=0.85)
     assert not errors
     np.testing.assert_array_equal(parted, expected)
@@ -683,9 +683,9 @@ def test_predict_advanced_sets_the_seed_threshold(make_napari_viewer, registry, 
     other = PredictWidget(viewer)
     other.advanced.value = True
     other.model.value = "tiny"  # a model with a boundary output: its seeds are where that is low
-    assert other.seed_setting == "boundary_threshold" and "boundary" in other.seed.tooltip
-    assert not other.seed.native.isHidden()
-    other.seed.value = 0.3
+    assert other.more.seed_setting == "boundary_threshold" and "boundary" in other.more.seed.tooltip
+    assert not other.more.seed.native.isHidden()
+    other.more.seed.value = 0.3
     from napari_unet.model import read_card, resolve_model_path, save_model
 
     assert other.settings(read_card(resolve_model_path("tiny"))).boundary_threshold == 0.3
@@ -695,4 +695,4 @@ def test_predict_advanced_sets_the_seed_threshold(make_napari_viewer, registry, 
     save_model(net, registry / "regions", card)
     other.model.reset_choices()
     other.model.value = "regions"
-    assert other.seed_setting is None and other.seed.native.isHidden()  # a region model has no seeds
+    assert other.more.seed_setting is None and other.more.seed.native.isHidden()  # a region model has no seeds

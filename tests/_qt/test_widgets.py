@@ -95,10 +95,10 @@ def test_the_advanced_form_averages_flips_and_turns(make_napari_viewer, registry
     viewer.dims.set_point(0, 0)
     widget = PredictWidget(viewer)
     widget.model.value, widget.device.value, widget.scope.value = "tiny", "cpu", "slice in view"
-    assert widget.tta.native.isHidden()  # (the widget is not docked: asked of Qt, not magicgui)
+    assert widget.more.tta.native.isHidden()  # (the widget is not docked: asked of Qt, not magicgui)
     widget.advanced.value = True
-    assert not widget.tta.native.isHidden()
-    widget.tile.value, widget.overlap.value, widget.tta.value = 96, 0.25, True
+    assert not widget.more.tta.native.isHidden()
+    widget.more.tile.value, widget.more.overlap.value, widget.more.tta.value = 96, 0.25, True
     assert widget.run() is not None, errors
     wait_for(qtbot, widget)
     assert not errors
@@ -116,7 +116,7 @@ def test_cancel_keeps_finished_slices(make_napari_viewer, registry, qtbot):
     viewer.add_image(rng.random((n, 128, 128)).astype(np.float32), name="big")
     widget = PredictWidget(viewer)
     widget.model.value, widget.device.value = "tiny", "cpu"
-    widget.tile.value, widget.batch.value = 64, 1
+    widget.more.tile.value, widget.more.batch.value = 64, 1
     assert widget.run() is not None
     # results appear while the job runs: layers at once, finished slices written as they come
     qtbot.waitUntil(lambda: len(widget._out["written"]) >= 2, timeout=60_000)
