@@ -13,9 +13,9 @@ from napari_unet._widgets._common import (
     flat_slice,
     notify_error,
     notify_info,
-    preload_core,
 )
 from napari_unet._widgets._step import Step, listen, workflow_for
+from napari_unet._widgets._warmup import preload_core
 
 if TYPE_CHECKING:
     import napari

@@ -23,11 +23,10 @@ from napari_unet._widgets._common import (
     image_axes,
     notify_info,
     notify_warning,
-    preload_core,
-    preload_layers,
 )
 from napari_unet._widgets._result_layers import ResultLayers
 from napari_unet._widgets._step import Step, image_work, listen
+from napari_unet._widgets._warmup import preload_core, preload_layers
 
 if TYPE_CHECKING:
     import napari

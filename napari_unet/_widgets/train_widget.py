@@ -20,12 +20,11 @@ from napari_unet._widgets._common import (
     image_axes,
     notify_error,
     notify_info,
-    preload_core,
-    preload_training,
     wrapping_label,
 )
 from napari_unet._widgets._curve import CurveWidget
 from napari_unet._widgets._step import Step, listen, paired_work
+from napari_unet._widgets._warmup import preload_core, preload_training
 from napari_unet._widgets.predict_widget import model_choices
 
 if TYPE_CHECKING:

@@ -560,7 +560,7 @@ def test_memory_of_a_removed_layer_is_returned_despite_the_frozen_start_up_objec
     import gc
     import weakref
 
-    from napari_unet._widgets import _common
+    from napari_unet._widgets import _warmup
 
     class Holder:  # data caught in a reference cycle: only the cycle collector frees it
         pass
@@ -570,9 +570,9 @@ def test_memory_of_a_removed_layer_is_returned_despite_the_frozen_start_up_objec
     holder = Holder()
     holder.me, holder.data = holder, layer.data
     alive = weakref.ref(holder)
-    monkeypatch.setattr(_common, "_FROZEN", False)  # as in a fresh napari process
+    monkeypatch.setattr(_warmup, "_FROZEN", False)  # as in a fresh napari process
     PredictWidget(viewer)  # freezes the start-up objects (once per process)
-    assert _common._FROZEN and gc.get_freeze_count() > 0
+    assert _warmup._FROZEN and gc.get_freeze_count() > 0
     del holder
     gc.collect()
     assert alive() is not None  # frozen: the collector does not see the cycle
@@ -591,7 +591,7 @@ def test_memory_of_a_removed_layer_is_returned_despite_the_frozen_start_up_objec
     viewer.layers.remove(young)
     qtbot.waitUntil(lambda: alive() is None, timeout=5_000)
     qtbot.wait(50)
-    assert not unfreezes and not _common._REFREEZE_PENDING
+    assert not unfreezes and not _warmup._REFREEZE_PENDING
 
 
 def test_the_window_keeps_running_while_predicting_and_training(make_napari_viewer, registry, qtbot, report):
