@@ -227,6 +227,17 @@ def test_every_option_shows_its_help_and_default(capsys, command, option, defaul
     assert f"(default: {default})" in entry
 
 
+@pytest.mark.parametrize("command", ["predict", "count", "train", "evaluate", "export", "import", "info"])
+def test_no_option_says_its_default_twice(capsys, command):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    text = text[text.index("options:") :]
+    for entry in text.split(" --")[1:]:
+        assert entry.count("default") <= 1, f"{command} --{entry[:300]}"
+        assert "(default: None)" not in entry, f"{command} --{entry[:300]}"
+
+
 # ------------------------------------------------------------------ one bad file among good ones
 
 

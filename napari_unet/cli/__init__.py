@@ -26,6 +26,16 @@ from napari_unet.cli import (  # noqa: F401
 from napari_unet.cli._base import _COMMANDS, error
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option shows its default, once: not again where its help already says it, and not
+    where there is none ("default: None" tells a person nothing)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "default" in (action.help or "") or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-unet", description="U-Net segmentation for microscopy images.")
     parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
@@ -35,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=(fn.__doc__ or "").strip().splitlines()[0],
             description=fn.__doc__,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # every option shows its default
+            formatter_class=_HelpFormatter,
         )
         add_arguments(p)
         p.set_defaults(func=fn)

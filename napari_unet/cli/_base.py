@@ -151,7 +151,12 @@ def _object_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--min-area", type=float, default=None, help="drop objects smaller than this, in pixels (default: the model's)"
     )
-    p.add_argument("--max-area", type=float, default=None, help="drop objects larger than this, in pixels")
+    p.add_argument(
+        "--max-area",
+        type=float,
+        default=None,
+        help="drop objects larger than this, in pixels (default: no upper limit)",
+    )
     p.add_argument(
         "--min-relative-area",
         type=float,
@@ -205,10 +210,15 @@ def settings_from_args(options: dict, card: Any) -> Any:
 
 def _scale_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--workers", type=_positive_int, default=None, help="run on a local dask cluster of N single-threaded workers"
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="run on a local dask cluster of N single-threaded workers (default: files one after another here)",
     )
     p.add_argument(
-        "--scheduler", default=None, help="address of an existing dask.distributed scheduler (tcp://host:8786)"
+        "--scheduler",
+        default=None,
+        help="address of an existing dask.distributed scheduler (tcp://host:8786) (default: none)",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="redo files whose outputs already exist (default: skip them)"

@@ -111,7 +111,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     opts = p.add_argument_group("training")
     opts.add_argument("--loss", choices=LOSSES, default="dice_ce", help="loss function")
     opts.add_argument("--class-weights", type=_weights, default=None,
-                      help="weight of each output class in the cross-entropy/focal term, e.g. 1,5")  # fmt: skip
+                      help="weight of each output class in the cross-entropy/focal term, e.g. 1,5 (default: equal)")  # fmt: skip
     opts.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3; 3e-3 for --scratch)")
     opts.add_argument("--batch", type=_positive_int, default=4, help="crops per step")
     opts.add_argument("--crop", type=_positive_int, default=None,
@@ -121,7 +121,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="name of the new model (saved to the user model folder) or a path")
     p.add_argument("--epochs", type=_positive_int, default=20, action=_Given,
                    help="passes over the checked data, at most; when only a time budget is given, as many as fit in it")  # fmt: skip
-    p.add_argument("--max-seconds", type=float, default=None, help="time budget in seconds")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="time budget in seconds (default: none; the epochs bound the run)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int, default=0, help="random seed (crops, augmentation, initial weights)")
 
