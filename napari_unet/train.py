@@ -25,7 +25,7 @@ import numpy as np
 
 from napari_unet import heldout
 from napari_unet.augment import augment
-from napari_unet.inference import cpu_has_fast_bf16, pick_device
+from napari_unet.inference import pick_device, resolve_precision
 from napari_unet.jobs import Progress, run_to_end
 from napari_unet.losses import masked_loss
 from napari_unet.train_config import TrainConfig, TrainResult
@@ -126,15 +126,7 @@ class Trainer:
             {"name": it.name, "sha256": _hash(it.image), "labels_sha256": _hash(it.labels)} for it in items
         ]
         self.device = pick_device(self.config.device)
-        prec = self.config.precision
-        if prec == "auto":
-            if self.device.type == "cuda":
-                import torch
-
-                prec = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-            else:
-                prec = "bf16" if self.device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
-        self.precision = prec
+        self.precision = resolve_precision(self.config.precision, self.device)  # as prediction resolves it
         if base is not None:
             net = copy.deepcopy(base)
             net.__dict__.pop("_napari_unet_prepared", None)

@@ -24,6 +24,7 @@ from napari_unet._widgets._common import (
     notify_info,
     notify_warning,
 )
+from napari_unet._widgets._predict_jobs import engine_job, plane_job
 from napari_unet._widgets._result_layers import ResultLayers
 from napari_unet._widgets._step import Step, image_work, listen
 from napari_unet._widgets._warmup import preload_core, preload_layers
@@ -235,14 +236,14 @@ class PredictWidget(Step):
             )
             return None
         lazy = not isinstance(data, np.ndarray)
-        if lazy and len(planes) > 1 and axes in ("ZYX", "TYX") and model_name is not None:
-            gen = self._engine_job(model, data, settings, planes)
-        else:
-            gen = self._job(model, data, axes, spatial, planes, settings, channels)
         # finished planes go from the worker into _partial; the GUI thread moves them into
         # the layers a few at a time, so no single event-loop turn holds the window long
         self._partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._warnings: set[str] = set()
+        if lazy and len(planes) > 1 and axes in ("ZYX", "TYX") and model_name is not None:
+            gen = engine_job(model, data, settings, planes, self._partial)
+        else:
+            gen = plane_job(model, data, axes, spatial, planes, settings, self._partial, self._warnings, channels)
         self._out = {"image": layer, "written": [], "kept": kept, "ended": False, "result": None, "cancelled": False,
                      "work": work, "settings": settings, "card": model.card, "overwrite": overwrite}  # fmt: skip
         self._results = ResultLayers(self._viewer, self.workflow, work, layer, model.card)
@@ -254,75 +255,6 @@ class PredictWidget(Step):
         # prediction competes for the CPU; the worker starts once they exist
         self._schedule_flush(self.AFTER_NEW_LAYER_MS)  # not in the same turn as the click
         return self.worker
-
-    def _engine_job(self, model: Any, data: Any, settings: Any, planes: list[int]) -> Any:
-        """A whole lazily opened stack through the out-of-core engine (``scale.predict_lazy``).
-
-        The same dask computation the CLI runs for images larger than memory: blocks of a
-        plane are predicted in parallel threads, each plane only when its turn comes, so
-        memory holds about one plane whatever the stack's length. Stops between planes.
-        """
-        import dask
-
-        from napari_unet.jobs import Progress, run_to_end
-        from napari_unet.pipeline import labels_iter
-        from napari_unet.scale import predict_lazy
-
-        device = "cpu" if settings.device == "auto" else settings.device
-        probs = predict_lazy(data, model, axes="ZYX", tile=settings.tile, overlap=settings.overlap,
-                             batch_size=settings.batch, device=device, precision=settings.precision,
-                             tta=settings.tta)  # fmt: skip
-        for k, p in enumerate(planes):
-            yield Progress(k, len(planes), {"plane": p, "engine": "dask"})
-            with dask.config.set(scheduler="threads"):
-                prob = np.asarray(probs[:, p].compute())
-            labels = run_to_end(labels_iter(prob, model.card, settings))
-            self._partial[p] = (prob, labels)
-            yield Progress(k + 1, len(planes), {"plane": p, "planes_done": k + 1, "engine": "dask"})
-        return len(planes)
-
-    def _job(
-        self,
-        model: Any,
-        data: Any,
-        axes: str,
-        spatial: tuple[int, ...],
-        planes: list[int],
-        settings: Any,
-        channels: list[int] | None = None,
-    ) -> Any:
-        """Segment plane by plane with :func:`napari_unet.segment`, yielding progress and
-        each finished plane's result."""
-        from napari_unet.jobs import Progress
-        from napari_unet.pipeline import segment_iter
-
-        stack_shape = spatial[:-2]
-        plane_axes = axes.replace("T", "").replace("Z", "")  # YX, YXS or CYX
-        steps_per_plane = None
-        for k, p in enumerate(planes):
-            index = np.unravel_index(p, stack_shape) if stack_shape else ()
-            plane, paxes = np.asarray(data[tuple(index)]), plane_axes
-            context = model.card.context
-            if context and len(stack_shape) == 1 and "C" not in plane_axes and "S" not in plane_axes:
-                # a 2.5D model sees the neighbouring slices too, as channels (the ends repeat)
-                near = [min(max(p + d, 0), stack_shape[0] - 1) for d in range(-context, context + 1)]
-                plane, paxes = np.stack([np.asarray(data[z]) for z in near]), "C" + plane_axes
-            gen = segment_iter(model, plane, axes=paxes, settings=settings, channels=channels)
-            while True:
-                try:
-                    ev = next(gen)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                steps_per_plane = ev.total
-                yield Progress(k * ev.total + ev.done, len(planes) * ev.total, {"plane": p})
-            # stored here, in the worker, rather than sent through a signal: the GUI reads it only
-            # after the job has ended (returned or aborted), so no result can arrive late
-            self._partial[p] = (result.probabilities, result.labels)
-            self._warnings.update(result.warnings)  # (a set: one notification per kind of warning)
-            done = (k + 1) * (steps_per_plane or 1)
-            yield Progress(done, len(planes) * (steps_per_plane or 1), {"plane": p, "planes_done": k + 1})
-        return len(planes)
 
     def _on_progress(self, event: Any) -> None:
         if "planes_done" in getattr(event, "info", {}):
