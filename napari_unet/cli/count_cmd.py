@@ -104,7 +104,9 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
         card = load_model_cached(args.model).card
         settings = settings_from_args(options, card)
     else:
-        for name in ("seed_threshold", "boundary_threshold"):
+        from napari_unet.settings import SEED_OUTPUTS
+
+        for name in SEED_OUTPUTS:
             if options.get(name) is not None:
                 flag = "--" + name.replace("_", "-")
                 error(f"warning: {path}: {flag} sets the seeds in a model's output; this {kind} is parted by its shape")
