@@ -1,4 +1,6 @@
-"""npe2 reader: TIFF stacks, 2D pictures and OME-Zarr stores into napari layers, errors as notifications."""
+"""npe2 reader: every format of the reader table (TIFF, pictures, NRRD, NIfTI, DICOM files and
+folders, OME-Zarr) into napari layers, errors as notifications. A DICOM folder opens each of its
+series as a layer; a series' window is its contrast, its voxel size the layer's scale."""
 
 from __future__ import annotations
 
@@ -7,15 +9,17 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.io import SUPPORTED_SUFFIXES, ImageData, read_image
+from napari_unet.io import ImageData, read_image
 
 LayerData = tuple[Any, dict, str]
 
 
 def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
     """Return a reader when every path is a file type we read, else None."""
+    from napari_unet.io.formats import format_for
+
     paths = [path] if isinstance(path, str) else list(path)
-    if not paths or not all(str(p).rstrip("/\\").lower().endswith(SUPPORTED_SUFFIXES) for p in paths):
+    if not paths or not all(format_for(str(p).rstrip("/\\")) is not None for p in paths):
         return None
     return read_layers
 
@@ -26,10 +30,34 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     layers: list[LayerData] = []
     for p in paths:
         try:
-            layers.extend(image_to_layer_data(read_image(str(p).rstrip("/\\"))))
+            for one in _series_or_file(str(p).rstrip("/\\")):
+                img = read_image(one)
+                if img.metadata.get("note"):
+                    _notify_warning(img.metadata["note"])
+                layers.extend(image_to_layer_data(img))
         except (ValueError, OSError) as exc:
             _notify_error(str(exc))
     return layers
+
+
+def _series_or_file(path: str) -> list[str]:
+    """A folder of DICOM: each image series in it; anything else: itself."""
+    from pathlib import Path
+
+    from napari_unet.io.formats import format_for
+
+    if Path(path).is_dir() and format_for(path, look_inside=False) is None:
+        from napari_unet.io.dicom import find_series
+
+        found = [s.path for s in find_series(path).series]
+        return found or [path]  # (none: read_image says why)
+    return [path]
+
+
+def _notify_warning(message: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(message)
 
 
 def _notify_error(message: str) -> None:
@@ -46,8 +74,12 @@ def looks_like_ct(img: ImageData) -> bool:
 
 
 def _contrast_limits(img: ImageData) -> list[float] | None:
-    """A CT in Hounsfield units is shown in the lung window (its values are kept); for lazy
-    data, the limits come from one middle plane so nothing else is read."""
+    """A DICOM series is shown in its own window; a CT in Hounsfield units otherwise in the lung
+    window (its values are kept); for lazy data, the limits come from one middle plane so
+    nothing else is read."""
+    if img.metadata.get("window"):
+        centre, width = img.metadata["window"]
+        return [centre - width / 2, centre + width / 2]
     if looks_like_ct(img):
         from napari_unet.planes import CT_WINDOWS
 
@@ -64,6 +96,8 @@ def _contrast_limits(img: ImageData) -> list[float] | None:
 def image_to_layer_data(img: ImageData) -> list[LayerData]:
     """napari layer data for an image: labels, RGB, channels split into layers, or plain."""
     meta = {"path": str(img.path) if img.path else None, "axes": img.axes, "units": img.units}
+    if "affine" in img.metadata:  # where the voxels lie in the patient, for writing results back
+        meta["affine"] = img.metadata["affine"]
     kwargs: dict[str, Any] = {"name": img.name, "scale": img.scale, "metadata": meta}
     if all(u != "pixel" for u in img.units):  # napari wants a unit for every axis or none
         kwargs["units"] = img.units

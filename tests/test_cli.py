@@ -42,9 +42,10 @@ def test_console_script_runs_without_traceback(bad_files):
 
 def test_importing_the_package_stays_light():
     code = (
-        "import sys, napari_unet, napari_unet.io, napari_unet.cli, napari_unet.exchange, napari_unet.model; "
-        "print(sorted(m for m in ('torch', 'napari', 'qtpy', 'dask', 'monai', 'bioimageio', 'onnx', 'onnxruntime') "
-        "if m in sys.modules))"
+        "import sys, napari_unet, napari_unet.io, napari_unet.cli, napari_unet.exchange, napari_unet.model, "
+        "napari_unet._reader, napari_unet._writer, napari_unet.io.formats, napari_unet.io.dicom, napari_unet.io.nifti; "
+        "print(sorted(m for m in ('torch', 'napari', 'qtpy', 'dask', 'monai', 'bioimageio', 'onnx', 'onnxruntime', "
+        "'pydicom', 'nibabel', 'highdicom') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -66,7 +66,7 @@ class CountWidget(Step):
         self.count_button = PushButton(text="Count")
         self.summary = Label(value="")
         self.export_button = PushButton(text="Export CSV", enabled=False)
-        self.save_button = PushButton(text="Save labels as TIFF", enabled=False)
+        self.save_button = PushButton(text="Save labels", enabled=False)
         super().__init__(viewer, [self.labels_layer, self.image, self.min_area, self.max_area, self.exclude_border,
                                   self.count_button, self.summary, self.export_button, self.save_button],
                          run_button=self.count_button)  # fmt: skip
@@ -365,20 +365,32 @@ class CountWidget(Step):
         return path
 
     def save_labels(self, path: str | Path | None = None) -> Path | None:
+        """Save the counted labels: NIfTI with the scan's affine when the image came from a NIfTI
+        or DICOM (``.nii.gz``, the default then), else a TIFF with the layer's pixel size."""
         from napari_unet.io import write_tiff
+        from napari_unet.io.nifti import write_nifti
 
         layer = self.counted  # the counted objects, with any correction made since
         if layer is None:
             return None
+        image = self.image.value
+        affine = (getattr(image, "metadata", None) or {}).get("affine") or (layer.metadata or {}).get("affine")
         if path is None:
             from qtpy.QtWidgets import QFileDialog
 
-            path, _ = QFileDialog.getSaveFileName(None, "Save labels", f"{layer.name}.tif", "TIFF (*.tif)")
+            kinds = "NIfTI (*.nii.gz);;TIFF (*.tif)" if affine is not None else "TIFF (*.tif)"
+            default = f"{layer.name}.nii.gz" if affine is not None else f"{layer.name}.tif"
+            path, _ = QFileDialog.getSaveFileName(None, "Save labels", default, kinds)
             if not path:
                 return None
         units = [str(u) for u in getattr(layer, "units", ())] or None
+        data = np.asarray(layer.data)
         try:
-            return write_tiff(path, np.asarray(layer.data), scale=tuple(layer.scale), units=units, labels=True)
+            if str(path).lower().endswith((".nii", ".nii.gz")):
+                if affine is None:
+                    affine = np.diag([*([1.0] * (3 - data.ndim)), *map(float, layer.scale[-3:]), 1.0])
+                return write_nifti(path, data, axes="ZYX"[-data.ndim :], affine=affine, labels=True)
+            return write_tiff(path, data, scale=tuple(layer.scale), units=units, labels=True)
         except (OSError, ValueError) as exc:
             notify_error(f"Save labels: {exc}")
             return None

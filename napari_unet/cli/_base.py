@@ -60,15 +60,17 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _inputs(patterns: Sequence[str], *, skip_labels: bool = False) -> list[Path]:
-    """Files from paths, folders (their images) and globs, in order, without repeats.
+    """Inputs from paths, folders (their images) and globs, in order, without repeats.
 
-    With ``skip_labels``, a folder's label files (``*_labels.tif``, ``*_mask.tif``: ground
-    truth or earlier results) are left out; a label file named on its own is kept. A
-    folder or pattern with no image is an error.
+    What a folder holds comes from the reader table (:mod:`napari_unet.io.formats`): its image
+    files, and each DICOM series in it (or below it) as one input ``FOLDER#LABEL``; an
+    OME-Zarr store is one image. With ``skip_labels``, a folder's label files
+    (``*_labels.tif``, ``*_mask.nii.gz``: ground truth or earlier results) are left out; a label
+    file named on its own is kept. A folder or pattern with no image is an error.
     """
     import glob
 
-    from napari_unet.io import SUPPORTED_SUFFIXES, ZARR_SUFFIXES, is_label_path
+    from napari_unet.io.formats import describe_formats, format_for
 
     out: list[Path] = []
     for pattern in patterns:
@@ -77,21 +79,36 @@ def _inputs(patterns: Sequence[str], *, skip_labels: bool = False) -> list[Path]
             raise FileNotFoundError(f"{pattern}: no files match")
         for m in matches:
             path = Path(m)
-            if path.is_dir() and not path.name.lower().endswith(ZARR_SUFFIXES):  # a zarr store is one image
-                found = sorted(
-                    q
-                    for q in path.iterdir()
-                    if q.name.lower().endswith(SUPPORTED_SUFFIXES) and not (skip_labels and is_label_path(q))
-                )
+            fmt = format_for(path, look_inside=False) if path.is_dir() else None
+            if path.is_dir() and fmt is None:  # a folder of images (an OME-Zarr store is one image)
+                found = _folder_inputs(path, skip_labels)
                 if not found:
-                    raise FileNotFoundError(
-                        f"no images found in {path} (napari-unet reads {', '.join(s.lstrip('.') for s in SUPPORTED_SUFFIXES[:2])}, "
-                        "PNG, JPEG and .zarr stores)"
-                    )
+                    raise FileNotFoundError(f"no images found in {path} (napari-unet reads {describe_formats()})")
                 out += found
             else:
                 out.append(path)
     return list(dict.fromkeys(out))
+
+
+def _folder_inputs(folder: Path, skip_labels: bool) -> list[Path]:
+    """A folder's image files by their names, then its DICOM series (files without an ending are
+    looked at only when the folder holds DICOM)."""
+    from napari_unet.io import is_label_path
+    from napari_unet.io.dicom import find_series, holds_dicom
+    from napari_unet.io.formats import format_for
+
+    found = []
+    for q in sorted(folder.iterdir()):
+        fmt = format_for(q, look_inside=False)
+        if fmt is None or fmt.name == "DICOM" or (skip_labels and is_label_path(q)):
+            continue
+        found.append(q)
+    if holds_dicom(folder):
+        scan = find_series(folder)
+        for note in scan.notes(folder):
+            error(f"warning: {note}")
+        found += [Path(s.path) for s in scan.series]
+    return found
 
 
 def _out_dir(path: str) -> Path:
@@ -263,8 +280,8 @@ def outputs_complete(out: str, path: str, command: str, options: dict) -> bool:
 
     try:
         record = json.loads(manifest_path(out, path, command).read_text())
-        if record.get("options") != {k: v for k, v in sorted(options.items())}:
-            return False
+        if record.get("options") != {k: v for k, v in sorted(options.items())} or record.get("input") != str(path):
+            return False  # other options, or another input of the same name (scan.tif beside scan.nii.gz)
         return all(_size(o) == size for o, size in record["outputs"].items())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False

@@ -26,6 +26,7 @@ from napari_unet.cli._base import (
     write_csv,
     write_manifest,
 )
+from napari_unet.io._units import _SHORT_UNITS
 
 OPTIONS = ("model", "device", "input_kind", "tile", "overlap", "batch", "precision", "threshold", "min_area",
            "max_area", "min_relative_area", "seed_threshold", "boundary_threshold", "exclude_border")  # fmt: skip
@@ -74,12 +75,14 @@ def guess_input_kind(img: Any) -> tuple[str, str]:
     return "image", "it looks like a raw image"
 
 
-def count_outputs(path: str, out: str) -> list[str]:
+def count_outputs(path: str, out: str, suffix: str = ".tif") -> list[str]:
+    """The files ``count`` writes for an input: the labels (NIfTI beside a clinical volume, else
+    TIFF), the objects and the counts."""
     from napari_unet.io import _stem
 
     stem = _stem(Path(path))
     return [
-        str(Path(out) / f"{stem}_labels.tif"),
+        str(Path(out) / f"{stem}_labels{suffix}"),
         str(Path(out) / f"{stem}_objects.csv"),
         str(Path(out) / f"{stem}_counts.csv"),
     ]
@@ -89,7 +92,8 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
     """Count one file into ``out`` (runs in this process or on a dask worker)."""
 
     from napari_unet.count import count_classes, count_iter, count_per_class, count_per_slice, measure
-    from napari_unet.io import read_image, write_tiff
+    from napari_unet.io import read_image
+    from napari_unet.io.writing import result_suffix, write_result
     from napari_unet.micronuclei import add_to_table
     from napari_unet.pipeline import segment_iter
     from napari_unet.scale import load_model_cached
@@ -99,6 +103,8 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
     img = read_image(path)
     kind, why = (args.input_kind, "as asked") if args.input_kind != "auto" else guess_input_kind(img)
     print(f"{path}: counting it as {kind} ({why})")
+    if img.metadata.get("note"):
+        print(img.metadata["note"])
     intensity, source, card, settings, labels, micronuclei = None, None, None, None, None, None
     if kind in ("image", "probability"):
         card = load_model_cached(args.model).card
@@ -127,7 +133,7 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
                 "to count (is it the right file?)"
             )
     spatial_scale = img.scale[-2:] if img.units[-1] != "pixel" else None
-    unit = {"micrometer": "um"}.get(img.units[-1], img.units[-1]) if spatial_scale else "px"
+    unit = _SHORT_UNITS.get(img.units[-1], img.units[-1]) if spatial_scale else "px"
     semantic = card is not None and card.activation == "softmax"
     if labels is None:
         gen = count_iter(source, kind=kind, card=card, settings=settings, intensity=intensity, scale=spatial_scale,
@@ -140,8 +146,8 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
         table = measure(labels, intensity, scale=spatial_scale, unit=unit)
         if micronuclei is not None:  # how many each nucleus has, and a total per slice
             table = add_to_table(table, labels, micronuclei)
-    labels_path, objects_path, counts_path = count_outputs(path, out)
-    write_tiff(labels_path, labels, axes=img.spatial_axes, scale=img.scale, units=img.units, labels=True)
+    labels_path, objects_path, counts_path = count_outputs(path, out, result_suffix(img))
+    write_result(labels_path, labels, image=img, axes=img.spatial_axes, labels=True)
     table.insert(0, "file", img.name)
     write_csv(table, objects_path)
     n_slices = int(np.prod(labels.shape[:-2])) if labels.ndim > 2 else 1

@@ -80,18 +80,20 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     _scale_args(p)
 
 
-def predict_outputs(path: str, out: str, big: bool = False) -> list[str]:
-    """The files ``predict`` writes for an input (zarr stores for images read lazily)."""
+def predict_outputs(path: str, out: str, big: bool = False, suffix: str = ".tif") -> list[str]:
+    """The files ``predict`` writes for an input: zarr stores for images read lazily, NIfTI
+    (``suffix`` ``.nii.gz``) beside a clinical volume, else TIFF."""
     from napari_unet.io import _stem
 
     stem = _stem(Path(path))
-    ext = "zarr" if big else "tif"  # OME-Zarr (NGFF 0.5) for images larger than memory
-    return [str(Path(out) / f"{stem}_prob.{ext}"), str(Path(out) / f"{stem}_mask.{ext}")]
+    ext = ".zarr" if big else suffix  # OME-Zarr (NGFF 0.5) for images larger than memory
+    return [str(Path(out) / f"{stem}_prob{ext}"), str(Path(out) / f"{stem}_mask{ext}")]
 
 
 def predict_file(path: str, *, out: str, options: dict) -> list[str]:
     """Predict one file into ``out`` (runs in this process or on a dask worker)."""
-    from napari_unet.io import read_image, write_tiff
+    from napari_unet.io import read_image
+    from napari_unet.io.writing import result_suffix, write_result
     from napari_unet.pipeline import foreground_mask, segment_iter
     from napari_unet.scale import load_model_cached
 
@@ -106,7 +108,7 @@ def predict_file(path: str, *, out: str, options: dict) -> list[str]:
             f"model {model.card.name!r} resizes whole images or reads neighbouring slices, which the out-of-core engine "
             f"for images over --lazy-gb ({options['lazy_gb']:g} GB) does not do yet; raise --lazy-gb if it fits in memory"
         )
-    prob_path, mask_path = predict_outputs(path, out, out_of_core)
+    prob_path, mask_path = predict_outputs(path, out, out_of_core, result_suffix(img))
     if out_of_core and options.get("follow"):
         raise ValueError(f"{path}: --follow needs the stack in memory; this one is predicted block by block (raise "
                          "--lazy-gb if it fits)")  # fmt: skip
@@ -131,12 +133,21 @@ def predict_file(path: str, *, out: str, options: dict) -> list[str]:
     result = _drive(gen, Path(path).name)
     for warning in result.warnings:
         error(f"warning: {path}: {warning}")
-    write_tiff(prob_path, result.probabilities, axes="C" + img.spatial_axes, scale=img.scale, units=img.units)
+    write_result(prob_path, result.probabilities, image=img, axes="C" + img.spatial_axes)
     mask = result.labels if semantic else foreground_mask(result.probabilities, model.card, result.settings)
     if options.get("follow"):
         mask = _followed(mask, path, img, model.card, options)
-    write_tiff(mask_path, mask, axes=img.spatial_axes, scale=img.scale, units=img.units, labels=True)
+    write_result(mask_path, mask, image=img, axes=img.spatial_axes, labels=True)
     outputs = [prob_path, mask_path]
+    if img.metadata.get("dicom"):  # a DICOM SEG on the source series, for Slicer, OHIF or a PACS
+        from napari_unet.io.dicom_seg import write_dicom_seg
+
+        seg = write_dicom_seg(Path(out) / f"{img.name}_seg.dcm", mask, img, class_names=model.card.class_names,
+                              model_name=model.card.name)  # fmt: skip
+        if seg is None:
+            print(f"{path}: the mask is empty, so no DICOM SEG was written (a SEG needs one segment)")
+        else:
+            outputs.append(str(seg))
     if options.get("overlay"):
         outputs.append(write_report_overlay(img, mask, model.card, out, options.get("truth")))
     write_manifest(out, path, "predict", options, outputs)  # last: the outputs are whole

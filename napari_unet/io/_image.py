@@ -14,16 +14,20 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet.io.formats import FORMATS, split_series_path
+
 #: Files larger than this many bytes open lazily (a dask array over tifffile's zarr store).
 LAZY_THRESHOLD = 1 << 30
 
-TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".ome.tif", ".ome.tiff")
-OTHER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+_BY_FORMAT = {f.name: f.suffixes for f in FORMATS}
+TIFF_SUFFIXES = _BY_FORMAT["TIFF"]
+OTHER_SUFFIXES = _BY_FORMAT["PNG, JPEG, BMP, GIF"]
 #: medical volumes
-MEDICAL_SUFFIXES = (".nrrd",)
+MEDICAL_SUFFIXES = _BY_FORMAT["NRRD"] + _BY_FORMAT["NIfTI"] + _BY_FORMAT["DICOM"]
 #: OME-Zarr stores (folders), as ``predict`` writes them for images larger than memory
-ZARR_SUFFIXES = (".zarr", ".ome.zarr")
-SUPPORTED_SUFFIXES = TIFF_SUFFIXES + OTHER_SUFFIXES + MEDICAL_SUFFIXES + ZARR_SUFFIXES
+ZARR_SUFFIXES = _BY_FORMAT["OME-Zarr"]
+#: every file ending of the reader table (:mod:`napari_unet.io.formats`)
+SUPPORTED_SUFFIXES = tuple(s for f in FORMATS for s in f.suffixes if s.startswith("."))
 
 #: Pixel types a U-Net can be fed. Anything else (complex, bool, object) is refused.
 SUPPORTED_DTYPES = ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64")
@@ -91,6 +95,11 @@ class ImageData:
 
 
 def _stem(path: Path) -> str:
+    """A file's name without its image ending (``cells.ome.tif`` -> ``cells``); for a DICOM
+    series (``FOLDER#LABEL``) its label, which comes from the series, never the patient."""
+    series = split_series_path(path)
+    if series is not None:
+        return series[1]
     name = Path(path).name
     for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
         if name.lower().endswith(suffix):

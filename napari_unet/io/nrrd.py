@@ -62,7 +62,7 @@ def _spacing(fields: dict[str, str], ndim: int) -> tuple[float, ...]:
     return (1.0,) * ndim
 
 
-def read_nrrd(path: str | Path) -> ImageData:
+def read_nrrd(path: str | Path, **_: object) -> ImageData:
     """Read a ``.nrrd`` volume or image as ``ZYX`` (or ``YX``), with its voxel size in mm.
 
     Raises :class:`~napari_unet.io.ImageReadError` with the reason for anything else.

@@ -147,7 +147,7 @@ def _new_store(path: Path, shape: tuple[int, ...], dtype: Any, chunks: tuple[int
                               dimension_names=[a.lower() for a in axes.upper()])  # fmt: skip
 
 
-def read_ome_zarr(path: str | os.PathLike) -> Any:
+def read_ome_zarr(path: str | os.PathLike, **_: Any) -> Any:
     """Open an OME-Zarr image (NGFF 0.4 or 0.5, first multiscale, full resolution) lazily.
 
     Returns an :class:`~napari_unet.io.ImageData` with a dask array, its axes (canonical

@@ -1,5 +1,5 @@
-"""Images in: one entry point, :func:`read_image`, for TIFF (:mod:`napari_unet.io.tiff`),
-OME-Zarr (:mod:`napari_unet.io.ome_zarr`) and common 2D formats; label-file helpers.
+"""Images in: one entry point, :func:`read_image`, over the reader table of
+:mod:`napari_unet.io.formats` (TIFF, pictures, NRRD, NIfTI, DICOM, OME-Zarr); label-file helpers.
 
 Everything here is free of napari, Qt and torch.
 
@@ -22,8 +22,6 @@ import numpy as np
 
 from napari_unet.io._image import (
     LAZY_THRESHOLD,
-    OTHER_SUFFIXES,
-    ZARR_SUFFIXES,
     ImageData,
     ImageReadError,
     _check_dtype,
@@ -32,16 +30,17 @@ from napari_unet.io._image import (
     is_label_path,
 )
 
-__all__ = ["check_labels_shape", "decode_color_labels", "read_image"]
+__all__ = ["check_labels_shape", "decode_color_labels", "read_image", "read_picture"]
 
 
 def read_image(path: str | os.PathLike, *, lazy: bool | None = None, lazy_threshold: int = LAZY_THRESHOLD) -> ImageData:
-    """Read a TIFF (any flavour), a PNG/JPEG/BMP/GIF image or an OME-Zarr store (lazily).
+    """Read any image napari-unet knows (see :mod:`napari_unet.io.formats`): TIFF (any flavour),
+    PNG/JPEG/BMP/GIF, NRRD, NIfTI, a DICOM file, series or folder, or an OME-Zarr store.
 
     Parameters
     ----------
     path : str or path-like
-        The file to read.
+        The file or folder to read; ``FOLDER#LABEL`` names one DICOM series of a folder.
     lazy : bool, optional
         Force (True) or forbid (False) lazy opening of TIFF files. By default a TIFF
         larger than ``lazy_threshold`` bytes opens lazily as a dask array.
@@ -55,28 +54,31 @@ def read_image(path: str | os.PathLike, *, lazy: bool | None = None, lazy_thresh
     ImageReadError
         The file is empty, not an image, truncated, or holds an unsupported pixel type.
     """
-    if Path(path).is_dir() and Path(path).name.lower().endswith(ZARR_SUFFIXES):
+    from napari_unet.io.formats import describe_formats, format_for, split_series_path
+
+    if split_series_path(path) is None and not Path(path).is_dir():
+        path = _check_path(path)  # a missing, empty or unreadable file is named before any reader is chosen
+    fmt = format_for(path)
+    if fmt is None:
+        if Path(path).is_dir():
+            raise IsADirectoryError(
+                f"{path}: is a folder that holds no DICOM series and is not an OME-Zarr store; choose an image "
+                "file inside it (napari-unet reads " + describe_formats() + ")."
+            )
+        raise ImageReadError(f"{path}: not a kind of image napari-unet reads; it reads {describe_formats()}.")
+    img = fmt.read_function()(path, lazy=lazy, lazy_threshold=lazy_threshold)
+    if fmt.folder and Path(path).is_dir() and not img.is_labels and is_label_path(path):
         from dataclasses import replace
 
-        from napari_unet.io.ome_zarr import read_ome_zarr
-
-        img = read_ome_zarr(path)
-        return replace(img, is_labels=is_label_path(path))
-    from napari_unet.io.tiff import read_tiff
-
-    path = _check_path(path)
-    if path.name.lower().endswith(OTHER_SUFFIXES):
-        return _read_imageio(path)
-    if path.name.lower().endswith(".nrrd"):
-        from napari_unet.io.nrrd import read_nrrd
-
-        return read_nrrd(path)
-    return read_tiff(path, lazy=lazy, lazy_threshold=lazy_threshold)
+        img = replace(img, is_labels=True)
+    return img
 
 
-def _read_imageio(path: Path) -> ImageData:
+def read_picture(path: str | os.PathLike, **_: Any) -> ImageData:
+    """A PNG, JPEG, BMP or GIF picture as ``YX`` or ``YXS`` (RGB) through imageio."""
     import imageio.v3 as iio
 
+    path = _check_path(path)
     try:
         data = np.asarray(iio.imread(path))
     except Exception as exc:  # imageio raises many types for bad files

@@ -11,7 +11,7 @@ import numpy as np
 from napari_unet._atomic import atomic_write, check_output_folder
 from napari_unet.io._units import _CANONICAL, _IMAGEJ_ORDER, _SHORT_UNITS, _unit
 
-__all__ = ["write_tiff"]
+__all__ = ["keeps_geometry", "result_suffix", "write_result", "write_tiff"]
 
 
 def write_tiff(
@@ -112,3 +112,24 @@ def _as_label_dtype(array: np.ndarray) -> np.ndarray:
         if top <= np.iinfo(dtype).max:
             return array.astype(dtype, copy=False)
     raise ValueError(f"too many labels to store ({top}); the maximum is {np.iinfo(np.uint32).max}")
+
+
+def keeps_geometry(image: Any) -> bool:
+    """True for an image whose reader kept its place in the patient (NIfTI, DICOM): its results
+    are written as NIfTI with its affine, so they lie on the scan in any clinical viewer."""
+    return "affine" in getattr(image, "metadata", {})
+
+
+def result_suffix(image: Any) -> str:
+    """The file ending of results for an image: ``.nii.gz`` beside a clinical volume, else ``.tif``."""
+    return ".nii.gz" if keeps_geometry(image) else ".tif"
+
+
+def write_result(path: str | os.PathLike, data: Any, *, image: Any, axes: str, labels: bool = False) -> Path:
+    """Write a result (probabilities, a mask, labels) on ``image``'s grid in the format its
+    :func:`result_suffix` names: NIfTI with the image's affine, or TIFF with its pixel size."""
+    if str(path).lower().endswith((".nii", ".nii.gz")):
+        from napari_unet.io.nifti import affine_for, write_nifti
+
+        return write_nifti(path, data, axes=axes, affine=affine_for(image), labels=labels)
+    return write_tiff(path, data, axes=axes, scale=image.scale, units=image.units, labels=labels)

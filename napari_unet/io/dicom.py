@@ -1,0 +1,529 @@
+"""DICOM in: a file, a series, or a folder (or DICOMDIR) of series, read with their geometry.
+
+- A folder is searched (sub-folders too) for DICOM files; they are grouped by series, and each
+  image series is one input, named ``<number>_<description>`` from the series, never from the
+  patient. ``FOLDER#LABEL`` names one of them.
+- Slices are ordered by their position along the slice normal (``ImagePositionPatient`` on the
+  cross product of the ``ImageOrientationPatient`` directions), never by file name or
+  ``InstanceNumber``; the Z step comes from those positions, not ``SliceThickness``.
+- Stored values become scanner values through ``RescaleSlope``/``RescaleIntercept`` (Hounsfield
+  units for CT), ``int16`` where that is exact, else ``float32``; the window centre and width are
+  kept as the default contrast.
+- Enhanced (multi-frame) CT and MR read the same way from their functional groups.
+- Refused in one sentence: slices in several orientations or of several sizes in one series,
+  slices missing (a gap of two steps or more), two slices at one position, non-image objects
+  (SEG, SR, RTSTRUCT, ...) given on their own, a file that is not DICOM, pixels no installed
+  decoder reads. Warned in one sentence: uneven slice spacing (its range), gantry tilt, non-image
+  objects and non-DICOM files left out of a folder.
+- Patient data never leaves this module: names, IDs and birth dates are not read into the
+  image, its metadata, messages or output names. ``metadata["dicom"]`` holds only what a DICOM
+  SEG needs to reference the series (UIDs, the files in slice order).
+
+pydicom is imported only when a DICOM is read.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_unet.io._image import ImageData, ImageReadError, _safe_reason
+from napari_unet.io.formats import SERIES_MARK, split_series_path
+
+__all__ = ["Series", "find_series", "holds_dicom", "read_dicom", "series_affine"]
+
+#: modalities that are not pictures to segment (structured reports, contours, segmentations, ...)
+NON_IMAGE = ("SEG", "SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "KO", "PR", "DOC", "REG", "FID", "RWV", "PLAN")
+#: a folder is searched this deep and this wide at most for DICOM files
+MAX_FILES = 100_000
+#: orientation cosines that differ by more than this are another orientation
+_ORIENTATION_TOL = 1e-3
+#: gantry tilt above this (degrees) is warned about
+_TILT_DEG = 0.5
+_HEADER_TAGS = ("SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modality", "SOPClassUID", "Rows")
+
+
+def _is_dicom_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM"
+
+
+def _quiet_read(path: Path, **kwargs: Any) -> Any:
+    """pydicom's dcmread without its warnings on stderr (a person sees our sentence, not pydicom's)."""
+    import warnings
+
+    import pydicom
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(path, **kwargs)
+
+
+def _header(path: Path, tags: list[str] | None = None) -> Any:
+    """The header of a DICOM file, or None for a file that is not DICOM. A file without the
+    128-byte preamble (as some old exports write) is read too when it names its SOP class."""
+    marked = _is_dicom_file(path)
+    try:
+        ds = _quiet_read(path, stop_before_pixels=True, specific_tags=tags, force=not marked)
+    except Exception:
+        return None
+    return ds if marked or "SOPClassUID" in ds else None
+
+
+def _what(ds: Any) -> str | None:
+    """Why a DICOM object is not an image to segment, or None when it is one."""
+    modality = str(ds.get("Modality", "") or "")
+    if modality.upper() in NON_IMAGE:
+        return modality.upper()
+    if "Rows" not in ds:
+        return f"{modality or 'objects'} without pixels"
+    return None
+
+
+def holds_dicom(folder: Path, *, probe: int = 64) -> bool:
+    """True when a folder (or one below it) holds a DICOMDIR or a DICOM file among the first
+    ``probe`` files looked at: cheap enough for napari's "can you read this?" question."""
+    seen = 0
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        if root.lower().endswith((".zarr", ".napari-unet")):
+            dirs[:] = []
+            continue
+        for name in sorted(files):
+            if name.upper() == "DICOMDIR" or _is_dicom_file(Path(root) / name):
+                return True
+            seen += 1
+            if seen >= probe:
+                return False
+    return False
+
+
+@dataclass(frozen=True)
+class Series:
+    """One DICOM series found in a folder: what identifies it, never who it is of."""
+
+    folder: Path
+    uid: str
+    label: str
+    number: int | None
+    description: str
+    modality: str
+    files: tuple[Path, ...]
+
+    @property
+    def path(self) -> str:
+        """``FOLDER#LABEL``: the input name of this series."""
+        return f"{self.folder}{SERIES_MARK}{self.label}"
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What a folder holds: its image series, and what was left out (said once, in a sentence)."""
+
+    series: tuple[Series, ...]
+    not_dicom: int
+    non_image: tuple[str, ...]
+
+    def notes(self, folder: Path) -> list[str]:
+        out = []
+        if self.not_dicom:
+            out.append(f"{folder}: {self.not_dicom} file(s) that are not DICOM were left out")
+        if self.non_image:
+            kinds = ", ".join(sorted(set(self.non_image)))
+            out.append(f"{folder}: {len(self.non_image)} non-image DICOM object(s) ({kinds}) were left out")
+        return out
+
+
+def _label(number: Any, description: str, modality: str) -> str:
+    words = re.sub(r"[^A-Za-z0-9.+-]+", "_", description.strip()).strip("_.")[:48] or modality or "series"
+    return f"{number}_{words}" if number not in (None, "") else words
+
+
+def _walk(folder: Path) -> list[Path]:
+    out: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        if root != str(folder) and root.lower().endswith((".zarr", ".napari-unet")):
+            dirs[:] = []
+            continue
+        out += [Path(root) / name for name in sorted(files) if not name.startswith(".")]
+        if len(out) > MAX_FILES:
+            raise ImageReadError(f"{folder}: holds more than {MAX_FILES} files; choose the folder of one study.")
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _scan_cached(folder: str, stamp: tuple) -> Scan:
+    groups: dict[str, list[tuple[Path, Any]]] = {}
+    not_dicom, non_image = 0, []
+    for path in _walk(Path(folder)):
+        if path.name.upper() == "DICOMDIR":
+            continue  # an index of the files below, which are read themselves
+        ds = _header(path, list(_HEADER_TAGS))
+        if ds is None:  # not DICOM, or a damaged header
+            not_dicom += 1
+            continue
+        why = _what(ds)
+        if why is not None:
+            non_image.append(why)
+            continue
+        groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((path, ds))
+    series = []
+    for uid, members in groups.items():
+        first = members[0][1]
+        number = first.get("SeriesNumber")
+        number = int(number) if number not in (None, "") else None
+        description = str(first.get("SeriesDescription", "") or "")
+        modality = str(first.get("Modality", "") or "")
+        series.append((number if number is not None else 1 << 30, uid, number, description, modality,
+                       tuple(p for p, _ in members)))  # fmt: skip
+    series.sort(key=lambda s: (s[0], s[1]))
+    labels: dict[str, int] = {}
+    out = []
+    for _, uid, number, description, modality, files in series:
+        label = _label(number, description, modality)
+        labels[label] = labels.get(label, 0) + 1
+        if labels[label] > 1:
+            label = f"{label}_{labels[label]}"
+        out.append(Series(Path(folder), uid, label, number, description, modality, files))
+    return Scan(tuple(out), not_dicom, tuple(non_image))
+
+
+def find_series(folder: str | os.PathLike) -> Scan:
+    """The image series under ``folder`` (a DICOMDIR's folder for a DICOMDIR), sorted by series
+    number, and what was left out. Scanned once per change of the folder."""
+    folder = Path(folder)
+    if folder.is_file() and folder.name.upper() == "DICOMDIR":
+        folder = folder.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder. Check the path and try again.")
+    try:
+        stamp = tuple((str(p), p.stat().st_mtime_ns) for p in [folder, *sorted(folder.iterdir())] if p.is_dir())
+    except OSError as exc:
+        raise PermissionError(f"{folder}: cannot be listed ({exc.strerror}); check its permissions.") from None
+    return _scan_cached(str(folder.resolve()), stamp)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_dicom(path: str | os.PathLike, **_: Any) -> ImageData:
+    """Read a DICOM file, a series (``FOLDER#LABEL``) or a folder (or DICOMDIR) holding one image series.
+
+    A folder with several series is refused with their names, to be given as ``FOLDER#LABEL``
+    (the CLI and the napari reader expand such a folder themselves).
+    """
+    named = split_series_path(path)
+    path = Path(path)
+    if named is not None:
+        folder, label = named
+        scan = find_series(folder)
+        match = [s for s in scan.series if s.label == label]
+        if not match:
+            names = ", ".join(s.label for s in scan.series) or "none"
+            raise ImageReadError(f"{folder}: holds no series {label!r}; its series are {names}.")
+        return _read_series(match[0], scan.notes(folder))
+    if path.is_dir() or path.name.upper() == "DICOMDIR":
+        folder = path if path.is_dir() else path.parent
+        scan = find_series(folder)
+        if not scan.series:
+            left = " ".join(scan.notes(folder))
+            raise ImageReadError(f"{folder}: holds no DICOM image series{'; ' + left if left else ''}.")
+        if len(scan.series) > 1:
+            names = ", ".join(f"{folder}{SERIES_MARK}{s.label}" for s in scan.series)
+            raise ImageReadError(f"{folder}: holds {len(scan.series)} series; name one: {names}.")
+        return _read_series(scan.series[0], scan.notes(folder))
+    ds = _header(path)
+    if ds is None:
+        raise ImageReadError(f"{path}: not a DICOM file, or one too damaged to read; choose the scan's DICOM files.")
+    modality = str(ds.get("Modality", "") or "")
+    why = _what(ds)
+    if why is not None:
+        kind = getattr(ds.get("SOPClassUID"), "name", "") or why
+        raise ImageReadError(
+            f"{path}: a DICOM {kind} object, not an image to segment; open the image series it belongs to."
+        )
+    number = ds.get("SeriesNumber")
+    label = _label(int(number) if number not in (None, "") else None, str(ds.get("SeriesDescription", "") or ""),
+                   modality)  # fmt: skip
+    one = Series(path.parent, str(ds.get("SeriesInstanceUID", "")), label, None, "", modality, (path,))
+    return _read_series(one, [], single=path)
+
+
+@dataclass
+class _Frame:
+    """One slice: where it lies, how its values scale, and how to get its pixels."""
+
+    position: np.ndarray | None
+    orientation: np.ndarray | None
+    spacing: tuple[float, float] | None
+    slope: float
+    intercept: float
+    shape: tuple[int, int]
+    sop_uid: str
+    file: Path
+    index: int | None  # frame of a multi-frame file, else None
+
+
+def _floats(value: Any, n: int) -> np.ndarray | None:
+    try:
+        out = np.asarray([float(v) for v in value], float)
+    except (TypeError, ValueError):
+        return None
+    return out if out.shape == (n,) and np.all(np.isfinite(out)) else None
+
+
+def _frames_of(ds: Any, file: Path) -> list[_Frame]:
+    """The slices of a dataset: one for a classic image, one per frame for an enhanced one."""
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    shape = (int(ds.Rows), int(ds.Columns))
+    sop = str(ds.get("SOPInstanceUID", ""))
+    if n == 1 or "PerFrameFunctionalGroupsSequence" not in ds:
+        spacing = _floats(ds.get("PixelSpacing", ds.get("ImagerPixelSpacing")), 2)
+        frames = [_Frame(_floats(ds.get("ImagePositionPatient"), 3), _floats(ds.get("ImageOrientationPatient"), 6),
+                         None if spacing is None else (float(spacing[0]), float(spacing[1])),
+                         float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0), shape, sop,
+                         file, None if n == 1 else k) for k in range(n)]  # fmt: skip
+        return frames
+    shared = ds.get("SharedFunctionalGroupsSequence", [None])[0]
+
+    def group(item: Any, name: str) -> Any:
+        for source in (item, shared):
+            if source is not None and name in source and len(source[name].value):
+                return source[name].value[0]
+        return None
+
+    frames = []
+    for k, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        position, orientation = group(item, "PlanePositionSequence"), group(item, "PlaneOrientationSequence")
+        measures, values = group(item, "PixelMeasuresSequence"), group(item, "PixelValueTransformationSequence")
+        spacing = _floats(measures.get("PixelSpacing") if measures is not None else None, 2)
+        frames.append(_Frame(
+            _floats(position.get("ImagePositionPatient") if position is not None else None, 3),
+            _floats(orientation.get("ImageOrientationPatient") if orientation is not None else None, 6),
+            None if spacing is None else (float(spacing[0]), float(spacing[1])),
+            float(values.get("RescaleSlope", 1) or 1) if values is not None else float(ds.get("RescaleSlope", 1) or 1),
+            float(values.get("RescaleIntercept", 0) or 0) if values is not None else float(
+                ds.get("RescaleIntercept", 0) or 0),
+            shape, sop, file, k,
+        ))  # fmt: skip
+    return frames
+
+
+def _order(frames: list[_Frame], where: str) -> tuple[list[_Frame], np.ndarray, list[str]]:
+    """The slices sorted along their normal, the ``(z, y, x)`` affine to LPS mm, and warnings.
+
+    Raises ImageReadError for what cannot be one volume."""
+    sizes = sorted({f.shape for f in frames})
+    if len(sizes) > 1:
+        said = " and ".join(f"{r}x{c}" for r, c in sizes[:3])
+        raise ImageReadError(
+            f"{where}: its slices have {len(sizes)} sizes ({said}); a series must be one grid of slices of one size "
+            "(export each size as its own series)."
+        )
+    spacing = frames[0].spacing or (1.0, 1.0)
+    if len(frames) == 1:
+        f = frames[0]
+        affine = np.eye(4)
+        if f.orientation is not None and f.position is not None:
+            row, col = f.orientation[:3], f.orientation[3:]
+            affine[:3, 1], affine[:3, 2] = col * spacing[0], row * spacing[1]
+            affine[:3, 0], affine[:3, 3] = np.cross(row, col), f.position
+        else:
+            affine[1, 1], affine[2, 2] = spacing
+        return frames, affine, []
+    if len({f.file for f in frames}) == 1 and all(f.position is None for f in frames):
+        affine = np.eye(4)  # a cine or secondary-capture file: its frames in stored order
+        affine[1, 1], affine[2, 2] = spacing
+        return frames, affine, []
+    if any(f.orientation is None or f.position is None for f in frames):
+        raise ImageReadError(
+            f"{where}: {len(frames)} slices without their position or orientation in the patient, so their order is "
+            "unknown; export the series again from the scanner or PACS."
+        )
+    orientations = np.stack([f.orientation for f in frames])
+    distinct = [orientations[0]]
+    for o in orientations[1:]:
+        if not any(np.abs(o - d).max() <= _ORIENTATION_TOL for d in distinct):
+            distinct.append(o)
+    if len(distinct) > 1:
+        raise ImageReadError(
+            f"{where}: its {len(frames)} slices lie in {len(distinct)} orientations (a localizer or a radial series), "
+            "not one stack of parallel slices; choose another series."
+        )
+    row, col = orientations[0][:3], orientations[0][3:]
+    normal = np.cross(row, col)
+    positions = np.stack([f.position for f in frames])
+    along = positions @ normal
+    order = np.argsort(along, kind="stable")
+    frames, positions, along = [frames[i] for i in order], positions[order], along[order]
+    gaps = np.diff(along)
+    step = float(np.median(gaps))
+    same = int(np.sum(gaps < 1e-3 * max(step, 1e-3)))
+    if same or step <= 0:
+        raise ImageReadError(
+            f"{where}: {same + 1} or more slices lie at the same position (several phases, echoes or acquisitions in "
+            "one series); export each of them as its own series."
+        )
+    warnings = []
+    big = int(np.argmax(gaps))
+    if gaps[big] >= 1.9 * step:
+        raise ImageReadError(
+            f"{where}: slices are missing: {gaps[big]:.4g} mm between the slices at {along[big]:.4g} and "
+            f"{along[big + 1]:.4g} mm where the others are {step:.4g} mm apart; export the whole series again."
+        )
+    if gaps.max() - gaps.min() > max(0.01, 0.01 * step):
+        warnings.append(
+            f"{where}: the slice spacing varies from {gaps.min():.4g} to {gaps.max():.4g} mm; it is read with the median "
+            f"{step:.4g} mm, so lengths and volumes across slices are approximate"
+        )
+    through = (positions[-1] - positions[0]) / (len(frames) - 1)
+    tilt = float(np.degrees(np.arccos(np.clip(abs(through @ normal) / np.linalg.norm(through), 0, 1))))
+    if tilt > _TILT_DEG:
+        warnings.append(
+            f"{where}: the slices are sheared by a gantry tilt of {tilt:.1f} degrees; they are read as a straight "
+            "stack (positions across slices follow the tilt)"
+        )
+    affine = np.eye(4)
+    affine[:3, 0] = through  # z: from one slice to the next, tilt included
+    affine[:3, 1] = col * spacing[0]  # y: down the rows
+    affine[:3, 2] = row * spacing[1]  # x: along a row
+    affine[:3, 3] = positions[0]
+    return frames, affine, warnings
+
+
+def _pixels(ds: Any, where: str) -> np.ndarray:
+    try:
+        return ds.pixel_array
+    except Exception as exc:  # pydicom raises RuntimeError, NotImplementedError, ValueError for codecs
+        syntax = ds.file_meta.get("TransferSyntaxUID") if "file_meta" in dir(ds) else None
+        name = getattr(syntax, "name", str(syntax))
+        if syntax is not None and getattr(syntax, "is_compressed", False):
+            if not _decoder_available(syntax):
+                raise ImageReadError(
+                    f"{where}: its pixels are compressed as {name}, which no installed decoder reads; "
+                    "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pyjpegls adds the decoders."
+                ) from None
+            raise ImageReadError(
+                f"{where}: its {name} pixels could not be decoded; the file may be damaged ({_safe_reason(exc, 160)})."
+            ) from None
+        raise ImageReadError(f"{where}: its pixel data cannot be read ({_safe_reason(exc)}).") from None
+
+
+def _decoder_available(syntax: Any) -> bool:
+    try:
+        from pydicom.pixels import get_decoder
+
+        return bool(get_decoder(syntax).is_available)
+    except Exception:  # an unknown syntax has no decoder at all
+        return False
+
+
+def _read_series(series: Series, notes: list[str], single: Path | None = None) -> ImageData:
+    where = str(single) if single is not None else series.path
+    datasets: dict[Path, Any] = {}
+    frames: list[_Frame] = []
+    for file in series.files:
+        ds = _header(file)
+        if ds is None:
+            raise ImageReadError(f"{file}: a damaged DICOM file; export the series again.")
+        datasets[file] = ds
+        frames += _frames_of(ds, file)
+    frames, affine_lps, warnings = _order(frames, where)
+    first = datasets[frames[0].file]
+    samples = int(first.get("SamplesPerPixel", 1) or 1)
+    planes = []
+    pixel_cache: dict[Path, np.ndarray] = {}
+    for f in frames:
+        if f.file not in pixel_cache:
+            pixel_cache[f.file] = _pixels(_quiet_read(f.file, force=not _is_dicom_file(f.file)), where)
+        data = pixel_cache[f.file]
+        planes.append(data[f.index] if f.index is not None else data)
+        if f.index is None:
+            del pixel_cache[f.file]  # a classic file holds one slice: keep no copy
+    stored = np.stack(planes)
+    slopes = np.array([f.slope for f in frames])
+    intercepts = np.array([f.intercept for f in frames])
+    if samples == 1:
+        scaled = stored.astype(np.float64) * slopes[:, None, None] + intercepts[:, None, None]
+        exact = np.all(slopes == 1) and np.all(intercepts == np.round(intercepts))
+        if exact and scaled.min(initial=0) >= -32768 and scaled.max(initial=0) <= 32767:
+            data = scaled.astype(np.int16)
+        elif exact and stored.dtype.kind == "u" and scaled.min(initial=0) >= 0 and scaled.max(initial=0) <= 65535:
+            data = scaled.astype(np.uint16)
+        else:
+            data = scaled.astype(np.float32)
+        if str(first.get("PhotometricInterpretation", "")) == "MONOCHROME1":  # white is low: shown as usual
+            data = (data.max() + data.min() - data).astype(data.dtype)
+    else:
+        data = stored.astype(np.uint8) if stored.dtype.itemsize == 1 else stored
+    spacing = frames[0].spacing
+    unit = "millimeter" if spacing is not None else "pixel"
+    units: tuple[str, ...]
+    if len(frames) == 1:
+        data = data[0]
+        axes = "YX" if samples == 1 else "YXS"
+        scale: tuple[float, ...] = tuple(spacing) if spacing is not None else (1.0, 1.0)
+        units = (unit, unit)
+    else:
+        axes = "ZYX" if samples == 1 else "ZYXS"
+        z = float(np.linalg.norm(affine_lps[:3, 0]))
+        scale = (z, *(spacing or (1.0, 1.0)))
+        units = ("millimeter" if frames[0].position is not None else "pixel", unit, unit)
+    affine_ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_lps  # DICOM's LPS to NIfTI's RAS
+    metadata: dict[str, Any] = {
+        "source": "dicom",
+        "affine": affine_ras.tolist(),
+        "space": "RAS",
+        "dicom": {
+            "series_uid": series.uid,
+            "study_uid": str(first.get("StudyInstanceUID", "")),
+            "frame_of_reference_uid": str(first.get("FrameOfReferenceUID", "")),
+            "sop_class_uid": str(first.get("SOPClassUID", "")),
+            "modality": series.modality or str(first.get("Modality", "")),
+            "series_number": series.number,
+            "series_description": series.description,
+            "label": series.label,
+            "files": [str(f.file) for f in frames],
+            "frames": [f.index for f in frames],
+            "sop_instance_uids": [f.sop_uid for f in frames],
+        },
+    }
+    window = _window(first)
+    if window is not None:
+        metadata["window"] = window
+    said = notes + warnings
+    if said:
+        metadata["note"] = "; ".join(said)
+    return ImageData(np.ascontiguousarray(data), axes, scale, units,
+                     single if single is not None else Path(series.path), False, metadata)  # fmt: skip
+
+
+def _window(ds: Any) -> tuple[float, float] | None:
+    """The series' default contrast (window centre and width, in rescaled values)."""
+    centre, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if centre is None and "SharedFunctionalGroupsSequence" in ds:
+        voi = ds.SharedFunctionalGroupsSequence[0].get("FrameVOILUTSequence")
+        if voi:
+            centre, width = voi[0].get("WindowCenter"), voi[0].get("WindowWidth")
+    try:
+        c = float(centre[0] if hasattr(centre, "__len__") and not isinstance(centre, str) else centre)
+        w = float(width[0] if hasattr(width, "__len__") and not isinstance(width, str) else width)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (c, w) if w > 0 and np.isfinite(c) else None
+
+
+def series_affine(img: ImageData) -> np.ndarray:
+    """The ``(z, y, x)`` affine of a DICOM image in DICOM's LPS millimetres (for a SEG)."""
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(img.metadata["affine"], float)
