@@ -49,7 +49,7 @@ def _series_or_file(path: str) -> list[str]:
     if Path(path).is_dir() and format_for(path, look_inside=False) is None:
         from napari_unet.io.dicom import find_series
 
-        found = [s.path for s in find_series(path).series]
+        found = [f"{path}#{s.label}" for s in find_series(path).series]
         return found or [path]  # (none: read_image says why)
     return [path]
 

@@ -14,6 +14,7 @@ from napari_unet._widgets._common import (
     notify_error,
     notify_info,
 )
+from napari_unet._widgets._label_files import save_labels
 from napari_unet._widgets._step import Step, listen, workflow_for
 from napari_unet._widgets._warmup import preload_core
 
@@ -365,32 +366,8 @@ class CountWidget(Step):
         return path
 
     def save_labels(self, path: str | Path | None = None) -> Path | None:
-        """Save the counted labels: NIfTI with the scan's affine when the image came from a NIfTI
-        or DICOM (``.nii.gz``, the default then), else a TIFF with the layer's pixel size."""
-        from napari_unet.io import write_tiff
-        from napari_unet.io.nifti import write_nifti
-
-        layer = self.counted  # the counted objects, with any correction made since
-        if layer is None:
+        """Save the counted labels (see :func:`~napari_unet._widgets._label_files.save_labels`)."""
+        if self.counted is None:
             return None
-        image = self.image.value
-        affine = (getattr(image, "metadata", None) or {}).get("affine") or (layer.metadata or {}).get("affine")
-        if path is None:
-            from qtpy.QtWidgets import QFileDialog
-
-            kinds = "NIfTI (*.nii.gz);;TIFF (*.tif)" if affine is not None else "TIFF (*.tif)"
-            default = f"{layer.name}.nii.gz" if affine is not None else f"{layer.name}.tif"
-            path, _ = QFileDialog.getSaveFileName(None, "Save labels", default, kinds)
-            if not path:
-                return None
-        units = [str(u) for u in getattr(layer, "units", ())] or None
-        data = np.asarray(layer.data)
-        try:
-            if str(path).lower().endswith((".nii", ".nii.gz")):
-                if affine is None:
-                    affine = np.diag([*([1.0] * (3 - data.ndim)), *map(float, layer.scale[-3:]), 1.0])
-                return write_nifti(path, data, axes="ZYX"[-data.ndim :], affine=affine, labels=True)
-            return write_tiff(path, data, scale=tuple(layer.scale), units=units, labels=True)
-        except (OSError, ValueError) as exc:
-            notify_error(f"Save labels: {exc}")
-            return None
+        table = self.result[1] if self.result is not None else None
+        return save_labels(self.counted, self.image.value, table, path)

@@ -18,7 +18,7 @@ import numpy as np
 from napari_unet._atomic import atomic_write, check_output_folder
 from napari_unet.io._image import ImageData
 
-__all__ = ["write_dicom_seg"]
+__all__ = ["segments_from_objects", "write_dicom_seg"]
 
 
 def write_dicom_seg(
@@ -110,3 +110,31 @@ def write_dicom_seg(
     check_output_folder(path)
     atomic_write(path, lambda tmp: seg.save_as(tmp, enforce_file_format=True))
     return path
+
+
+def segments_from_objects(
+    labels: Any, classes: dict[int, str] | None, *, name: str
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Counted objects as the class map a SEG holds: one segment per class named in ``classes``
+    (object id -> class name, as Count's table gives them), or one segment ``name`` for all
+    objects; an object without a class (drawn after counting) goes to the segment ``name``.
+
+    >>> seg, names = segments_from_objects(np.array([[0, 1, 2, 3]]), {1: "lesion", 2: "vessel"}, name="objects")
+    >>> seg.tolist(), names
+    ([[0, 1, 2, 3]], {1: 'lesion', 2: 'vessel', 3: 'objects'})
+    >>> segments_from_objects(np.array([[0, 5, 7]]), None, name="nuclei")[0].tolist()
+    [[0, 1, 1]]
+    """
+    labels = np.asarray(labels)
+    if not classes:
+        return (labels > 0).astype(np.uint8), {1: name}
+    names = sorted(set(classes.values()))
+    number = {n: k for k, n in enumerate(names, start=1)}
+    rest = len(names) + 1
+    lookup = np.full(int(labels.max(initial=0)) + 1, rest, np.uint16)
+    lookup[0] = 0
+    for obj, cls in classes.items():
+        if 0 < obj < len(lookup):
+            lookup[obj] = number[cls]
+    out = lookup[labels]
+    return out, {**{k: n for n, k in number.items()}, **({rest: name} if (out == rest).any() else {})}
