@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UNet", "UNetPlusPlus"]
+__all__ = ["PadToMultiple", "UNet", "UNetPlusPlus", "padded"]
 
 
 class DoubleConv(nn.Sequential):
@@ -108,3 +108,51 @@ class UNetPlusPlus(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)[0]
+
+
+class PadToMultiple(nn.Module):
+    """``net`` on any image size: the input mirrored out (reflected, as napari-unet's tiling
+    pads; edge-repeated where the image is smaller than the padding) to the next multiple of
+    ``multiple`` along y and x, and the output cropped back to the input's size.
+
+    A bioimage.io consumer that passes an image as it is (bioimageio.core's ``predict`` does)
+    then gets the right answer at 768x869 as at 512x512. Its state dict is ``net``'s own.
+    """
+
+    def __init__(self, net: nn.Module, multiple: int) -> None:
+        super().__init__()
+        if int(multiple) < 1:
+            raise ValueError(f"multiple must be a positive number of pixels, got {multiple}")
+        self.net = net
+        self.multiple = int(multiple)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        pad_y = (self.multiple - h % self.multiple) % self.multiple
+        pad_x = (self.multiple - w % self.multiple) % self.multiple
+        if pad_y < h and pad_x < w:
+            x = F.pad(x, [0, pad_x, 0, pad_y], mode="reflect")
+        else:
+            x = F.pad(x, [0, pad_x, 0, pad_y], mode="replicate")
+        return self.net(x)[..., :h, :w]
+
+    def state_dict(self, *args, **kwargs):  # type: ignore[override]
+        return self.net.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        return self.net.load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def padded(network: str, multiple: int, **kwargs: object) -> PadToMultiple:
+    """A bioimage.io package's architecture: the network ``network`` (``UNet`` or
+    ``UNetPlusPlus`` of this file, or ``monai.NAME`` from ``monai.networks.nets``) built
+    with ``kwargs``, taking any image size (:class:`PadToMultiple`)."""
+    if network.startswith("monai."):
+        from monai.networks import nets as monai_nets
+
+        net = getattr(monai_nets, network.removeprefix("monai."))(**kwargs)
+    elif network in ("UNet", "UNetPlusPlus"):
+        net = globals()[network](**kwargs)
+    else:
+        raise ValueError(f"network must be UNet, UNetPlusPlus or monai.NAME, got {network!r}")
+    return PadToMultiple(net, multiple)

@@ -72,7 +72,7 @@ def test_shipped_model_package_holds_what_other_tools_need(nuclei_package: Path)
 
     # half the pixels two tiles share: 40 for the shipped model
     halo = f"halo: {context_overlap(load_model('nuclei').card) // 2}"
-    for needed in ("scale_range", "min_percentile: 1.0", "max_percentile: 99.8", "sigmoid", halo, "step: 16",
+    for needed in ("scale_range", "min_percentile: 1.0", "max_percentile: 99.8", "sigmoid", halo, "step: 1\n",
                    "pytorch_state_dict", "10.1007/978-3-319-24574-4_28", "napari_unet", "license: BSD-3-Clause"):  # fmt: skip
         assert needed in rdf, needed
     assert "## Validation" in readme and "mnfinder" in readme
@@ -112,6 +112,34 @@ def test_bioimageio_core_agrees_with_napari_unet_predict(nuclei_package: Path) -
     assert 2 * (fg_ours & fg_theirs).sum() / (fg_ours.sum() + fg_theirs.sum()) > 0.98
 
 
+def _core_predict(package: Path, image: np.ndarray, weights: str) -> np.ndarray:
+    """bioimageio.core's ``predict`` as a consumer calls it (the image as it is, no tiling),
+    through one weight format; ``(C, H, W)``."""
+    from bioimageio.core import create_prediction_pipeline, load_description, predict
+
+    descr = load_description(package)
+    x = (image[None, None] if image.ndim == 2 else np.moveaxis(image, -1, 0)[None]).astype(np.float32)
+    out = predict(model=create_prediction_pipeline(descr, weight_format=weights), inputs=x)  # predict unloads it
+    return np.asarray(next(iter(out.members.values())).data)[0]
+
+
+@pytest.mark.parametrize("weights", ["pytorch_state_dict", "torchscript", "onnx"])
+def test_bioimageio_core_predicts_images_of_any_size_with_each_weight_format(nuclei_package: Path, weights) -> None:
+    """768x869 is the samples' own size, 601x475 and 600x476 are no multiple of 16: the package's
+    network pads to its size divisor and crops back, so a consumer that passes the image as it
+    is gets the whole answer (it ended in 'size of tensor a (237) must match ... (236)')."""
+    import tifffile
+
+    sample = tifffile.imread(Path(__file__).parent.parent / "sample_data" / "rpe1_2022-05-25_1.tif")
+    ours = segment(load_model("nuclei"), sample, settings=Settings(precision="fp32")).probabilities
+    for image, truth in ((sample, ours), (sample[:601, :475], None), (sample[100:700, 200:676], None)):
+        theirs = _core_predict(nuclei_package, image, weights)
+        assert theirs.shape == (3, *image.shape) and np.isfinite(theirs).all()
+        if truth is not None:  # the whole sample: the same nuclei as napari-unet's tiled prediction
+            a, b = truth[0] > 0.5, theirs[0] > 0.5
+            assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.98
+
+
 def test_multiclass_rgb_round_trip_and_bioimageio_test(tmp_path: Path) -> None:
     weights = _rgb_classes_model(tmp_path)
     out = tmp_path / "tissue.zip"
@@ -127,6 +155,9 @@ def test_multiclass_rgb_round_trip_and_bioimageio_test(tmp_path: Path) -> None:
     rgb = np.random.default_rng(1).integers(0, 255, (96, 80, 3), dtype=np.uint8)
     pa, pb = segment(a, rgb).probabilities, segment(b, rgb).probabilities
     assert np.abs(pa - pb).max() < 1e-4
+    # bioimageio.core's predict on an RGB image of the samples' size: whole, and the classes sum to 1
+    theirs = _core_predict(out, np.random.default_rng(2).integers(0, 255, (768, 869, 3)).astype(np.uint8), "onnx")
+    assert theirs.shape == (3, 768, 869) and np.allclose(theirs.sum(0), 1, atol=1e-4)
 
 
 def test_instance_model_without_boundary_and_2p5d_model_export(tmp_path: Path) -> None:

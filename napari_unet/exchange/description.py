@@ -42,8 +42,8 @@ def package_description(
     version: str,
 ) -> Any:
     """The package's ``ModelDescr``: the files in ``work`` (test tensors, cover, README and
-    the ``weights`` written, ``{format: path}``), the input's size rule (a multiple of
-    ``divisor`` from ``smallest``, or a whole-image model's one size) and the output's
+    the ``weights`` written, ``{format: path}``), the input's size rule (any size from
+    ``smallest``, the network padding to a multiple of ``divisor``; or a whole-image model's one size) and the output's
     ``halo``; the card travels in its ``config``."""
     import torch
     from bioimageio.spec.model import v0_5 as s
@@ -52,15 +52,15 @@ def package_description(
     from napari_unet.architectures import network_spec
 
     module, callable_name, kwargs = network_spec(card)
-    if module == "napari_unet.nets":
-        shutil.copyfile(nets.__file__, work / "napari_unet_nets.py")
-        architecture: Any = s.ArchitectureFromFileDescr(
-            source=work / "napari_unet_nets.py", callable=s.Identifier(callable_name), kwargs=kwargs
-        )
-    else:
-        architecture = s.ArchitectureFromLibraryDescr(
-            import_from=module, callable=s.Identifier(callable_name), kwargs=kwargs
-        )
+    # the architecture is napari_unet/nets.py's ``padded``: the network, taking any image size
+    # (mirrored out to a multiple of ``divisor`` and cropped back), with the bare network's state dict
+    shutil.copyfile(nets.__file__, work / "napari_unet_nets.py")
+    network = callable_name if module == "napari_unet.nets" else f"monai.{callable_name}"
+    architecture = s.ArchitectureFromFileDescr(
+        source=work / "napari_unet_nets.py",
+        callable=s.Identifier("padded"),
+        kwargs={"network": network, "multiple": divisor, **kwargs},
+    )
     torch_version = s.Version(torch.__version__.split("+")[0])
     entries: dict[str, Any] = {
         "pytorch_state_dict": s.PytorchStateDictWeightsDescr(
@@ -77,7 +77,9 @@ def package_description(
     if card.input_size:
         size: Any = card.input_size
     else:
-        size = s.ParameterizedSize(min=smallest, step=divisor)
+        # any size from the smallest: the network pads to a multiple of ``divisor`` itself, so a
+        # consumer that passes an image as it is (bioimageio.core's predict) is right to
+        size = s.ParameterizedSize(min=smallest, step=1)
     input_axes = [
         s.BatchAxis(),
         s.ChannelAxis(channel_names=[s.Identifier(n) for n in _channel_names(card)]),

@@ -77,7 +77,8 @@ def _documentation(card: ModelCard, result: ExportResult, halo: int, version: st
         (
             f"- whole images, resized to {card.input_size}x{card.input_size} pixels."
             if card.input_size
-            else f"- any size in tiles (a multiple of the step); napari-unet uses {card.tile}-pixel tiles, "
+            else f"- any size: the network mirrors the image out to a multiple of the step and crops its output "
+            f"back; tiles of a multiple of the step waste nothing. napari-unet uses {card.tile}-pixel tiles, "
             f"{halo} pixels of halo on each side."
         ),
         "",

@@ -182,7 +182,7 @@ def export_package(
         tifffile.imwrite(work / "sample_input.tif", x[None])
         tifffile.imwrite(work / "sample_output.tif", y)
         _cover(net, card, x, work / "cover.png")
-        weights = _weights(net, card, x, work, formats, result)
+        weights = _weights(net, card, x, work, formats, result, divisor)
         (work / "README.md").write_text(_documentation(card, result, halo, __version__))
         descr = package_description(card, work, weights, halo, smallest, divisor, authors, licence, __version__)
         from bioimageio.spec import save_bioimageio_package
@@ -235,11 +235,15 @@ def _cover(net: Any, card: ModelCard, x: np.ndarray, path: Path) -> None:
 
 
 def _weights(
-    net: Any, card: ModelCard, x: np.ndarray, work: Path, formats: tuple[str, ...], result: ExportResult
+    net: Any, card: ModelCard, x: np.ndarray, work: Path, formats: tuple[str, ...], result: ExportResult, divisor: int
 ) -> dict:
     """Each weight file written: ``{format: path}``; a format torch cannot export is left
-    out, with the reason in ``result.skipped``."""
+    out, with the reason in ``result.skipped``. The TorchScript and ONNX networks pad any
+    image to a multiple of ``divisor`` and crop back (:class:`napari_unet.nets.PadToMultiple`),
+    as the state dict's architecture does, so a consumer may pass an image of any size."""
     import torch
+
+    from napari_unet.nets import PadToMultiple
 
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     written = {"pytorch_state_dict": work / "weights.pt"}
@@ -249,7 +253,8 @@ def _weights(
         try:
             with torch.no_grad():
                 traced = torch.jit.trace(net, example, check_trace=False)
-            traced.save(str(work / "weights.torchscript"))
+            # the padding is scripted, not traced, so that its sizes follow the input
+            torch.jit.script(PadToMultiple(traced, divisor)).save(str(work / "weights.torchscript"))
             written["torchscript"] = work / "weights.torchscript"
         except Exception as exc:  # tracing a network can fail in many ways; the package stays valid without it
             result.skipped["torchscript"] = _first_line(exc)
@@ -260,7 +265,7 @@ def _weights(
             axes = {0: "batch", 2: "y", 3: "x"}
             with torch.no_grad():
                 torch.onnx.export(
-                    net, (example,), str(work / "weights.onnx"), input_names=["input"], output_names=["output"],
+                    PadToMultiple(net, divisor), (example,), str(work / "weights.onnx"), input_names=["input"], output_names=["output"],
                     dynamic_axes={"input": axes, "output": axes}, opset_version=17, dynamo=False,
                 )  # fmt: skip
             written["onnx"] = work / "weights.onnx"
