@@ -173,10 +173,25 @@ def test_instance_model_without_boundary_and_2p5d_model_export(tmp_path: Path) -
     assert "slice_m1" in rdf and "slice_p1" in rdf
 
 
-def _foreign_package(tmp_path: Path, weights: str = "torchscript", wrong_output: bool = False) -> Path:
+class _SaysItRan(torch.nn.Module):
+    """A TorchScript program around a network: it prints a line whenever it predicts."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        print("this TorchScript ran")
+        return self.net(x)
+
+
+def _foreign_package(
+    tmp_path: Path, weights: str = "torchscript", wrong_output: bool = False, program: bool = False
+) -> Path:
     """A package another tool could have written: MONAI's BasicUNet with random weights,
-    z-score pre-processing, a sigmoid, torchscript and state-dict weights, built with
-    bioimageio.spec's own classes."""
+    z-score pre-processing, a sigmoid, torchscript (``weights``: or ``onnx``, or ``both``) and
+    state-dict weights, built with bioimageio.spec's own classes. With ``program``, the
+    TorchScript prints a line when it runs."""
     from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.model import v0_5 as s
     from monai.networks.nets import BasicUNet
@@ -188,9 +203,10 @@ def _foreign_package(tmp_path: Path, weights: str = "torchscript", wrong_output:
     xn = (x - x.mean()) / (x.std() + 1e-6)
     with torch.no_grad():
         y = torch.sigmoid(net(torch.from_numpy(xn))).numpy()
-        if weights == "torchscript":
-            torch.jit.trace(net, torch.from_numpy(xn)).save(str(tmp_path / "net.torchscript"))
-        else:
+        if weights in ("torchscript", "both"):
+            traced = torch.jit.trace(net, torch.from_numpy(xn))
+            (torch.jit.script(_SaysItRan(traced)) if program else traced).save(str(tmp_path / "net.torchscript"))
+        if weights in ("onnx", "both"):
             torch.onnx.export(net, (torch.from_numpy(xn),), str(tmp_path / "net.onnx"), input_names=["raw"],
                               dynamic_axes={"raw": {0: "b", 2: "y", 3: "x"}}, opset_version=17, dynamo=False)  # fmt: skip
     torch.save(net.state_dict(), tmp_path / "net.pt")
@@ -227,8 +243,9 @@ def _foreign_package(tmp_path: Path, weights: str = "torchscript", wrong_output:
                 architecture=s.ArchitectureFromLibraryDescr(import_from="monai.networks.nets", callable=s.Identifier("BasicUNet"), kwargs=kwargs),
             ),
             **({"torchscript": s.TorchscriptWeightsDescr(source=tmp_path / "net.torchscript", pytorch_version=s.Version("2.1"))}
-               if weights == "torchscript" else
-               {"onnx": s.OnnxWeightsDescr(source=tmp_path / "net.onnx", opset_version=17)}),
+               if weights in ("torchscript", "both") else {}),
+            **({"onnx": s.OnnxWeightsDescr(source=tmp_path / "net.onnx", opset_version=17)}
+               if weights in ("onnx", "both") else {}),
         ),
     )  # fmt: skip
     return save_bioimageio_package(descr, output_path=tmp_path / "other.zip")
@@ -252,7 +269,7 @@ def test_a_package_from_another_tool_predicts_what_bioimageio_core_predicts(tmp_
 
     package = _foreign_package(tmp_path, weights)
     assert check_package(package) == "passed"
-    path = import_package(package)
+    path = import_package(package, trust=True)  # (ONNX needs no trust)
     card = read_card(path)
     assert card.name == "other-tool-net" and card.architecture == weights
     assert card.normalisation == {"kind": "zscore"} and card.classes == ("nucleus",)
@@ -274,7 +291,7 @@ def test_a_package_from_another_tool_predicts_what_bioimageio_core_predicts(tmp_
 def test_packaged_models_predict_but_are_not_fine_tuned(tmp_path: Path) -> None:
     from napari_unet.train import Trainer, TrainingItem
 
-    path = import_package(_foreign_package(tmp_path))
+    path = import_package(_foreign_package(tmp_path), trust=True)
     net = load_model(path)
     image = np.zeros((64, 64), np.float32)
     labels = np.zeros((64, 64), np.int32)
@@ -354,7 +371,7 @@ def test_packages_we_cannot_run_say_why(tmp_path: Path) -> None:
         rdf["inputs"][0]["preprocessing"] = [{"id": "scale_range", "kwargs": {"axes": ["channel", "y", "x"]}}]
 
     with pytest.raises(ExchangeError, match="scales over axes") as err:
-        import_package(_edited(package, tmp_path / "a", scale_mean_variance))
+        import_package(_edited(package, tmp_path / "a", scale_mean_variance), trust=True)
     assert "\n" not in str(err.value)
 
     def three_d(rdf):
@@ -373,7 +390,7 @@ def test_packages_we_cannot_run_say_why(tmp_path: Path) -> None:
     def state_dict_only(rdf):
         del rdf["weights"]["torchscript"]
 
-    with pytest.raises(ExchangeError, match="torchscript or ONNX weights"):
+    with pytest.raises(ExchangeError, match="ONNX or TorchScript weights"):
         import_package(_edited(package, tmp_path / "c", state_dict_only))
 
     def tensorflow_only(rdf):

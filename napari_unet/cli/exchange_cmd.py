@@ -45,6 +45,12 @@ def export(args: argparse.Namespace) -> int:
 def _import_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="FILE.zip|FOLDER", help="a bioimage.io model package, zipped or unpacked")
     p.add_argument("--name", default=None, help="the name to register it under (default: from the package)")
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="run the package's TorchScript weights when it has no ONNX ones: TorchScript is a program that runs "
+        "whatever its author wrote (files and network included), so only for a package whose source you trust",
+    )
 
 
 @command("import", _import_args)
@@ -53,7 +59,7 @@ def import_(args: argparse.Namespace) -> int:
     from napari_unet.exchange import import_package
     from napari_unet.model import read_card
 
-    path = import_package(args.source, args.name)
+    path = import_package(args.source, args.name, trust=args.trust)
     card = read_card(path)
     how = (
         f"runs through its {card.architecture} weights (predicts; cannot be fine-tuned)"

@@ -14,20 +14,32 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_unet.exchange._common import CONFIG_KEY, ExchangeError, _first_line, _need_bioimageio
+from napari_unet.exchange.foreign_weights import (
+    check_onnx,
+    check_torchscript,
+    choose_weights,
+    copy_external_data,
+    external_locations,
+)
 
 if TYPE_CHECKING:
     from napari_unet.model import ModelCard
 
 
 def import_package(
-    source: str | os.PathLike, name: str | None = None, *, folder: str | os.PathLike | None = None
+    source: str | os.PathLike,
+    name: str | None = None,
+    *,
+    folder: str | os.PathLike | None = None,
+    trust: bool = False,
 ) -> Path:
     """Register a bioimage.io model package (a ``.zip`` or a folder with ``rdf.yaml`` /
     ``bioimageio.yaml``) as a napari-unet model; returns the new model's file.
 
     Our own packages (a napari-unet card in ``config``) come back as the very model they
-    were. A package from another tool keeps its torchscript (else ONNX) weights and runs
-    through them inside our pipeline; it predicts, but cannot be fine-tuned.
+    were. A package from another tool keeps its ONNX weights (else, with ``trust``, its
+    TorchScript: a program, see :mod:`~napari_unet.exchange.foreign_weights`), checked here,
+    and runs through them inside our pipeline; it predicts, but cannot be fine-tuned.
     """
     _need_bioimageio()
     from napari_unet.model import list_models, user_model_dir
@@ -52,7 +64,7 @@ def import_package(
     folder.mkdir(parents=True, exist_ok=True)
     if ours and descr.weights.pytorch_state_dict is not None:
         return _import_ours(descr, ours, name, folder, source)
-    return _import_foreign(descr, name, folder, source)
+    return _import_foreign(descr, name, folder, source, trust)
 
 
 def _load(source: Path) -> Any:
@@ -199,7 +211,7 @@ def _size_of(axis: Any) -> tuple[int, int]:
     raise ExchangeError(f"its input axis {axis.id} takes a size napari-unet cannot choose ({type(size).__name__})")
 
 
-def _import_foreign(descr: Any, name: str, folder: Path, source: Path) -> Path:
+def _import_foreign(descr: Any, name: str, folder: Path, source: Path, trust: bool) -> Path:
     from napari_unet.model import ModelCard, save_model
 
     if len(descr.inputs) != 1 or len(descr.outputs) != 1:
@@ -218,17 +230,7 @@ def _import_foreign(descr: Any, name: str, folder: Path, source: Path) -> Path:
                 + (" and 3D models are not supported yet" if "z" in extra else "")
             )
     weights = descr.weights
-    chosen = "torchscript" if weights.torchscript is not None else "onnx" if weights.onnx is not None else None
-    if chosen is None:
-        present = [
-            f
-            for f in ("pytorch_state_dict", "keras_hdf5", "tensorflow_saved_model_bundle")
-            if getattr(weights, f, None)
-        ]
-        raise ExchangeError(
-            f"{source}: it has {', '.join(present) or 'no'} weights; napari-unet runs a package from another tool "
-            "through its torchscript or ONNX weights, which it lacks"
-        )
+    chosen = choose_weights(weights, trust=trust, source=source)
     normalisation = _normalisation_of(inp.preprocessing, source)
     activation, threshold, probabilities = _activation_of(out, source)
     channel_in = next((a for a in inp.axes if a.type == "channel"), None)
@@ -247,9 +249,18 @@ def _import_foreign(descr: Any, name: str, folder: Path, source: Path) -> Path:
         shutil.rmtree(store)
     store.mkdir(parents=True)
     weight_descr = getattr(weights, chosen)
-    with _opened(weight_descr) as local:
-        stored = store / f"weights.{'torchscript' if chosen == 'torchscript' else 'onnx'}"
-        shutil.copyfile(local, stored)
+    stored = store / f"weights.{chosen}"
+    try:
+        with _opened(weight_descr) as local:
+            shutil.copyfile(local, stored)
+        if chosen == "onnx":  # its tensor files first: only those inside the package, copied beside it
+            copy_external_data(source, str(weight_descr.source), external_locations(stored, source), store, source)
+            check_onnx(stored, source)
+        else:
+            check_torchscript(stored, source)
+    except BaseException:
+        shutil.rmtree(store, ignore_errors=True)  # nothing half-imported is left in the registry folder
+        raise
     card = ModelCard(
         name=name,
         architecture=chosen,
@@ -274,6 +285,7 @@ def _import_foreign(descr: Any, name: str, folder: Path, source: Path) -> Path:
             "package": str(descr.name),
             "weights": chosen,
             "output_is_probability": probabilities,
+            **({"trusted": True} if chosen == "torchscript" else {}),
         },
         licence=str(descr.license or ""),
         parent=str(descr.id or descr.name),

@@ -25,6 +25,14 @@ def packaged_network(path: Path, card: ModelCard) -> torch.nn.Module:
         from napari_unet.model import ModelLoadError
 
         raise ModelLoadError(f"{weights}: the imported package's weights are missing; import the package again")
+    if card.architecture == "torchscript" and not card.training.get("trusted"):
+        from napari_unet.exchange.foreign_weights import TRUST_HINT
+        from napari_unet.model import ModelLoadError
+
+        raise ModelLoadError(
+            f"{card.name}: its TorchScript weights were imported without --trust, so napari-unet does not run them. "
+            f"{TRUST_HINT}"
+        )
     args = card.arch_args
     in_axes, out_axes = list(args["input_axes"]), list(args["output_axes"])
     sizes = {a: (int(v[0]), int(v[1])) for a, v in args["size"].items()}
@@ -46,10 +54,10 @@ def packaged_network(path: Path, card: ModelCard) -> torch.nn.Module:
             if card.architecture == "torchscript":
                 self.net = torch.jit.load(str(weights), map_location="cpu").eval()
             else:
-                import onnxruntime as ort
+                from napari_unet.exchange.foreign_weights import onnx_session
 
                 self.net = None
-                self.session = ort.InferenceSession(str(weights), providers=["CPUExecutionProvider"])
+                self.session = onnx_session(weights)
 
         def __deepcopy__(self, memo: dict) -> Packaged:  # an ONNX session cannot be copied: open the file again
             twin = Packaged()
