@@ -9,8 +9,10 @@ torch is imported inside the functions that need it, so importing this module is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +31,7 @@ __all__ = [
     "default_model_name",
     "list_models",
     "load_model",
+    "reserved_name",
     "save_model",
     "user_model_dir",
 ]
@@ -69,6 +72,64 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike, card: ModelCard 
     _atomic(weights, lambda tmp: save_file(state, tmp, metadata={CARD_KEY: card.to_json()}))
     _atomic(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(card.to_json() + "\n"))
     return weights
+
+
+@contextlib.contextmanager
+def reserved_name(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Hold ``path`` (a model's file without its suffix) for a run that will save there: checked
+    before the run, so that a training is never thrown away at its end.
+
+    A shipped model's name is refused in the user folder (the registry would never load it), an
+    existing model without ``overwrite``, and a name another run holds now (a ``.saving`` file
+    with a live process id beside it; one left by a run that died is taken over).
+    """
+    path = Path(path)
+    if path.suffix in (".safetensors", ".json"):
+        path = path.with_suffix("")
+    if path.parent.resolve() == user_model_dir().resolve() and (SHIPPED_DIR / f"{path.name}.safetensors").exists():
+        raise ValueError(
+            f"{path.name!r} is a shipped model's name, which a model of yours may not take; choose another --out"
+        )
+    if path.with_suffix(".safetensors").exists() and not overwrite:
+        raise ValueError(
+            f"a model named {path.name!r} exists already ({path.with_suffix('.safetensors')}); choose another --out, "
+            "or add --overwrite to replace it"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_suffix(".saving")
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and _alive(holder):
+                raise ValueError(
+                    f"another run (process {holder}) is training a model named {path.name!r} now; choose another "
+                    "--out, or wait for it to finish"
+                ) from None
+            lock.unlink(missing_ok=True)  # left by a run that died
+    else:
+        raise ValueError(f"{lock}: cannot reserve the name {path.name!r}; remove this file if no training runs")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield path
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def user_model_dir() -> Path:
@@ -212,11 +273,18 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, card: ModelCard
         net.source_path = path
         return net
     if path.suffix in (".pt", ".pth"):
+        import warnings
+
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's warnings about the file are said below, in one sentence
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
+            # torch's own message explains weights_only over many lines: one sentence is enough
+            what = "holds pickled objects or code" if "weights only load failed" in str(exc).lower() else "is damaged"
             raise ModelLoadError(
-                f"{path}: cannot be read as a plain state dict ({exc}); only weights can be loaded, not pickled code."
+                f"{path}: {what}, not a plain state dict; only weights can be loaded, not pickled code "
+                "(save the model's state_dict, or a .safetensors file)."
             ) from exc
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]

@@ -208,6 +208,12 @@ def check_classes_drawn(planes: list, card: ModelCard, *, new: bool) -> None:
     names = card.classes
     missing = [names[k] for k in range(1, len(names)) if k not in present]
     if new and missing:
+        if len(missing) > 5:  # say how many, and name the first few (--classes 300 with 3 drawn)
+            drawn = len(names) - 1 - len(missing)
+            raise ValueError(
+                f"{len(missing)} of the {len(names) - 1} classes are drawn nowhere in the checked data (the first: "
+                f"{', '.join(missing[:3])}); only {drawn} are: give --classes {drawn + 1} or draw the others"
+            )
         raise ValueError(
             f"no region of {', '.join(missing)} is drawn in the checked data; draw at least one of each class "
             f"({', '.join(names[1:])}) so that the new model can learn it"

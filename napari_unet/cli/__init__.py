@@ -23,7 +23,7 @@ from napari_unet.cli import (  # noqa: F401
     train_cmd,
     view_cmd,
 )
-from napari_unet.cli._base import _COMMANDS, error
+from napari_unet.cli._base import _COMMANDS, error, negative_slices_given
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -53,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    negative = negative_slices_given(given)
+    if negative is not None:  # argparse would read it as an option and say "expected at least one argument"
+        error(f"--annotated: slice numbers start at 0 (the first slice), got {negative!r}")
+        return 2
+    args = build_parser().parse_args(given)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

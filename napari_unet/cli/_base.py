@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -117,6 +118,31 @@ def _out_dir(path: str) -> Path:
     if not os.access(out, os.W_OK):
         raise PermissionError(f"{out}: no permission to write here; choose another --out folder")
     return out
+
+
+def slice_numbers(spec: str) -> list[int]:
+    """``--annotated`` slice numbers, ``"0,3,7"`` -> ``[0, 3, 7]``; they start at 0.
+
+    >>> slice_numbers("0, 3,7")
+    [0, 3, 7]
+    """
+    try:
+        numbers = [int(v) for v in str(spec).split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--annotated takes slice numbers like 3,7,12, got {spec!r}") from None
+    negative = [n for n in numbers if n < 0]
+    if negative:
+        raise ValueError(f"--annotated: slice numbers start at 0 (the first slice), got {negative[0]} in {spec!r}")
+    return numbers
+
+
+def negative_slices_given(argv: Sequence[str]) -> str | None:
+    """The value after ``--annotated`` that starts with a minus sign, which argparse would take
+    for an option ("expected at least one argument"), else None."""
+    for option, value in itertools.pairwise(argv):
+        if option == "--annotated" and len(value) > 1 and value[0] == "-" and value[1].isdigit():
+            return value
+    return None
 
 
 def _positive_int(text: str) -> int:

@@ -23,6 +23,7 @@ from napari_unet.cli._base import (
     manifest_path,
     outputs_complete,
     settings_from_args,
+    slice_numbers,
     write_manifest,
 )
 
@@ -185,13 +186,6 @@ def write_report_overlay(img: Any, mask: np.ndarray, card: Any, out: str, truth_
     return str(path)
 
 
-def _checked_slices(spec: str) -> list[int]:
-    try:
-        return [int(v) for v in str(spec).split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"--annotated takes slice numbers like 3,7,12, got {spec!r}") from None
-
-
 def _check_follow(options: dict, card: Any) -> None:
     """``--follow`` and ``--annotated`` that cannot work, refused before any image is predicted."""
     if options.get("annotated") and not options.get("follow"):
@@ -207,7 +201,7 @@ def _check_follow(options: dict, card: Any) -> None:
     if not Path(options["follow"]).exists():
         raise FileNotFoundError(f"{options['follow']}: no such file or folder (given as --follow)")
     if options.get("annotated"):
-        _checked_slices(options["annotated"])
+        slice_numbers(options["annotated"])
 
 
 def _followed(mask: np.ndarray, path: str, img: Any, card: Any, options: dict) -> np.ndarray:
@@ -220,7 +214,7 @@ def _followed(mask: np.ndarray, path: str, img: Any, card: Any, options: dict) -
     drawn = np.asarray(read_image(found).data)
     spec = options.get("annotated")
     if spec:
-        checked = _checked_slices(spec)
+        checked = slice_numbers(spec)
     else:
         checked = [z for z in range(len(drawn)) if drawn[z].any()] if drawn.ndim == 3 else []
     try:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet.architectures import ARCHITECTURES
-from napari_unet.cli._base import _drive, _positive_int, command, error
+from napari_unet.cli._base import _drive, _positive_int, command, error, slice_numbers
 from napari_unet.losses import LOSSES
 from napari_unet.planes import CT_WINDOWS
 
@@ -119,6 +119,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     opts.add_argument("--augment", choices=("none", "light", "medium", "heavy"), default="medium",
                       help="augmentation strength")  # fmt: skip
     p.add_argument("--out", required=True, help="name of the new model (saved to the user model folder) or a path")
+    p.add_argument("--overwrite", action="store_true", help="replace a model of yours that has the --out name")
     p.add_argument("--epochs", type=_positive_int, default=20, action=_Given,
                    help="passes over the checked data, at most; when only a time budget is given, as many as fit in it")  # fmt: skip
     p.add_argument(
@@ -172,9 +173,7 @@ def new_card(args: argparse.Namespace, first: Any) -> Any:
 def train_cmd(args: argparse.Namespace) -> int:
     """Fine-tune a model on corrected labels (or train one from scratch) and register it."""
 
-    from napari_unet.io import read_image
-    from napari_unet.model import load_model, save_model, user_model_dir
-    from napari_unet.train import TrainConfig, Trainer, TrainingItem
+    from napari_unet.model import reserved_name, user_model_dir
 
     if len(args.images) != len(args.labels):
         raise ValueError(
@@ -191,6 +190,17 @@ def train_cmd(args: argparse.Namespace) -> int:
                 )
         if args.classes != 1 or args.no_flips or args.arch != "unet":
             raise ValueError("--classes, --arch and --no-flips describe a new model; add --scratch to train one")
+    name = Path(args.out).name
+    dest = Path(args.out) if (os.sep in args.out or args.out.endswith(".safetensors")) else user_model_dir() / name
+    with reserved_name(dest, overwrite=args.overwrite):  # the name is checked before any training
+        return _train(args, dest)
+
+
+def _train(args: argparse.Namespace, dest: Path) -> int:
+    from napari_unet.io import read_image
+    from napari_unet.model import load_model, save_model
+    from napari_unet.train import TrainConfig, Trainer, TrainingItem
+
     items, notes = [], set()
     for k, (ip, lp) in enumerate(zip(args.images, args.labels)):
         img, lab = read_image(ip), read_image(lp)
@@ -199,13 +209,19 @@ def train_cmd(args: argparse.Namespace) -> int:
         labels = np.asarray(lab.data)
         if labels.ndim == 3 and lab.rgb:
             raise ValueError(f"{lp}: the labels are a colour picture; give them as integer ids (0 = background)")
+        spatial = tuple(n for n, a in zip(img.data.shape, img.axes) if a != "C")
+        if labels.shape != spatial:  # before anything about their values: a wrong pair is the likelier mistake
+            raise ValueError(
+                f"{lp} is {'x'.join(map(str, labels.shape))} but {ip} is {'x'.join(map(str, spatial))} "
+                f"({''.join(a for a in img.axes if a != 'C')}); give the labels drawn on this image"
+            )
         if labels.dtype.kind not in "biu":
             raise ValueError(f"{lp}: labels must be integers (0 = background), got {labels.dtype}")
         region = None
         if args.annotated:
             spec = args.annotated[k]
-            if all(c.isdigit() or c == "," for c in spec):
-                region = [int(v) for v in spec.split(",") if v]
+            if all(c.isdigit() or c in ",- " for c in spec):
+                region = slice_numbers(spec)
             else:
                 region = np.asarray(read_image(spec).data) > 0
         items.append(TrainingItem(img.data, labels.astype(np.int32), region, img.name, img.axes))
@@ -223,7 +239,7 @@ def train_cmd(args: argparse.Namespace) -> int:
                 )
     else:
         base = load_model(args.base)
-    name = Path(args.out).name
+    name = dest.name
     epochs = args.epochs if getattr(args, "epochs_given", False) or not args.max_seconds else 100_000
     crop = args.crop or (card.input_size if card is not None and card.input_size else 192)
     if args.class_weights is not None:
@@ -244,7 +260,6 @@ def train_cmd(args: argparse.Namespace) -> int:
         i = e.info
         return {"loss": f"{i.get('loss', 0):.3f}", **({"val_dice": f"{i['val_dice']:.3f}"} if "val_dice" in i else {})}
 
-    dest = Path(args.out) if (os.sep in args.out or args.out.endswith(".safetensors")) else user_model_dir() / name
     try:
         steps = trainer.steps() if not args.max_seconds else _by_time(trainer.steps(), args.max_seconds)
         result = _drive(steps, "train", show)

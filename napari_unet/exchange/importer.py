@@ -51,6 +51,10 @@ def import_package(
     folder = Path(folder) if folder else user_model_dir()
     ours = (descr.config.model_dump().get(CONFIG_KEY) or {}).get("card") if descr.config else None
     taken = {e.name: e for e in list_models()}
+    if name is not None and ("/" in name or "\\" in name or ".." in name):
+        raise ExchangeError(
+            f"--name {name!r} holds a path ('/', '\\' or '..'); a model's name is letters, digits, '-', '_' or '.'"
+        )
     chosen = _registry_name(name or (ours or {}).get("name") or descr.name)
     if name is None:  # a free name: the package's own, else with a number after it
         base, n = chosen, 1
