@@ -92,6 +92,14 @@ class TrainResult:
     stopped: bool
     seconds: float
 
+    def headline(self) -> str:
+        """The verdict in a few words, whole in one line of a notification (the detail is
+        :meth:`verdict`, shown in the step)."""
+        if self.parent_scores is None:
+            dice = self.new_scores.get("dice")
+            return f"new model, held-out Dice {dice:.2f}" if dice is not None else "new model trained"
+        return "better than its parent" if self.better else "NOT better than its parent"
+
     def verdict(self) -> str:
         new = self.new_scores
         if self.parent_scores is None:

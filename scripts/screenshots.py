@@ -8,8 +8,9 @@ Writes docs/images/{sample,predict,correct,finetune,count}.png. Then the first m
 a CT stack: opens the CT sample, draws the lesion on its 3 slices (copied from the sample's
 mask, as a careful hand would), marks 3 lesion-free slices checked too, trains a new model
 for ``--ct-seconds`` and predicts the other slices: docs/images/ct_{open,drawn,train,predict}.png.
+``--only dicom`` opens the CT sample written as a DICOM series: docs/images/dicom_open.png.
 
-    xvfb-run -a python scripts/screenshots.py [--only ct] [--ct-seconds 180]
+    xvfb-run -a python scripts/screenshots.py [--only ct|dicom] [--ct-seconds 180] [--dicom-masks DIR]
 """
 
 from __future__ import annotations
@@ -98,11 +99,37 @@ def ct_walkthrough(viewer, app, dock, seconds: float) -> None:
     shot(viewer, "ct_predict")
 
 
+def dicom_open(viewer, masks: Path | None) -> None:
+    """A DICOM series opened in napari: the CT sample written as a scanner would (12 files, a
+    rescale intercept, names that do not follow the slices), read by napari-unet's reader,
+    with the lesion mask ``predict`` wrote for it (``--dicom-masks DIR``) on top."""
+    import sys
+
+    sys.path.insert(0, str(OUT.parents[1]))
+    from napari_unet.io import read_image
+    from tests._dicom import write_series
+
+    for layer in list(viewer.layers):
+        viewer.layers.remove(layer)
+    folder = Path(tempfile.mkdtemp(prefix="napari-unet-dicom-")) / "CHEST"
+    ct = read_image(OUT.parents[1] / "napari_unet" / "sample_data" / "ct_lung1.tif")
+    write_series(folder, ct.data, spacing=ct.scale, description="CHEST lung1")
+    viewer.open(str(folder), plugin="napari-unet")
+    if masks is not None:
+        for mask in sorted(masks.glob("*_mask.nii.gz")):
+            layer = viewer.open(str(mask), plugin="napari-unet", layer_type="labels")[0]
+            layer.opacity = 0.6
+    viewer.dims.set_current_step(0, 6)
+    viewer.reset_view()
+    shot(viewer, "dicom_open")
+
+
 def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("nuclei", "ct"), default=None)
+    parser.add_argument("--only", choices=("nuclei", "ct", "dicom"), default=None)
+    parser.add_argument("--dicom-masks", type=Path, default=None, help="folder of predict's *_mask.nii.gz to overlay")
     parser.add_argument("--ct-seconds", type=float, default=180.0)
     args = parser.parse_args()
     os.environ.setdefault("NAPARI_UNET_MODELS", tempfile.mkdtemp(prefix="napari-unet-models-"))
@@ -118,6 +145,10 @@ def main() -> None:
     viewer = napari.Viewer(title="napari-unet")
     app = QApplication.instance()
     viewer.window.resize(1400, 860)
+    if args.only == "dicom":
+        dicom_open(viewer, args.dicom_masks)
+        viewer.close()
+        return
     if args.only == "ct":
         dock = UNetDock(viewer)
         viewer.window.add_dock_widget(dock, name="U-Net", area="right")

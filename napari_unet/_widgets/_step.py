@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import Container, ProgressBar, PushButton
 
-from napari_unet._widgets._common import follow_layers, notify_error, start_job, wrapping_label
+from napari_unet._widgets._common import follow_layers, notify_error, notify_info, start_job, wrapping_label
 
 if TYPE_CHECKING:
     import napari
@@ -125,6 +125,13 @@ class Step(Container):
     def refuse(self, message: str) -> None:
         """Say why a click did nothing: a notification and the status line."""
         notify_error(f"{self.title}: {message}")
+        self.status.value = message
+
+    def inform(self, message: str) -> None:
+        """Say that a click had nothing to do (not an error): the status line, and one info
+        notification, not posted again while the status still says it."""
+        if self.status.value != message:
+            notify_info(f"{self.title}: {message}")
         self.status.value = message
 
     def busy(self) -> bool:

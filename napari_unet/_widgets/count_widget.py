@@ -80,7 +80,9 @@ class CountWidget(Step):
         self.table.setSortingEnabled(True)
         self.table.setMinimumHeight(160)
         self.table.clicked.connect(lambda index: self._row_clicked(index.row(), index.column()))
-        self.native.layout().insertWidget(self.native.layout().count() - 1, self.table)  # above the stretch
+        layout = self.native.layout()
+        layout.insertWidget(layout.count() - 1, self.table, 1)  # above the stretch, and taking the free height
+        layout.setStretch(layout.count() - 1, 0)  # (the stretch keeps the fields at the top of the other steps)
         self.count_button.changed.connect(self.run)
         self.export_button.changed.connect(lambda *_: self.export_csv())
         self.save_button.changed.connect(lambda *_: self.save_labels())

@@ -230,9 +230,10 @@ class PredictWidget(Step):
             planes = list(range(work.n_slices))
         overwrite = bool(self.overwrite_checked.value)
         planes, kept = work.plan(planes, overwrite_checked=overwrite)
-        if not planes:
-            self.refuse(
-                f"every chosen slice is checked ({len(kept)}); tick 'overwrite checked slices too' to predict them again."
+        if not planes:  # nothing went wrong: said as information, and once however often it is pressed
+            self.inform(
+                f"every chosen slice is checked ({len(kept)}), so there is nothing to predict; tick 'overwrite checked "
+                "slices too' to predict them again."
             )
             return None
         lazy = not isinstance(data, np.ndarray)

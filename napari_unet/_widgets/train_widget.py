@@ -275,7 +275,7 @@ class TrainWidget(Step):
         self.use_anyway.value = False
         self._update_use_button()
         self.status.value = "done" if not result.stopped else "stopped: the best checkpoint is kept"
-        notify_info(f"Fine-tune finished: {result.verdict()}")
+        notify_info(f"Fine-tune: {result.headline()}")  # whole in the toast; the detail is in the step
 
     def _update_use_button(self, *_: Any) -> None:
         """*Use new model* only for a model that is not worse, unless the user says otherwise."""

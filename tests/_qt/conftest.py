@@ -41,6 +41,21 @@ def errors():
 
 
 @pytest.fixture
+def notices():
+    """Every notification shown during a test, as ``(severity, message)``."""
+    from napari.utils.notifications import notification_manager
+
+    seen: list[tuple[str, str]] = []
+
+    def record(notification):
+        seen.append((str(notification.severity), notification.message))
+
+    notification_manager.notification_ready.connect(record)
+    yield seen
+    notification_manager.notification_ready.disconnect(record)
+
+
+@pytest.fixture
 def registry(tmp_path, monkeypatch):
     """A user model folder holding a tiny model, and a session folder, both private to the test."""
     from napari_unet.model import ModelCard, build_model, save_model
