@@ -118,6 +118,10 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
             for name, a in (("prediction", pred), ("truth", truth)):
                 if a.dtype.kind not in "biu":
                     raise ValueError(f"the {name} holds {a.dtype} values; labels are integers (0 = background)")
+                if a.size and int(a.min()) < 0:
+                    raise ValueError(
+                        f"the {name} holds the value {int(a.min())}; labels are 0 (background) or positive ids"
+                    )
             pairs.append((stem, pred, truth))
         except (ValueError, OSError) as exc:
             error(f"{p}: {exc}")
@@ -143,7 +147,9 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     show = ["image", *cols, "n_pred", "n_true"]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table[show].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    if semantic:
+    if semantic and not classes:
+        print("\nper class: none (neither the predictions nor the truth hold a class other than background)")
+    elif semantic:
         per_class = pd.DataFrame(
             [{"class": k, **v} for k, v in mean["classes"].items()],
             columns=["class", "dice", "iou", "precision", "recall"],
