@@ -157,3 +157,111 @@ def test_onnxruntime_keeps_its_warnings_to_itself(tmp_path: Path, capfd) -> None
     segment(load_model(path), IMAGE, settings=Settings(tile=128, precision="fp32"))
     err = capfd.readouterr().err
     assert "onnxruntime" not in err.lower() and "\x1b[" not in err, err[:300]
+
+
+# --------------------------------------------------------------------------- the package file itself
+
+
+def _small_own_package(tmp_path: Path) -> Path:
+    from napari_unet.exchange import export_package
+    from tests.test_exchange import _rgb_classes_model
+
+    return export_package(_rgb_classes_model(tmp_path), tmp_path / "own.zip", test=False).path
+
+
+def _rezipped(package: Path, out: Path, extra: dict[str, bytes] | None = None, replace: dict | None = None) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(package) as z, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as w:
+        for name in z.namelist():
+            w.writestr(name, (replace or {}).get(name, z.read(name)))
+        for name, content in (extra or {}).items():
+            w.writestr(name, content)
+    return out
+
+
+def test_a_zip_slip_entry_writes_nothing_outside_the_models_folder(tmp_path: Path) -> None:
+    package = _rezipped(_foreign_package(tmp_path, "onnx"), tmp_path / "slip.zip",
+                        extra={"../../slipped.txt": b"out", "/abs_slipped.txt": b"out"})  # fmt: skip
+    try:
+        import_package(package)
+    except ExchangeError as exc:
+        assert "\n" not in str(exc)
+    assert not list(tmp_path.parent.rglob("slipped.txt")) and not Path("/abs_slipped.txt").exists()
+    assert not list(Path.cwd().rglob("slipped.txt"))
+
+
+def test_a_zip_bomb_entry_does_not_blow_up_import(tmp_path: Path) -> None:
+    import tracemalloc
+
+    bomb = b"\0" * (256 << 20)  # 256 MiB of zeros, about 256 KiB in the zip
+    package = _rezipped(_foreign_package(tmp_path, "onnx"), tmp_path / "bomb.zip", extra={"padding.bin": bomb})
+    del bomb
+    assert package.stat().st_size < 8 << 20
+    tracemalloc.start()
+    try:
+        path = import_package(package)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert read_card(path).architecture == "onnx"
+    assert peak < 128 << 20, f"{peak / 2**20:.0f} MiB held to import a package with an unused 256 MiB entry"
+
+
+class _Marks:
+    """A pickle that writes a file when it is loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "the pickle ran"))
+
+
+def test_a_code_carrying_pickle_with_its_checksum_forged_never_runs(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    import yaml
+
+    package = _small_own_package(tmp_path)
+    marker = tmp_path / "ran.txt"
+    buffer = io.BytesIO()
+    torch.save({"weights": _Marks(marker)}, buffer)
+    evil = buffer.getvalue()
+    with zipfile.ZipFile(package) as z:
+        rdf = yaml.safe_load(z.read("rdf.yaml"))
+    rdf["weights"]["pytorch_state_dict"]["sha256"] = hashlib.sha256(evil).hexdigest()
+    forged = _rezipped(package, tmp_path / "forged.zip", replace={"weights.pt": evil, "rdf.yaml": yaml.safe_dump(rdf)})
+    with pytest.raises(ExchangeError, match="holds pickled objects or code") as err:
+        import_package(forged)
+    assert "\n" not in str(err.value) and not marker.exists() and not _registered()
+
+
+def test_a_description_with_a_python_tag_is_refused_and_never_run(tmp_path: Path) -> None:
+    marker = tmp_path / "tagged.txt"
+    package = _foreign_package(tmp_path, "onnx")
+    import zipfile
+
+    with zipfile.ZipFile(package) as z:
+        rdf = z.read("rdf.yaml").decode()
+    tagged = rdf + f"\nx: !!python/object/apply:pathlib.Path.touch [!!python/object/apply:pathlib.Path ['{marker}']]\n"
+    with pytest.raises(ExchangeError, match="description cannot be read") as err:
+        import_package(_rezipped(package, tmp_path / "tagged.zip", replace={"rdf.yaml": tagged.encode()}))
+    assert "\n" not in str(err.value) and not marker.exists() and not _registered()
+
+
+def test_a_description_of_nested_yaml_aliases_is_refused_at_once(tmp_path: Path) -> None:
+    """The "billion laughs": nine aliases nested nine deep, 387 million strings once followed."""
+    import zipfile
+
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for previous, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    text = "\n".join([*lines, "format_version: 0.5.4", "type: model", "name: laughs", "attachments: *i", ""])
+    package = tmp_path / "laughs.zip"
+    with zipfile.ZipFile(package, "w") as z:
+        z.writestr("rdf.yaml", text)
+    with pytest.raises(ExchangeError, match="YAML aliases") as err:
+        import_package(package)
+    assert "\n" not in str(err.value) and not _registered()

@@ -108,6 +108,10 @@ FILE_FIELDS = {"source", "documentation", "covers", "test_inputs", "test_outputs
                "sample_tensor", "weights"}  # fmt: skip
 
 
+#: entries a description may expand to, aliases followed (the shipped model's has about 700)
+MAX_DESCRIPTION_NODES = 100_000
+
+
 def _remote_files(source: Path, target: Any) -> list[str]:
     """The web addresses among the files a package's description names (read before the
     spec library validates it, since it would fetch them)."""
@@ -128,8 +132,16 @@ def _remote_files(source: Path, target: Any) -> list[str]:
     except (OSError, UnicodeDecodeError, yaml.YAMLError, zipfile.BadZipFile) as exc:
         raise ExchangeError(f"{source}: its description cannot be read ({_first_line(exc)})") from exc
     found: list[str] = []
+    visited = 0
 
     def walk(node: Any, named_file: bool) -> None:
+        nonlocal visited
+        visited += 1
+        if visited > MAX_DESCRIPTION_NODES:  # YAML aliases nested as a "billion laughs" never end
+            raise ExchangeError(
+                f"{source}: its description expands to more than {MAX_DESCRIPTION_NODES:,} entries (YAML aliases "
+                "nested in one another); a model's description is a few hundred: not a package to import"
+            )
         if isinstance(node, dict):
             for key, value in node.items():
                 walk(value, named_file or key in FILE_FIELDS)
