@@ -173,3 +173,15 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("napari-unet figures measured by the tests (reported, not asserted)")
         for line in _FIGURES:
             terminalreporter.write_line(line)
+
+
+def traced_peak(call):
+    """``(call(), the peak of Python's allocations while it ran, in bytes)``."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

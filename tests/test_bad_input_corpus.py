@@ -4,7 +4,6 @@ evaluate's inputs out of range. Each is one sentence, read in bounded memory and
 from __future__ import annotations
 
 import gzip
-import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import tifffile
 
 from napari_unet.cli import main
 from napari_unet.io import ImageReadError, read_image
+from tests.conftest import traced_peak
 
 
 def _nrrd(path: Path, header: str, body: bytes) -> Path:
@@ -47,12 +47,7 @@ def test_a_gzip_bomb_in_an_nrrd_inflates_no_further_than_its_header_promises(tmp
     body = gzip.compress(b"\0" * (256 << 20), compresslevel=9)
     assert len(body) < 1 << 20
     path = _nrrd(tmp_path / "bomb.nrrd", "dimension: 3\nsizes: 4 4 2\nencoding: gzip", body)
-    tracemalloc.start()
-    try:
-        image = read_image(path)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    image, peak = traced_peak(lambda: read_image(path))
     assert image.data.shape == (2, 4, 4) and not image.data.any()
     assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB held while reading a 64-byte volume"
 

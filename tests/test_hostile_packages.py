@@ -192,18 +192,13 @@ def test_a_zip_slip_entry_writes_nothing_outside_the_models_folder(tmp_path: Pat
 
 
 def test_a_zip_bomb_entry_does_not_blow_up_import(tmp_path: Path) -> None:
-    import tracemalloc
+    from tests.conftest import traced_peak
 
     bomb = b"\0" * (256 << 20)  # 256 MiB of zeros, about 256 KiB in the zip
     package = _rezipped(_foreign_package(tmp_path, "onnx"), tmp_path / "bomb.zip", extra={"padding.bin": bomb})
     del bomb
     assert package.stat().st_size < 8 << 20
-    tracemalloc.start()
-    try:
-        path = import_package(package)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    path, peak = traced_peak(lambda: import_package(package))
     assert read_card(path).architecture == "onnx"
     assert peak < 128 << 20, f"{peak / 2**20:.0f} MiB held to import a package with an unused 256 MiB entry"
 
