@@ -43,6 +43,19 @@ class AdvancedForm:
         self.objects_model = True  # (the chosen model's card says, in show_card)
         self.seed_setting: str | None = None
         self._on = False
+        # the fields a person changed since the card was shown: only those are given back, so that
+        # opening the form changes nothing (the tiling stays chosen per image, the rest the card's)
+        self.edited: set[str] = set()
+        self._showing_card = False
+        for name in self.FIELDS:
+            getattr(self, name).changed.connect(lambda *_, name=name: self._mark(name))
+
+    #: the form's fields, each the widget attribute of a setting
+    FIELDS = ("tile", "overlap", "batch", "tta", "min_share", "seed")
+
+    def _mark(self, name: str) -> None:
+        if not self._showing_card:
+            self.edited.add(name)
 
     @property
     def widgets(self) -> list[Any]:
@@ -63,30 +76,38 @@ class AdvancedForm:
         post = card.postprocess or {}
         self.objects_model = card.activation != "softmax"
         self.seed_setting = seed_setting(card)
-        self.tile.value = card.tile
-        self.overlap.value = card.overlap
-        self.min_share.value = float(post.get("min_relative_area", 0.0))
-        if self.seed_setting is not None:
-            self.seed.value = float(post.get(self.seed_setting, 0.5))
-            self.seed.tooltip = SEED_TIPS[self.seed_setting]
+        self._showing_card = True  # (values shown, not edited; a new model's card starts afresh)
+        try:
+            self.tile.value = card.tile
+            self.overlap.value = card.overlap
+            self.min_share.value = float(post.get("min_relative_area", 0.0))
+            if self.seed_setting is not None:
+                self.seed.value = float(post.get(self.seed_setting, 0.5))
+                self.seed.tooltip = SEED_TIPS[self.seed_setting]
+        finally:
+            self._showing_card = False
+        self.edited.clear()
         self.show(self._on)
 
     def overrides(self, card: Any) -> dict[str, Any]:
-        """The settings of the form for ``card`` (nothing while it is hidden: the tiling is then
-        chosen per image and the rest are the card's)."""
+        """The settings a person edited in the form, for ``card`` (nothing while it is hidden
+        or untouched: the tiling is then chosen per image and the rest are the card's)."""
         from napari_unet.settings import seed_setting
 
         if not self._on:
             return {}
-        given: dict[str, Any] = {
-            "tile": int(self.tile.value),
-            "overlap": float(self.overlap.value),
-            "batch": int(self.batch.value),
-            "tta": bool(self.tta.value),
-        }
-        if card.activation != "softmax":
+        given: dict[str, Any] = {}
+        if "tile" in self.edited:
+            given["tile"] = int(self.tile.value)
+        if "overlap" in self.edited:
+            given["overlap"] = float(self.overlap.value)
+        if "batch" in self.edited:
+            given["batch"] = int(self.batch.value)
+        if "tta" in self.edited:
+            given["tta"] = bool(self.tta.value)
+        if card.activation != "softmax" and "min_share" in self.edited:
             given["min_relative_area"] = float(self.min_share.value)
         name = seed_setting(card)
-        if name is not None and name == self.seed_setting:  # the form shows this model's seed setting
+        if name is not None and name == self.seed_setting and "seed" in self.edited:  # this model's seed setting
             given[name] = float(self.seed.value)
         return given

@@ -642,8 +642,8 @@ def _dock_and_segment(qtbot, predict, viewer, model, image, **changed):
 
     assert predict.run() is not None
     wait_for(qtbot, predict)
-    tiling = {"tile": int(predict.more.tile.value), "overlap": float(predict.more.overlap.value),
-              "batch": int(predict.more.batch.value)}  # fmt: skip
+    edited = predict.more.overrides(model.card)  # (the tiling the dock used: per image unless edited)
+    tiling = {k: edited[k] for k in ("tile", "overlap", "batch") if k in edited}
     return (
         np.asarray(viewer.layers["rpe1 labels"].data),
         napari_unet.segment(model, image, device="cpu", **changed, **tiling).labels,
@@ -700,3 +700,22 @@ def test_predict_advanced_sets_the_seed_threshold(make_napari_viewer, registry, 
     other.model.reset_choices()
     other.model.value = "regions"
     assert other.more.seed_setting is None and other.more.seed.native.isHidden()  # a region model has no seeds
+
+
+def test_opening_the_advanced_form_changes_nothing_until_a_field_is_edited(make_napari_viewer, registry, stack):
+    """It showed the card's tile and overlap and gave them back, replacing the tiling chosen per
+    image: opening a form changed the result (#27)."""
+    viewer = make_napari_viewer()
+    viewer.add_image(stack[0], name="cells")
+    predict = PredictWidget(viewer)
+    predict.model.value, predict.device.value = "tiny", "cpu"
+    from napari_unet.model import read_card, resolve_model_path
+
+    card = read_card(resolve_model_path("tiny"))
+    closed = predict.settings(card)
+    predict.advanced.value = True
+    assert predict.more.overrides(card) == {} and predict.settings(card) == closed
+    predict.more.tile.value = 96  # one field edited: that one is given back, nothing else
+    assert predict.more.overrides(card) == {"tile": 96}
+    predict.model.value = "nuclei"  # another model's card is shown afresh, nothing edited
+    assert predict.more.overrides(read_card(resolve_model_path("nuclei"))) == {}
