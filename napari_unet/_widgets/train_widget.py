@@ -79,10 +79,19 @@ class TrainWidget(Step):
         self.export_path = FileEdit(label="package", mode="w", filter="*.zip")
         self.export_button = PushButton(text="Export for bioimage.io")
         self.export_button.tooltip = "Write the model Predict uses as a bioimage.io package (.zip), tested on export"
+        # a package from bioimage.io or another tool, as a model of Predict's list
+        self.import_path = FileEdit(label="import", mode="r", filter="*.zip")
+        self.trust = CheckBox(label="run its TorchScript: I trust where it came from", value=False)
+        self.trust.tooltip = (
+            "TorchScript is a program that runs whatever its author wrote when it predicts (files and network "
+            "included). A package with ONNX weights runs those and needs no trust."
+        )
+        self.import_button = PushButton(text="Import bioimage.io package")
         form = [self.image, self.labels_layer, self.start_from, self.base, *self._new_model_widgets,
                 *self._advanced_widgets, self.seconds, self.model_name, train_button]  # fmt: skip
         super().__init__(viewer, [*form, cancel_button, self.verdict, self.use_anyway, self.use_button,
-                                  self.repredict_button, self.export_path, self.export_button],
+                                  self.repredict_button, self.export_path, self.export_button,
+                                  self.import_path, self.trust, self.import_button],
                          run_button=train_button, cancel_button=cancel_button)  # fmt: skip
         self.train_button = train_button
         self.curve = CurveWidget()
@@ -95,6 +104,7 @@ class TrainWidget(Step):
         self.use_anyway.changed.connect(self._update_use_button)
         self.repredict_button.changed.connect(self.repredict)
         self.export_button.changed.connect(self.export)
+        self.import_button.changed.connect(self.import_package)
         self._export_default = self._default_export(self.workflow.model_name)
         self.export_path.value = self._export_default
         listen(self.workflow, "predicted", self._predicted)
@@ -179,6 +189,35 @@ class TrainWidget(Step):
             f"Exported to {result.path} (weights: {', '.join(result.weights)}{skipped}); bioimage.io's own test "
             f"{result.test}. Open it in Fiji (deepImageJ), ilastik or QuPath."
         )
+
+    def import_package(self, *_: Any) -> Any:
+        """Register a bioimage.io package as a model, in the background, and make it Predict's;
+        its TorchScript runs only with *trust* ticked (said in one sentence otherwise)."""
+        from pathlib import Path
+
+        if self.busy():
+            return None
+        text = str(self.import_path.value or "").strip()
+        if not text or not Path(text).expanduser().exists():
+            self.refuse("choose a bioimage.io package (.zip) to import")
+            return None
+        path, trust = Path(text).expanduser(), bool(self.trust.value)
+
+        def job() -> Any:
+            from napari_unet.exchange import import_package
+
+            yield from ()
+            return import_package(path, trust=trust)
+
+        self.status.value = f"importing {path.name}..."
+        return self.start(job(), desc="Import", on_done=self._imported)
+
+    def _imported(self, registered: Any) -> None:
+        name = registered.stem
+        self.base.reset_choices()
+        self.workflow.switch_model(name)
+        self.status.value = f"imported as {name}"
+        notify_info(f"Imported as '{name}'; Predict now uses it.")
 
     def _model_switched(self, name: str) -> None:
         self.base.reset_choices()

@@ -24,7 +24,8 @@ __all__ = ["TRUST_HINT", "check_onnx", "check_torchscript", "choose_weights", "o
 #: what the person is told about TorchScript, in the CLI and in a refusal
 TRUST_HINT = (
     "TorchScript is a program that runs whatever its author wrote when it predicts (files and network "
-    "included); import it with --trust only if you trust where the package came from"
+    "included); import it with --trust (in the dock: tick 'run its TorchScript') only if you trust where the "
+    "package came from"
 )
 
 #: onnxruntime's log level: 3 = errors only (its warnings about unused initializers and the like)

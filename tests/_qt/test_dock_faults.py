@@ -93,3 +93,27 @@ def test_counts_table_takes_the_free_height_of_the_dock(make_napari_viewer, regi
     rows = widget.table.viewport().height() / widget.table.rowHeight(0)
     fields = widget.native.height() - widget.table.height()
     assert rows >= 15, f"{rows:.1f} rows shown in a dock {widget.native.height()} px high ({fields} px of fields)"
+
+
+def test_the_dock_imports_a_package_and_runs_torchscript_only_when_trusted(
+    make_napari_viewer, registry, tmp_path, notices, qtbot
+):
+    import pytest
+
+    pytest.importorskip("bioimageio.core")
+    from tests.test_exchange import _foreign_package
+
+    package = _foreign_package(tmp_path, "torchscript")
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    widget.import_path.value = str(package)
+    assert widget.import_package() is not None  # not trusted: refused in one sentence, nothing registered
+    wait_for(qtbot, widget)
+    refused = [m for s, m in notices if s == "error"]
+    assert refused and "--trust" in refused[-1] and "\n" not in refused[-1]
+    assert not (registry / "other-tool-net.safetensors").exists()
+    widget.trust.value = True
+    assert widget.import_package() is not None
+    wait_for(qtbot, widget)
+    assert (registry / "other-tool-net.safetensors").exists()
+    assert widget.workflow.model_name == "other-tool-net" and "imported as other-tool-net" in widget.status.value
