@@ -86,6 +86,20 @@ def test_images_and_labels_of_different_shapes_say_both_shapes(pair, capsys):
     assert main(["train", "--images", ct, "--labels", rpe1_labels, "--scratch", "--classes", "2", "--out", "x"]) == 1
     line = _one_line(capsys.readouterr().err)
     assert "768x869" in line and "12x512x512" in line and "class" not in line
+    # an RGB image's colour samples are not a spatial axis: 64x72 RGB with its 64x72 labels trains
+    import imageio.v3 as iio
+
+    rgb = Path(pair[0]).with_name("rgb.png")
+    iio.imwrite(rgb, np.random.default_rng(0).integers(0, 255, (64, 72, 3), dtype=np.uint8))
+    common = ["--scratch", "--classes", "2", "--width", "4", "--depth", "2", "--crop", "32", "--epochs", "1",
+              "--device", "cpu"]  # fmt: skip
+    assert main(["train", "--images", str(rgb), "--labels", pair[1], *common, "--out", "rgb"]) == 0
+    capsys.readouterr()
+    bad = Path(pair[0]).with_name("small_labels.tif")
+    write_tiff(bad, np.ones((60, 72), np.uint8), labels=True)
+    assert main(["train", "--images", str(rgb), "--labels", str(bad), *common, "--out", "rgb2"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "is 60x72 but" in line and "is 64x72 (YX)" in line
 
 
 def test_negative_slice_numbers_say_slices_start_at_zero(pair, capsys):

@@ -209,11 +209,11 @@ def _train(args: argparse.Namespace, dest: Path) -> int:
         labels = np.asarray(lab.data)
         if labels.ndim == 3 and lab.rgb:
             raise ValueError(f"{lp}: the labels are a colour picture; give them as integer ids (0 = background)")
-        spatial = tuple(n for n, a in zip(img.data.shape, img.axes) if a != "C")
+        spatial = tuple(n for n, a in zip(img.data.shape, img.axes) if a not in "CS")  # (S: RGB samples)
         if labels.shape != spatial:  # before anything about their values: a wrong pair is the likelier mistake
             raise ValueError(
                 f"{lp} is {'x'.join(map(str, labels.shape))} but {ip} is {'x'.join(map(str, spatial))} "
-                f"({''.join(a for a in img.axes if a != 'C')}); give the labels drawn on this image"
+                f"({''.join(a for a in img.axes if a not in 'CS')}); give the labels drawn on this image"
             )
         if labels.dtype.kind not in "biu":
             raise ValueError(f"{lp}: labels must be integers (0 = background), got {labels.dtype}")
