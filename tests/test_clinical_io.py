@@ -428,3 +428,22 @@ def test_napari_writer_saves_labels_as_nifti_on_the_scans_affine(tmp_path: Path,
     back = nib.load(written)
     np.testing.assert_allclose(back.affine, nib.load(str(nifti)).affine)
     np.testing.assert_array_equal(np.asanyarray(back.dataobj).transpose(2, 1, 0), labels)
+
+
+def test_stored_values_take_the_smallest_type_that_holds_them_exactly(tmp_path: Path):
+    """int16 for Hounsfield units (the CT tests above), uint16 for unsigned values above 32767
+    (an MR), float32 once a slope makes fractions; filled slice by slice, the same values."""
+    import pydicom
+
+    volume = np.linspace(0, 40000, 3 * 16 * 16).reshape(3, 16, 16).round()
+    write_series(tmp_path / "mr", volume, spacing=(2.0, 0.5, 0.5), intercept=0.0)
+    image = read_image(tmp_path / "mr")
+    assert image.data.dtype == np.uint16
+    np.testing.assert_array_equal(image.data, volume)
+    for file in (tmp_path / "mr").iterdir():  # a slope of 0.5: fractions
+        ds = pydicom.dcmread(file)
+        ds.RescaleSlope = "0.5"
+        ds.save_as(file)
+    image = read_image(tmp_path / "mr")
+    assert image.data.dtype == np.float32
+    np.testing.assert_allclose(image.data, volume * 0.5)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,6 +276,48 @@ def _pixels(ds: Any, where: str) -> np.ndarray:
         raise ImageReadError(f"{where}: its pixel data cannot be read ({_safe_reason(exc)}).") from None
 
 
+def _stored_planes(frames: list[Frame], where: str) -> Iterator[np.ndarray]:
+    """Each slice's stored values, in order, a file decoded once (a multi-frame file is kept
+    while its frames are taken)."""
+    cache: dict[Path, np.ndarray] = {}
+    for f in frames:
+        if f.file not in cache:
+            cache[f.file] = _pixels(_quiet_read(f.file, force=not _is_dicom_file(f.file)), where)
+        data = cache[f.file]
+        yield data[f.index] if f.index is not None else data
+        if f.index is None:
+            del cache[f.file]  # a classic file holds one slice: keep no copy
+
+
+def _scaled_volume(frames: list[Frame], where: str) -> np.ndarray:
+    """The slices' values through their rescale, filled slice by slice into one array: int16
+    where every value fits exactly (Hounsfield units), else uint16 (unsigned stored values that
+    fit), else float32. One slice is in float64 at a time, so a 200x512^2 CT peaks near its
+    own size, not at the ten times a float64 copy of the whole stack took."""
+    slopes = np.array([f.slope for f in frames])
+    intercepts = np.array([f.intercept for f in frames])
+    exact = bool(np.all(slopes == 1) and np.all(intercepts == np.round(intercepts)))
+    shape = (len(frames), *frames[0].shape)
+    candidates: list[type] = [np.int16, np.uint16] if exact else []
+    for dtype in (*candidates, np.float32):
+        out = np.empty(shape, dtype)
+        fits = True
+        for k, (f, stored) in enumerate(zip(frames, _stored_planes(frames, where))):
+            if dtype is np.uint16 and stored.dtype.kind != "u":
+                fits = False
+                break
+            values = stored.astype(np.float64) * f.slope + f.intercept
+            if dtype is not np.float32:
+                limits = np.iinfo(dtype)
+                if values.size and (values.min() < limits.min or values.max() > limits.max):
+                    fits = False  # (read again as the next type: rare, e.g. uint16 MR above 32767)
+                    break
+            out[k] = values
+        if fits:
+            return out
+    raise AssertionError("float32 holds every value")  # not reached
+
+
 def _decoder_available(syntax: Any) -> bool:
     try:
         from pydicom.pixels import get_decoder
@@ -298,30 +341,12 @@ def _read_series(series: Series, notes: list[str], given: Path) -> ImageData:
     frames, affine_lps, warnings = stack_order(frames, where)
     first = datasets[frames[0].file]
     samples = int(first.get("SamplesPerPixel", 1) or 1)
-    planes = []
-    pixel_cache: dict[Path, np.ndarray] = {}
-    for f in frames:
-        if f.file not in pixel_cache:
-            pixel_cache[f.file] = _pixels(_quiet_read(f.file, force=not _is_dicom_file(f.file)), where)
-        data = pixel_cache[f.file]
-        planes.append(data[f.index] if f.index is not None else data)
-        if f.index is None:
-            del pixel_cache[f.file]  # a classic file holds one slice: keep no copy
-    stored = np.stack(planes)
-    slopes = np.array([f.slope for f in frames])
-    intercepts = np.array([f.intercept for f in frames])
     if samples == 1:
-        scaled = stored.astype(np.float64) * slopes[:, None, None] + intercepts[:, None, None]
-        exact = np.all(slopes == 1) and np.all(intercepts == np.round(intercepts))
-        if exact and scaled.min(initial=0) >= -32768 and scaled.max(initial=0) <= 32767:
-            data = scaled.astype(np.int16)
-        elif exact and stored.dtype.kind == "u" and scaled.min(initial=0) >= 0 and scaled.max(initial=0) <= 65535:
-            data = scaled.astype(np.uint16)
-        else:
-            data = scaled.astype(np.float32)
+        data = _scaled_volume(frames, where)
         if str(first.get("PhotometricInterpretation", "")) == "MONOCHROME1":  # white is low: shown as usual
             data = (data.max() + data.min() - data).astype(data.dtype)
     else:
+        stored = np.stack(list(_stored_planes(frames, where)))
         data = stored.astype(np.uint8) if stored.dtype.itemsize == 1 else stored
     spacing = frames[0].spacing
     unit = "millimeter" if spacing is not None else "pixel"
