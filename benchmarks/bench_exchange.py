@@ -77,7 +77,8 @@ def main() -> None:
     for key in NUCLEI_SAMPLES:
         image = np.asarray(read_image(sample_paths(key)[0]).data)
         h, w = image.shape  # the whole sample: the package's network pads to its divisor itself
-        ours = segment(net, image, settings=Settings(precision="fp32")).probabilities  # tiled, in the package's fp32
+        tiled = segment(net, image, settings=Settings(precision="fp32"))  # tiled, in the package's fp32
+        ours = tiled.probabilities
         default = segment(net, image).probabilities  # tiled, at the precision napari-unet picks here
         x = image[None, None].astype(np.float32)
         t = time.perf_counter()
@@ -87,7 +88,7 @@ def main() -> None:
             sample = create_sample_for_model(descr, inputs=x, sample_id=key)
             raw = pp.predict_sample_without_blocking(sample, skip_input_padding=True, skip_output_cropping=True)
         unpadded = np.asarray(raw.members["output"].data)[0][:, :h, :w]
-        keep = away_from_seams(image.shape, net.card.tile, net.card.overlap)
+        keep = away_from_seams(image.shape, tiled.settings.tile, tiled.settings.overlap)  # the tiling it chose
         diff = float(np.abs(unpadded - ours)[:, keep].max())
         diff_default = float(np.abs(theirs - ours)[:, keep].max())
         over = float((np.abs(unpadded - ours)[:, keep] > 1e-3).mean())
