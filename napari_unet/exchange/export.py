@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -251,7 +252,8 @@ def _weights(
     example = torch.from_numpy(x[None].copy())
     if "torchscript" in formats:
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)  # (a user reads them as faults)
                 traced = torch.jit.trace(net, example, check_trace=False)
             # the padding is scripted, not traced, so that its sizes follow the input
             torch.jit.script(PadToMultiple(traced, divisor)).save(str(work / "weights.torchscript"))
@@ -263,7 +265,9 @@ def _weights(
             import onnx  # noqa: F401
 
             axes = {0: "batch", 2: "y", 3: "x"}
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                # the padding's choice of mode is traced as a constant, as meant: its warning is noise
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 torch.onnx.export(
                     PadToMultiple(net, divisor), (example,), str(work / "weights.onnx"), input_names=["input"], output_names=["output"],
                     dynamic_axes={"input": axes, "output": axes}, opset_version=17, dynamo=False,
