@@ -49,7 +49,7 @@ def _series_or_file(path: str) -> list[str]:
     if Path(path).is_dir() and format_for(path, look_inside=False) is None:
         from napari_unet.io.dicom import find_series
 
-        found = [f"{path}#{s.label}" for s in find_series(path).series]
+        found = [s.named_in(path) for s in find_series(path).series]
         return found or [path]  # (none: read_image says why)
     return [path]
 
@@ -98,6 +98,8 @@ def image_to_layer_data(img: ImageData) -> list[LayerData]:
     meta = {"path": str(img.path) if img.path else None, "axes": img.axes, "units": img.units}
     if "affine" in img.metadata:  # where the voxels lie in the patient, for writing results back
         meta["affine"] = img.metadata["affine"]
+    if "dicom" in img.metadata:  # the series' UIDs and files (no patient tag), for a DICOM SEG on it
+        meta["dicom"] = img.metadata["dicom"]
     kwargs: dict[str, Any] = {"name": img.name, "scale": img.scale, "metadata": meta}
     if all(u != "pixel" for u in img.units):  # napari wants a unit for every axis or none
         kwargs["units"] = img.units

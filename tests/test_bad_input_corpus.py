@@ -4,7 +4,6 @@ evaluate's inputs out of range. Each is one sentence, read in bounded memory and
 from __future__ import annotations
 
 import gzip
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +58,6 @@ def test_a_damaged_gzip_nrrd_says_so(tmp_path):
     with pytest.raises(ImageReadError, match=r"damaged|truncated") as err:
         read_image(path)
     assert "\n" not in str(err.value)
-    assert zlib  # (zlib is what raises underneath; the message is ours)
 
 
 def _pair(folder: Path, name: str, pred: np.ndarray, truth: np.ndarray) -> None:

@@ -198,7 +198,7 @@ def test_pydicoms_three_series_folder_lists_each_and_refuses_the_mixed_orientati
     assert len(pilots) == 2
     for s in pilots:  # each holds a transverse, a sagittal and a coronal slice
         with pytest.raises(ImageReadError, match="its 3 slices lie in 3 orientations"):
-            read_image(s.path)
+            read_image(s.named_in(DICOMDIR_TESTS / "98892003" / "MR2"))
     with pytest.raises(ImageReadError, match="its 7 slices lie in 7 orientations"):
         read_image(DICOMDIR_TESTS / "98892003" / "MR700")
 

@@ -22,14 +22,13 @@ def save_labels(layer: Any, image_layer: Any, table: Any, path: str | Path | Non
 
     meta = getattr(image_layer, "metadata", None) or {}
     affine = meta.get("affine") or (layer.metadata or {}).get("affine")
-    source = str(meta.get("path") or "")
     if path is None:
         from qtpy.QtWidgets import QFileDialog
 
         kinds = ["TIFF (*.tif)"]
         if affine is not None:
             kinds.insert(0, "NIfTI (*.nii.gz)")
-        if "#" in source or source.lower().endswith(".dcm"):
+        if meta.get("dicom"):
             kinds.insert(1, "DICOM SEG (*.dcm)")
         default = f"{layer.name}.nii.gz" if affine is not None else f"{layer.name}.tif"
         path, _ = QFileDialog.getSaveFileName(None, "Save labels", default, ";;".join(kinds))
@@ -39,7 +38,7 @@ def save_labels(layer: Any, image_layer: Any, table: Any, path: str | Path | Non
     data = np.asarray(layer.data)
     try:
         if str(path).lower().endswith(".dcm"):
-            return _save_seg(Path(path), data, source or None, layer.name, table)
+            return _save_seg(Path(path), data, image_layer, layer.name, table)
         if str(path).lower().endswith((".nii", ".nii.gz")):
             if affine is None:
                 affine = np.diag([*([1.0] * (3 - data.ndim)), *map(float, layer.scale[-3:]), 1.0])
@@ -50,18 +49,17 @@ def save_labels(layer: Any, image_layer: Any, table: Any, path: str | Path | Non
         return None
 
 
-def _save_seg(path: Path, data: np.ndarray, source: str | None, name: str, table: Any) -> Path:
-    """The objects as a DICOM SEG on the series the image was read from, one segment per class."""
-    from napari_unet.io import read_image
+def _save_seg(path: Path, data: np.ndarray, image_layer: Any, name: str, table: Any) -> Path:
+    """The objects as a DICOM SEG on the series the image layer was read from (its metadata
+    names the series' files: nothing is read again here), one segment per class."""
     from napari_unet.io.dicom_seg import segments_from_objects, write_dicom_seg
 
-    image = read_image(source) if source else None
-    if image is None or not image.metadata.get("dicom"):
+    if image_layer is None or not (getattr(image_layer, "metadata", None) or {}).get("dicom"):
         raise ValueError("a DICOM SEG needs an image read from a DICOM series; save as NIfTI or TIFF instead")
     classes = dict(zip(table["id"], table["class"])) if table is not None and "class" in table else None
     mask, names = segments_from_objects(data, classes, name=name)
-    written = write_dicom_seg(path, mask, image, class_names=names, model_name="napari-unet count")
+    written = write_dicom_seg(path, mask, image_layer, class_names=names, model_name="napari-unet count")
     if written is None:
         raise ValueError("there are no objects to save; a DICOM SEG needs at least one")
-    notify_info(f"Saved {len(names)} segment(s) as a DICOM SEG on series {image.name} to {path}")
+    notify_info(f"Saved {len(names)} segment(s) as a DICOM SEG on series {image_layer.name} to {path}")
     return written

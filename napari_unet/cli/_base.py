@@ -96,7 +96,7 @@ def _folder_inputs(folder: Path, skip_labels: bool) -> list[Path]:
     looked at only when the folder holds DICOM)."""
     from napari_unet.io import is_label_path
     from napari_unet.io.dicom import find_series, holds_dicom
-    from napari_unet.io.formats import SERIES_MARK, format_for
+    from napari_unet.io.formats import format_for
 
     found = []
     for q in sorted(folder.iterdir()):
@@ -108,7 +108,7 @@ def _folder_inputs(folder: Path, skip_labels: bool) -> list[Path]:
         scan = find_series(folder)
         for note in scan.notes(folder):
             error(f"warning: {note}")
-        found += [Path(f"{folder}{SERIES_MARK}{s.label}") for s in scan.series]  # as given, not resolved
+        found += [Path(s.named_in(folder)) for s in scan.series]
     return found
 
 

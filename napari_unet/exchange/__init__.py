@@ -18,7 +18,9 @@ bioimageio.spec / bioimageio.core (the ``bioimageio`` extra), torch and onnx are
 inside the functions. Nothing here reaches the network: every file is local.
 
 :mod:`~napari_unet.exchange.export` writes packages, :mod:`~napari_unet.exchange.importer`
-reads them, :mod:`~napari_unet.exchange.packaged` runs an imported package's own weights.
+reads them (:mod:`~napari_unet.exchange.foreign_card` maps another tool's description to a card,
+:mod:`~napari_unet.exchange.foreign_weights` checks its weights once, TorchScript only when
+trusted), :mod:`~napari_unet.exchange.packaged` runs an imported package's own weights.
 """
 
 from napari_unet.exchange._common import EXTRA, ExchangeError

@@ -1,14 +1,13 @@
 """DICOM in: a file, a series, or a folder (or DICOMDIR) of series, read with their geometry.
 
-- A folder is searched (sub-folders too) for DICOM files; they are grouped by series, and each
-  image series is one input, named ``<number>_<description>`` from the series, never from the
-  patient. ``FOLDER#LABEL`` names one of them.
+- A folder's series are found by :mod:`~napari_unet.io.dicom_series` (headers only); each image
+  series is one input, ``FOLDER#LABEL``; how its slices stack is :mod:`~napari_unet.io.dicom_geometry`.
 - Slices are ordered by their position along the slice normal (``ImagePositionPatient`` on the
   cross product of the ``ImageOrientationPatient`` directions), never by file name or
   ``InstanceNumber``; the Z step comes from those positions, not ``SliceThickness``.
 - Stored values become scanner values through ``RescaleSlope``/``RescaleIntercept`` (Hounsfield
-  units for CT), ``int16`` where that is exact, else ``float32``; the window centre and width are
-  kept as the default contrast.
+  units for CT), ``int16`` where that is exact, ``uint16`` for unsigned values that fit, else
+  ``float32``, filled slice by slice; the window centre and width are kept as the default contrast.
 - Enhanced (multi-frame) CT and MR read the same way from their functional groups.
 - Refused in one sentence: slices in several orientations or of several sizes in one series,
   slices missing (a gap of two steps or more), two slices at one position, non-image objects
@@ -24,11 +23,8 @@ pydicom is imported only when a DICOM is read.
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,181 +32,19 @@ import numpy as np
 
 from napari_unet.io._image import ImageData, ImageReadError, _safe_reason
 from napari_unet.io.dicom_geometry import Frame, frames_of, stack_order
-from napari_unet.io.formats import SERIES_MARK, split_series_path
+from napari_unet.io.dicom_series import (
+    Series,
+    find_series,
+    holds_dicom,
+    is_dicom_file,
+    non_image_kind,
+    quiet_read,
+    read_header,
+    series_label,
+)
+from napari_unet.io.formats import split_series_path
 
 __all__ = ["Series", "find_series", "holds_dicom", "read_dicom", "series_affine"]
-
-#: modalities that are not pictures to segment (structured reports, contours, segmentations, ...)
-NON_IMAGE = ("SEG", "SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "KO", "PR", "DOC", "REG", "FID", "RWV", "PLAN")
-#: a folder is searched this deep and this wide at most for DICOM files
-MAX_FILES = 100_000
-_HEADER_TAGS = ("SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modality", "SOPClassUID", "Rows")
-
-
-def _is_dicom_file(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return head[128:132] == b"DICM"
-
-
-def _quiet_read(path: Path, **kwargs: Any) -> Any:
-    """pydicom's dcmread without its warnings on stderr (a person sees our sentence, not pydicom's)."""
-    import warnings
-
-    import pydicom
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(path, **kwargs)
-
-
-def _header(path: Path, tags: list[str] | None = None) -> Any:
-    """The header of a DICOM file, or None for a file that is not DICOM. A file without the
-    128-byte preamble (as some old exports write) is read too when it names its SOP class."""
-    marked = _is_dicom_file(path)
-    try:
-        ds = _quiet_read(path, stop_before_pixels=True, specific_tags=tags, force=not marked)
-    except Exception:
-        return None
-    return ds if marked or "SOPClassUID" in ds else None
-
-
-def _what(ds: Any) -> str | None:
-    """Why a DICOM object is not an image to segment, or None when it is one."""
-    modality = str(ds.get("Modality", "") or "")
-    if modality.upper() in NON_IMAGE:
-        return modality.upper()
-    if "Rows" not in ds:
-        return f"{modality or 'objects'} without pixels"
-    return None
-
-
-def holds_dicom(folder: Path, *, probe: int = 64) -> bool:
-    """True when a folder (or one below it) holds a DICOMDIR or a DICOM file among the first
-    ``probe`` files looked at: cheap enough for napari's "can you read this?" question."""
-    seen = 0
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        if root.lower().endswith((".zarr", ".napari-unet")):
-            dirs[:] = []
-            continue
-        for name in sorted(files):
-            if name.upper() == "DICOMDIR" or _is_dicom_file(Path(root) / name):
-                return True
-            seen += 1
-            if seen >= probe:
-                return False
-    return False
-
-
-@dataclass(frozen=True)
-class Series:
-    """One DICOM series found in a folder: what identifies it, never who it is of."""
-
-    folder: Path
-    uid: str
-    label: str
-    number: int | None
-    description: str
-    modality: str
-    files: tuple[Path, ...]
-
-    @property
-    def path(self) -> str:
-        """``FOLDER#LABEL``: the input name of this series."""
-        return f"{self.folder}{SERIES_MARK}{self.label}"
-
-
-@dataclass(frozen=True)
-class Scan:
-    """What a folder holds: its image series, and what was left out (said once, in a sentence)."""
-
-    series: tuple[Series, ...]
-    not_dicom: int
-    non_image: tuple[str, ...]
-
-    def notes(self, folder: Path) -> list[str]:
-        out = []
-        if self.not_dicom:
-            out.append(f"{folder}: {self.not_dicom} file(s) that are not DICOM were left out")
-        if self.non_image:
-            kinds = ", ".join(sorted(set(self.non_image)))
-            out.append(f"{folder}: {len(self.non_image)} non-image DICOM object(s) ({kinds}) were left out")
-        return out
-
-
-def _label(number: Any, description: str, modality: str) -> str:
-    words = re.sub(r"[^A-Za-z0-9.+-]+", "_", description.strip()).strip("_.")[:48] or modality or "series"
-    return f"{number}_{words}" if number not in (None, "") else words
-
-
-def _walk(folder: Path) -> list[Path]:
-    out: list[Path] = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        if root != str(folder) and root.lower().endswith((".zarr", ".napari-unet")):
-            dirs[:] = []
-            continue
-        out += [Path(root) / name for name in sorted(files) if not name.startswith(".")]
-        if len(out) > MAX_FILES:
-            raise ImageReadError(f"{folder}: holds more than {MAX_FILES} files; choose the folder of one study.")
-    return out
-
-
-@functools.lru_cache(maxsize=16)
-def _scan_cached(folder: str, stamp: tuple) -> Scan:
-    groups: dict[str, list[tuple[Path, Any]]] = {}
-    not_dicom, non_image = 0, []
-    for path in _walk(Path(folder)):
-        if path.name.upper() == "DICOMDIR":
-            continue  # an index of the files below, which are read themselves
-        ds = _header(path, list(_HEADER_TAGS))
-        if ds is None:  # not DICOM, or a damaged header
-            not_dicom += 1
-            continue
-        why = _what(ds)
-        if why is not None:
-            non_image.append(why)
-            continue
-        groups.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((path, ds))
-    series = []
-    for uid, members in groups.items():
-        first = members[0][1]
-        number = first.get("SeriesNumber")
-        number = int(number) if number not in (None, "") else None
-        description = str(first.get("SeriesDescription", "") or "")
-        modality = str(first.get("Modality", "") or "")
-        series.append((number if number is not None else 1 << 30, uid, number, description, modality,
-                       tuple(p for p, _ in members)))  # fmt: skip
-    series.sort(key=lambda s: (s[0], s[1]))
-    labels: dict[str, int] = {}
-    out = []
-    for _, uid, number, description, modality, files in series:
-        label = _label(number, description, modality)
-        labels[label] = labels.get(label, 0) + 1
-        if labels[label] > 1:
-            label = f"{label}_{labels[label]}"
-        out.append(Series(Path(folder), uid, label, number, description, modality, files))
-    return Scan(tuple(out), not_dicom, tuple(non_image))
-
-
-def find_series(folder: str | os.PathLike) -> Scan:
-    """The image series under ``folder`` (a DICOMDIR's folder for a DICOMDIR), sorted by series
-    number, and what was left out. Scanned once per change of the folder."""
-    folder = Path(folder)
-    if folder.is_file() and folder.name.upper() == "DICOMDIR":
-        folder = folder.parent
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder. Check the path and try again.")
-    try:
-        stamp = tuple((str(p), p.stat().st_mtime_ns) for p in [folder, *sorted(folder.iterdir())] if p.is_dir())
-    except OSError as exc:
-        raise PermissionError(f"{folder}: cannot be listed ({exc.strerror}); check its permissions.") from None
-    return _scan_cached(str(folder.resolve()), stamp)
-
 
 # --------------------------------------------------------------------------- reading
 
@@ -230,7 +64,7 @@ def read_dicom(path: str | os.PathLike, **_: Any) -> ImageData:
         if not match:
             names = ", ".join(s.label for s in scan.series) or "none"
             raise ImageReadError(f"{folder}: holds no series {label!r}; its series are {names}.")
-        return _read_series(match[0], scan.notes(folder), Path(f"{folder}{SERIES_MARK}{label}"))
+        return _read_series(match[0], scan.notes(folder), Path(match[0].named_in(folder)))
     if path.is_dir() or path.name.upper() == "DICOMDIR":
         folder = path if path.is_dir() else path.parent
         scan = find_series(folder)
@@ -238,21 +72,21 @@ def read_dicom(path: str | os.PathLike, **_: Any) -> ImageData:
             left = " ".join(scan.notes(folder))
             raise ImageReadError(f"{folder}: holds no DICOM image series{'; ' + left if left else ''}.")
         if len(scan.series) > 1:
-            names = ", ".join(f"{folder}{SERIES_MARK}{s.label}" for s in scan.series)
+            names = ", ".join(s.named_in(folder) for s in scan.series)
             raise ImageReadError(f"{folder}: holds {len(scan.series)} series; name one: {names}.")
-        return _read_series(scan.series[0], scan.notes(folder), Path(f"{folder}{SERIES_MARK}{scan.series[0].label}"))
-    ds = _header(path)
+        return _read_series(scan.series[0], scan.notes(folder), Path(scan.series[0].named_in(folder)))
+    ds = read_header(path)
     if ds is None:
         raise ImageReadError(f"{path}: not a DICOM file, or one too damaged to read; choose the scan's DICOM files.")
     modality = str(ds.get("Modality", "") or "")
-    why = _what(ds)
+    why = non_image_kind(ds)
     if why is not None:
         kind = getattr(ds.get("SOPClassUID"), "name", "") or why
         raise ImageReadError(
             f"{path}: a DICOM {kind} object, not an image to segment; open the image series it belongs to."
         )
     number = ds.get("SeriesNumber")
-    label = _label(int(number) if number not in (None, "") else None, str(ds.get("SeriesDescription", "") or ""),
+    label = series_label(int(number) if number not in (None, "") else None, str(ds.get("SeriesDescription", "") or ""),
                    modality)  # fmt: skip
     one = Series(path.parent, str(ds.get("SeriesInstanceUID", "")), label, None, "", modality, (path,))
     return _read_series(one, [], path)
@@ -282,7 +116,7 @@ def _stored_planes(frames: list[Frame], where: str) -> Iterator[np.ndarray]:
     cache: dict[Path, np.ndarray] = {}
     for f in frames:
         if f.file not in cache:
-            cache[f.file] = _pixels(_quiet_read(f.file, force=not _is_dicom_file(f.file)), where)
+            cache[f.file] = _pixels(quiet_read(f.file, force=not is_dicom_file(f.file)), where)
         data = cache[f.file]
         yield data[f.index] if f.index is not None else data
         if f.index is None:
@@ -333,7 +167,7 @@ def _read_series(series: Series, notes: list[str], given: Path) -> ImageData:
     datasets: dict[Path, Any] = {}
     frames: list[Frame] = []
     for file in series.files:
-        ds = _header(file)
+        ds = read_header(file)
         if ds is None:
             raise ImageReadError(f"{file}: a damaged DICOM file; export the series again.")
         datasets[file] = ds

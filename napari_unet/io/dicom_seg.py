@@ -36,8 +36,10 @@ def write_dicom_seg(
     mask : array-like of int
         Labels on the source image's voxels: each class ``k`` the mask holds becomes a segment
         named ``class_names[k]`` (segments are numbered 1..N in the order of ``k``).
-    image : ImageData
-        The DICOM series as :func:`~napari_unet.io.dicom.read_dicom` read it.
+    image : ImageData or napari layer
+        The DICOM series as :func:`~napari_unet.io.dicom.read_dicom` read it, or the napari
+        layer napari-unet's reader made of it: what has its ``metadata["dicom"]`` (the series'
+        UIDs and files; the source files are read here, their pixels are not needed from the caller).
 
     Returns the path written, or None when the mask is empty (a SEG of no segment is not valid).
     """
@@ -45,7 +47,7 @@ def write_dicom_seg(
     from pydicom.sr.codedict import codes
 
     from napari_unet import __version__
-    from napari_unet.io.dicom import _quiet_read
+    from napari_unet.io.dicom_series import quiet_read
 
     info = image.metadata.get("dicom")
     if not info:
@@ -60,7 +62,7 @@ def write_dicom_seg(
         return None
     if max(present) > 65535:
         raise ValueError("a DICOM SEG holds at most 65535 segments; write the labels as NIfTI instead")
-    sources = {f: _quiet_read(f) for f in dict.fromkeys(info["files"])}
+    sources = {f: quiet_read(f) for f in dict.fromkeys(info["files"])}
     frames = info["frames"]
     if any(k is not None for k in frames):  # an enhanced multi-frame source: one file, its frames
         source_images = list(sources.values())
