@@ -318,7 +318,8 @@ def main() -> None:
     monai_default = {name: timed(monai_predict, model, data, card) for name, data in inputs.items()}
     # from here on, glibc keeps freed memory (what our engine sets once per process): set here,
     # explicitly, so that MONAI's second run and ours run with the very same allocator
-    from napari_unet.inference import pick_device, prepare_model, resolve_precision, tune_cpu_allocator
+    from napari_unet.inference import pick_device, prepare_model, resolve_precision
+    from napari_unet.process import tune_cpu_allocator
 
     tuned = tune_cpu_allocator()
     default_precision = resolve_precision("auto", pick_device("cpu"))

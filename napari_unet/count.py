@@ -264,8 +264,8 @@ def count_iter(
     (0: a person's objects are kept whatever their size); a model's probabilities take it
     from ``settings``.
     """
-    from napari_unet.inference import tune_cpu_allocator
     from napari_unet.jobs import Progress
+    from napari_unet.process import tune_cpu_allocator
 
     tune_cpu_allocator()  # image-sized temporaries reuse the heap instead of being page-faulted in each time
     semantic = card is not None and getattr(card, "activation", None) == "softmax"
@@ -290,7 +290,12 @@ def count_iter(
         return _measured(labels, intensity, scale, unit, with_contours, micronuclei)
     if kind not in ("mask", "labels"):
         raise ValueError(f"kind must be 'mask', 'probability' or 'labels', got {kind!r}")
-    plain_min_area = 10.0 if min_area is None else min_area  # masks and labels have no model to ask
+    if settings is not None:  # one Settings says which objects are kept, whatever the source
+        min_area, max_area, exclude_border = settings.min_area, settings.max_area, settings.exclude_border
+        min_relative_area = settings.min_relative_area
+    from napari_unet.settings import Settings
+
+    plain_min_area = Settings.min_area if min_area is None else min_area  # masks and labels have no model to ask
     spatial = source.shape
     n = int(np.prod(spatial[:-2])) if len(spatial) > 2 else 1
     labels = None

@@ -63,8 +63,6 @@ def device_tiled_iter(
     weight = torch.from_numpy(grid.weight).to(device)
     wsum = torch.from_numpy(np.ascontiguousarray(grid.weight_sum[: shape[0], : shape[1]])).to(device)
     (th, tw), done = grid.tile, 0
-    if device.type == "cuda":  # every tile has one shape: let cuDNN pick its fastest convolutions once
-        torch.backends.cudnn.benchmark = True
     for p in range(layout.n_planes):
         plane = _read_plane(image, layout, p, in_channels, raw=True)
         limits = plane_limits(plane, normalisation) if scale else None

@@ -9,9 +9,6 @@ objects is not done here: that is :func:`napari_unet.segment`'s job, for every c
 
 from __future__ import annotations
 
-import ctypes
-import os
-import sys
 import warnings
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
@@ -19,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_unet.jobs import Progress, run_to_end
-from napari_unet.planes import plane_layout
+from napari_unet.process import cudnn_benchmark, tune_cpu_allocator, use_all_cores
 from napari_unet.tiling import Predictor, tiled_predict_iter
 
 if TYPE_CHECKING:
@@ -33,6 +30,7 @@ __all__ = [
     "predict_iter",
     "prepare_model",
     "resolve_precision",
+    "tiles_iter",
     "torch_predictor",
 ]
 
@@ -78,32 +76,6 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return " amx_bf16" in flags or " avx512_bf16" in flags
-
-
-_ALLOCATOR_TUNED = False
-
-
-def tune_cpu_allocator() -> bool:
-    """Keep freed memory in glibc's heap instead of unmapping it after every tensor.
-
-    By default glibc gives each buffer over 32 MiB its own mmap and returns it on free, so
-    every forward pass page-faults its activations in again. Raising the mmap and trim
-    thresholds made whole-image prediction 1.3x faster in fp32 on this project's CPU
-    machines (benchmarks/bench_predict.py). Process-wide, once; set
-    ``NAPARI_UNET_NO_MALLOPT=1`` to leave the allocator alone.
-    """
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED or os.environ.get("NAPARI_UNET_NO_MALLOPT") or not sys.platform.startswith("linux"):
-        return _ALLOCATOR_TUNED
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        _ALLOCATOR_TUNED = bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(
-            libc.mallopt(m_trim_threshold, 1 << 30)
-        )
-    except (OSError, AttributeError):
-        _ALLOCATOR_TUNED = False
-    return _ALLOCATOR_TUNED
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -263,55 +235,52 @@ def predict_iter(
 
     ``normalise=False`` feeds the image as it is (already scaled as the card says).
     ``tta`` averages each tile over its 8 flips and quarter turns (8x the time).
+    The run is resolved by :func:`napari_unet.engine.resolve_run`, with the card's tile
+    and overlap where none is given (:func:`napari_unet.segment` chooses one per image).
 
     Closing the generator stops between batches; planes already finished are in ``out``.
     On CUDA, an out-of-memory error retries with half the batch size, then half the tile.
     """
-    import torch
+    from napari_unet.engine import engine_iter, resolve_run
 
     card = model.card
-    dev = pick_device(device)
-    prec = resolve_precision(precision, dev)
-    tile = int(tile or card.tile)
-    overlap = float(card.overlap if overlap is None else overlap)
-    if batch_size is None:
-        batch_size = 8 if dev.type == "cuda" else 4
-    if dev.type == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    run = resolve_run(model, image, axes=axes, prepared=True, device=device, precision=precision, batch=batch_size,
+                      tile=int(tile or card.tile), overlap=card.overlap if overlap is None else overlap,
+                      compile=compile, tta=tta)  # fmt: skip
+    return (yield from engine_iter(model, run, out=out, normalise=normalise))
+
+
+def tiles_iter(
+    model: torch.nn.Module, run: Any, *, out: Any = None, normalise: bool = True
+) -> Generator[Progress, None, Any]:
+    """The ``tiles`` and ``device`` engines of a resolved :class:`~napari_unet.engine.Run`:
+    the host tiling of :mod:`napari_unet.tiling` around a torch predictor, or each plane
+    kept on the GPU (:mod:`napari_unet.device_engine`). On CUDA, an out-of-memory error
+    retries with half the batch size, then half the tile."""
+    import torch
+
+    card, s = model.card, run.settings
+    tile, batch_size = int(s.tile), int(s.batch)
+    if run.device.type == "cpu":
+        use_all_cores()
         tune_cpu_allocator()
-    plane_layout(tuple(image.shape), axes, card.in_channels)  # shape errors first, before reading pixels
-    if tta:
-        check_tta_allowed(card)
+    elif run.engine == "device":  # every tile has one shape: let cuDNN pick its fastest convolutions once
+        cudnn_benchmark()
     if normalise:  # (training data comes scaled, and a held-out plane may be empty)
-        _check_not_constant(image)
+        _check_not_constant(run.image)
+    options = {"out_channels": card.out_channels, "axes": run.axes, "in_channels": card.in_channels,
+               "overlap": float(s.overlap), "size_divisor": getattr(model, "size_divisor", 16),
+               "normalisation": card.normalisation if normalise else None, "out": out}  # fmt: skip
     while True:
         try:
-            if dev.type == "cuda" and not compile:  # the whole plane on the GPU: no host-side tiling
+            if run.engine == "device":
                 from napari_unet.device_engine import device_tiled_iter
 
-                return (
-                    yield from device_tiled_iter(
-                        image, prepare_model(model, dev, prec, tta=tta), dev, prec, card.activation,
-                        out_channels=card.out_channels, axes=axes, in_channels=card.in_channels, tile=tile,
-                        overlap=overlap, batch_size=batch_size, size_divisor=getattr(model, "size_divisor", 16),
-                        normalisation=card.normalisation if normalise else None, out=out,
-                    )
-                )  # fmt: skip
-            return (
-                yield from tiled_predict_iter(
-                    image,
-                    torch_predictor(model, dev, prec, card.activation, compile, batch_size, tta),
-                    out_channels=card.out_channels,
-                    axes=axes,
-                    in_channels=card.in_channels,
-                    tile=tile,
-                    overlap=overlap,
-                    batch_size=batch_size,
-                    size_divisor=getattr(model, "size_divisor", 16),
-                    normalisation=card.normalisation if normalise else None,
-                    out=out,
-                )
-            )
+                net = prepare_model(model, run.device, s.precision, tta=s.tta)
+                return (yield from device_tiled_iter(run.image, net, run.device, s.precision, card.activation,
+                                                     tile=tile, batch_size=batch_size, **options))  # fmt: skip
+            predictor = torch_predictor(model, run.device, s.precision, card.activation, s.compile, batch_size, s.tta)
+            return (yield from tiled_predict_iter(run.image, predictor, tile=tile, batch_size=batch_size, **options))
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             if batch_size > 1:

@@ -161,66 +161,20 @@ def segment_iter(
     normalise: bool = True,
     out: Any = None,
     channels: list[int] | None = None,
+    out_of_core: bool = False,
+    block: int | None = None,
     **overrides: Any,
 ) -> Generator[Progress, None, Segmentation]:
     """Generator form of :func:`segment`: yields :class:`~napari_unet.jobs.Progress` per
     batch of tiles, then per slice of objects; closing it stops between steps."""
+    from napari_unet.engine import DEFAULT_BLOCK, engine_iter, resolve_run
     from napari_unet.fit import fit_warnings
-    from napari_unet.inference import pick_device, predict_iter, resolve_precision
     from napari_unet.micronuclei import has_micronuclei, micronuclei_labels
-    from napari_unet.planes import plane_layout, select_channels, with_context
 
-    card = getattr(model, "card", None)
-    if card is None:
-        raise ValueError("the model has no card; load it with napari_unet.load_model")
-    settings = settings or Settings.for_model(card)
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    if changes:
-        Settings.for_model(None, **changes)  # names an unknown setting
-        settings = settings.replace(**changes)
-    dev = pick_device(settings.device)  # an absent device, then a shape that does not fit, before any work
-    try:
-        image, axes = select_channels(image, axes, card.channels if channels is None else channels, card.image_channels)
-        image, axes = with_context(image, axes, card.context)
-        layout = plane_layout(tuple(image.shape), axes, card.in_channels)
-    except ValueError as exc:
-        raise ValueError(f"model {card.name!r}: {exc}") from None
-    n_planes = layout.n_planes
-    precision = resolve_precision(settings.precision, dev)
-    resolved = settings.replace(
-        device=str(dev) if settings.device == "auto" else settings.device,
-        precision=precision,
-        batch=settings.batch or (8 if dev.type == "cuda" else 4),
-    )
-    if card.input_size:  # whole-image mode: one tile, the plane resized to the network's input
-        resolved = resolved.replace(tile=card.input_size, overlap=0.0)
-    elif resolved.tile is None:  # the tile that computes the fewest pixels for this plane shape
-        from napari_unet.tile_choice import tiling_for
-
-        chosen = tiling_for(card, layout.spatial_shape[-2:], divisor=getattr(model, "size_divisor", 16),
-                            precision=precision, device=dev, batch=resolved.batch)  # fmt: skip
-        resolved = resolved.replace(tile=chosen.tile, overlap=chosen.overlap if settings.overlap is None else settings.overlap,
-                                    batch=resolved.batch if settings.batch is not None else chosen.batch)  # fmt: skip
-    elif resolved.overlap is None:
-        resolved = resolved.replace(overlap=card.overlap)
-    if card.input_size:
-        from napari_unet.whole_image import resized_predict_iter as engine
-    else:
-        engine = predict_iter
-    gen = engine(
-        model,
-        image,
-        axes=axes,
-        device=resolved.device,
-        tile=resolved.tile,
-        overlap=resolved.overlap,
-        batch_size=resolved.batch,
-        precision=resolved.precision,
-        out=out,
-        compile=resolved.compile,
-        tta=resolved.tta,
-        normalise=normalise,
-    )
+    run = resolve_run(model, image, axes=axes, settings=settings, channels=channels, out_of_core=out_of_core,
+                      block=DEFAULT_BLOCK if block is None else block, **overrides)  # fmt: skip
+    card, resolved, n_planes = model.card, run.settings, run.n_planes
+    gen = engine_iter(model, run, out=out, normalise=normalise)
     tiles = 0
     while True:
         try:
@@ -246,7 +200,7 @@ def segment_iter(
     micronuclei = None
     if labels is not None and has_micronuclei(card):
         micronuclei = micronuclei_labels(probabilities, card, labels)
-    found = fit_warnings(card, image, axes, probabilities, resolved) if normalise else ()
+    found = fit_warnings(card, run.image, run.axes, probabilities, resolved) if normalise and not out_of_core else ()
     return Segmentation(probabilities, labels, resolved, card, tuple(found), micronuclei)
 
 
@@ -260,6 +214,8 @@ def segment(
     normalise: bool = True,
     out: Any = None,
     channels: list[int] | None = None,
+    out_of_core: bool = False,
+    block: int | None = None,
     **overrides: Any,
 ) -> Segmentation:
     """Segment an image: probabilities from the model, then objects, with one set of settings.
@@ -283,6 +239,12 @@ def segment(
     channels : list of int, optional
         Which channels of a multi-channel image the model takes, in order (default: the
         card's; e.g. when this image holds them in another order than the training images).
+    out_of_core : bool
+        Predict block by block as a dask computation (:mod:`napari_unet.scale`), for an image
+        larger than memory: give ``out`` (e.g. a zarr array) to keep the probabilities out of
+        memory too. The objects equal the in-memory ones for the same image and settings.
+    block : int, optional
+        Block side for ``out_of_core`` (default 2048; at least the tile).
     **overrides
         Any :class:`Settings` field, on top of ``settings`` (e.g. ``threshold=0.6``).
 
@@ -300,5 +262,6 @@ def segment(
     >>> result.probabilities.shape, result.labels.shape, result.settings.min_area
     ((3, 64, 64), (64, 64), 40.0)
     """
-    options = {"axes": axes, "settings": settings, "objects": objects, "normalise": normalise, "out": out}
+    options = {"axes": axes, "settings": settings, "objects": objects, "normalise": normalise, "out": out,
+               "out_of_core": out_of_core, "block": block}  # fmt: skip
     return run_to_end(segment_iter(model, image, channels=channels, **options, **overrides))

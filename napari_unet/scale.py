@@ -34,7 +34,7 @@ import numpy as np
 from napari_unet.planes import apply_limits, clips, plane_limits
 from napari_unet.tiling import Grid
 
-__all__ = ["FileResult", "load_model_cached", "predict_lazy", "predict_to_zarr", "run_files"]
+__all__ = ["FileResult", "lazy_probabilities", "load_model_cached", "predict_lazy", "predict_to_zarr", "run_files"]
 
 _MODELS: dict[str, Any] = {}
 _LOCK = threading.Lock()
@@ -114,7 +114,7 @@ def predict_lazy(
     tile: int | None = None,
     overlap: float | None = None,
     batch_size: int | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     precision: str = "auto",
     tta: bool = False,
 ) -> Any:
@@ -129,50 +129,59 @@ def predict_lazy(
         once per process); default: the shipped model.
     block : int
         Side of the blocks each task predicts (it reads one tile more on each side).
-    tile, overlap, batch_size, tta : optional
-        As for :func:`napari_unet.predict`; defaults from the model card and the device.
+    tile, overlap, batch_size, device, precision, tta : optional
+        As for :func:`napari_unet.predict` (the card's tile and overlap when none is given),
+        resolved the same way (:func:`napari_unet.engine.resolve_run`): the same image and
+        settings give the same tiles, so the same probabilities, in memory or block by
+        block. ``napari_unet.segment(..., out_of_core=True)`` chooses the tile per image.
 
     Returns
     -------
     dask.array.Array
         float32 ``(classes, *spatial)``, chunked ``(classes, 1, block, block)``.
     """
+    from napari_unet.engine import resolve_run
+
+    net = model if model is not None and not isinstance(model, str | os.PathLike) else load_model_cached(model)
+    card = net.card
+    run = resolve_run(net, image, axes=axes, out_of_core=True, block=block, tile=int(tile or card.tile),
+                      overlap=card.overlap if overlap is None else overlap, batch=batch_size, device=device,
+                      precision=precision, tta=tta)  # fmt: skip
+    return lazy_probabilities(net, run)
+
+
+def lazy_probabilities(net: Any, run: Any) -> Any:
+    """The ``blocks`` engine of a resolved :class:`~napari_unet.engine.Run`: its image's
+    probabilities as a dask array, each block running the tiles of its plane's grid that
+    touch it."""
     import uuid
 
     import dask
     import dask.array as da
 
-    from napari_unet.inference import pick_device, resolve_precision, torch_predictor
-    from napari_unet.planes import percentile_sample, plane_layout
+    from napari_unet.inference import torch_predictor
+    from napari_unet.planes import percentile_sample
+    from napari_unet.process import tune_cpu_allocator, use_all_cores
 
-    if block < 1:
-        raise ValueError(f"block must be a positive number of pixels, got {block}")
-    net = model if model is not None and not isinstance(model, str | os.PathLike) else load_model_cached(model)
-    card = net.card
-    axes = (axes or ("YX" if image.ndim == 2 else "ZYX")).upper()
-    if axes not in ("YX", "ZYX", "TYX"):
-        raise ValueError(f"the out-of-core engine takes grayscale YX or ZYX images, got axes {axes!r}")
-    plane_layout(tuple(image.shape), axes, card.in_channels)
-    tile = int(tile or card.tile)
-    overlap = float(card.overlap if overlap is None else overlap)
-    if tile < 1:
-        raise ValueError(f"tile must be a positive number of pixels, got {tile}")
-    dev = pick_device(device)
-    batch_size = int(batch_size or (8 if dev.type == "cuda" else 4))
-    if batch_size < 1:
-        raise ValueError(f"batch must be at least 1, got {batch_size}")
-    predictor = torch_predictor(net, dev, resolve_precision(precision, dev), card.activation, tta=tta)
+    card, s, image, block = net.card, run.settings, run.image, run.block
+    if run.device.type == "cpu":
+        use_all_cores()
+        tune_cpu_allocator()
+    predictor = torch_predictor(net, run.device, s.precision, card.activation, tta=s.tta)
     arr = image if isinstance(image, da.Array) else da.from_array(image, chunks=(1, block, block)[-image.ndim :])
     if arr.ndim == 2:
         arr = arr[None]
     n, h, w = arr.shape
-    grid = Grid.for_shape((h, w), tile=tile, overlap=overlap, divisor=getattr(net, "size_divisor", 16))
+    grid = Grid.for_shape((h, w), tile=int(s.tile), overlap=float(s.overlap), divisor=getattr(net, "size_divisor", 16))
     depth = max(grid.tile)
+    block = max(block, depth)  # a block's neighbours must hold its margin (dask would rechunk them otherwise)
     cy, cx = _chunks(h, block, min(depth, h)), _chunks(w, block, min(depth, w))
     arr = arr.rechunk(((1,) * n, cy, cx))[None]  # (C=1, Z, Y, X): the same block grid as the output
     # per-plane normalisation limits, from the same strided sample as the in-memory engine
     samples = dask.compute(*[percentile_sample(arr[:, z]) for z in range(n)])
-    limits = np.stack([np.asarray(plane_limits(np.asarray(s, np.float32), card.normalisation)) for s in samples])
+    limits = np.stack(
+        [np.asarray(plane_limits(np.asarray(sample, np.float32), card.normalisation)) for sample in samples]
+    )
     dy = depth if len(cy) > 1 else 0
     dx = depth if len(cx) > 1 else 0
     windows = da.overlap.overlap(arr, depth={0: 0, 1: 0, 2: dy, 3: dx}, boundary="none")
@@ -188,7 +197,7 @@ def predict_lazy(
         limits=limits,
         starts=starts,
         out_channels=card.out_channels,
-        batch_size=batch_size,
+        batch_size=int(s.batch),
         depth=depth,
         clip=clips(card.normalisation),
         meta=np.empty((0, 0, 0, 0), np.float32),

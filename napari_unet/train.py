@@ -184,7 +184,7 @@ class Trainer:
         cfg = self.config
         net = self.net.to(self.device)
         if self.device.type == "cpu":
-            from napari_unet.inference import tune_cpu_allocator
+            from napari_unet.process import tune_cpu_allocator
 
             tune_cpu_allocator()
             net = net.to(memory_format=torch.channels_last)

@@ -27,24 +27,29 @@ def resize_planes(planes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def resized_predict_iter(
-    model: Any, image: Any, *, axes: str | None, tile: int, normalise: bool, out: Any = None, **engine: Any
+    model: Any, run: Any, *, normalise: bool, out: Any = None
 ) -> Generator[Progress, None, np.ndarray]:
-    """Whole-image mode: each plane scaled, resized to ``tile`` squared, predicted in one
-    piece, and its probabilities resized back to the plane's size."""
-    from napari_unet.inference import predict_iter
+    """The ``whole`` engine of a resolved :class:`~napari_unet.engine.Run`: each plane
+    scaled, resized to the run's tile squared, predicted in one piece, and its
+    probabilities resized back to the plane's size."""
+    from napari_unet.engine import Run
+    from napari_unet.inference import tiles_iter
     from napari_unet.planes import _read_plane, normalise_plane, plane_layout
 
-    card = model.card
-    layout = plane_layout(tuple(image.shape), axes, card.in_channels)
+    card, layout, tile = model.card, run.layout, int(run.settings.tile)
+    inner = "device" if run.device.type == "cuda" and not run.settings.compile else "tiles"
     h, w = layout.spatial_shape[-2:]
     probs = np.zeros((card.out_channels, *layout.spatial_shape), np.float32) if out is None else out
     flat = probs.reshape(card.out_channels, layout.n_planes, h, w) if isinstance(probs, np.ndarray) else None
     for p in range(layout.n_planes):
-        plane = _read_plane(image, layout, p, card.in_channels)
+        plane = _read_plane(run.image, layout, p, card.in_channels)
         if normalise:
             plane = normalise_plane(plane, card.normalisation)
         small = resize_planes(plane, (tile, tile))
-        gen = predict_iter(model, small, axes="CYX", tile=tile, normalise=False, **engine)
+        small_run = Run(
+            run.settings, run.device, small, "CYX", plane_layout(small.shape, "CYX", card.in_channels), inner
+        )
+        gen = tiles_iter(model, small_run, normalise=False)
         result = yield from relay(gen, lambda e, p=p: Progress(p * e.total + e.done, layout.n_planes * e.total, e.info))
         big = resize_planes(result, (h, w))
         if flat is not None:

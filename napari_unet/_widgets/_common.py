@@ -124,9 +124,12 @@ def start_job(
     from napari.utils import progress
 
     def job() -> Generator:
+        from napari_unet.process import borrowed
+
         lower_thread_priority()
         try:
-            return (yield from gen)
+            with borrowed():  # napari's process is left as it was: torch's threads, the allocator
+                return (yield from gen)
         except Exception as exc:  # carried to errored, RuntimeError included (see JobFailed)
             raise JobFailed(exc) from exc
 

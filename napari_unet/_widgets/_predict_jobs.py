@@ -12,30 +12,29 @@ import numpy as np
 __all__ = ["engine_job", "plane_job"]
 
 
-def engine_job(model: Any, data: Any, settings: Any, planes: list[int], partial: dict) -> Any:
-    """A whole lazily opened stack through the out-of-core engine (``scale.predict_lazy``).
+def engine_job(model: Any, data: Any, axes: str, settings: Any, planes: list[int], partial: dict) -> Any:
+    """Planes of a lazily opened stack through :func:`napari_unet.segment` out of core.
 
-    The same dask computation the CLI runs for images larger than memory: blocks of a
-    plane are predicted in parallel threads, each plane only when its turn comes, so
-    memory holds about one plane whatever the stack's length. Stops between planes.
+    The blocks engine the CLI runs for images larger than memory: the blocks of a plane are
+    predicted in parallel threads, each plane only when its turn comes, so memory holds
+    about one plane whatever the stack's length, and its objects equal the in-memory ones.
+    Stops between planes.
     """
-    import dask
+    from napari_unet.jobs import Progress
+    from napari_unet.pipeline import segment_iter
 
-    from napari_unet.jobs import Progress, run_to_end
-    from napari_unet.pipeline import labels_iter
-    from napari_unet.scale import predict_lazy
-
-    device = "cpu" if settings.device == "auto" else settings.device
-    probs = predict_lazy(data, model, axes="ZYX", tile=settings.tile, overlap=settings.overlap,
-                         batch_size=settings.batch, device=device, precision=settings.precision,
-                         tta=settings.tta)  # fmt: skip
+    plane_axes = axes.replace("T", "").replace("Z", "")
     for k, p in enumerate(planes):
-        yield Progress(k, len(planes), {"plane": p, "engine": "dask"})
-        with dask.config.set(scheduler="threads"):
-            prob = np.asarray(probs[:, p].compute())
-        labels = run_to_end(labels_iter(prob, model.card, settings))
-        partial[p] = (prob, labels)
-        yield Progress(k + 1, len(planes), {"plane": p, "planes_done": k + 1, "engine": "dask"})
+        yield Progress(k, len(planes), {"plane": p, "engine": "blocks"})
+        gen = segment_iter(model, data[p], axes=plane_axes, settings=settings, out_of_core=True)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                result = stop.value
+                break
+        partial[p] = (result.probabilities, result.labels)
+        yield Progress(k + 1, len(planes), {"plane": p, "planes_done": k + 1, "engine": "blocks"})
     return len(planes)
 
 

@@ -17,6 +17,7 @@ from napari_unet._widgets._common import (
 from napari_unet._widgets._label_files import save_labels
 from napari_unet._widgets._step import Step, listen, workflow_for
 from napari_unet._widgets._warmup import preload_core
+from napari_unet.settings import Settings
 
 if TYPE_CHECKING:
     import napari
@@ -61,7 +62,7 @@ class CountWidget(Step):
         self.image = create_widget(
             annotation="napari.layers.Image", label="intensity image", options={"nullable": True}
         )
-        self.min_area = FloatSpinBox(label="min area (px)", value=10, min=0, max=1e9, step=5)
+        self.min_area = FloatSpinBox(label="min area (px)", value=Settings.min_area, min=0, max=1e9, step=5)
         self.max_area = FloatSpinBox(label="max area (px, 0 = none)", value=0, min=0, max=1e9, step=100)
         self.exclude_border = CheckBox(label="exclude border objects", value=False)
         self.count_button = PushButton(text="Count")

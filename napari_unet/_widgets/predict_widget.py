@@ -205,7 +205,6 @@ class PredictWidget(Step):
             return None
         if self.busy():
             return None
-        model_name = None if model is not None else self.model.value
         try:
             axes = image_axes(layer)
             model = model if model is not None else self.workflow.model()
@@ -241,8 +240,10 @@ class PredictWidget(Step):
         # the layers a few at a time, so no single event-loop turn holds the window long
         self._partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._warnings: set[str] = set()
-        if lazy and len(planes) > 1 and axes in ("ZYX", "TYX") and model_name is not None:
-            gen = engine_job(model, data, settings, planes, self._partial)
+        from napari_unet.engine import out_of_core_refusal
+
+        if lazy and len(planes) > 1 and out_of_core_refusal(model.card, axes) is None and axes in ("ZYX", "TYX"):
+            gen = engine_job(model, data, axes, settings, planes, self._partial)
         else:
             gen = plane_job(model, data, axes, spatial, planes, settings, self._partial, self._warnings, channels)
         self._out = {"image": layer, "written": [], "kept": kept, "ended": False, "result": None, "cancelled": False,

@@ -98,27 +98,28 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
     from napari_unet.pipeline import segment_iter
     from napari_unet.scale import load_model_cached
 
-    args = argparse.Namespace(**options)
     manifest_path(out, path, "count").unlink(missing_ok=True)  # until all outputs are whole again
     img = read_image(path)
-    kind, why = (args.input_kind, "as asked") if args.input_kind != "auto" else guess_input_kind(img)
+    asked = options["input_kind"]
+    kind, why = (asked, "as asked") if asked != "auto" else guess_input_kind(img)
     print(f"{path}: counting it as {kind} ({why})")
     if img.metadata.get("note"):
         print(img.metadata["note"])
-    intensity, source, card, settings, labels, micronuclei = None, None, None, None, None, None
+    intensity, source, card, labels, micronuclei = None, None, None, None, None
     if kind in ("image", "probability"):
-        card = load_model_cached(args.model).card
+        card = load_model_cached(options["model"]).card
         settings = settings_from_args(options, card)
-    else:
+    else:  # a mask or labels: the object options alone, no model
         from napari_unet.settings import SEED_OUTPUTS
 
         for name in SEED_OUTPUTS:
             if options.get(name) is not None:
                 flag = "--" + name.replace("_", "-")
                 error(f"warning: {path}: {flag} sets the seeds in a model's output; this {kind} is parted by its shape")
+        settings = settings_from_args({k: v for k, v in options.items() if k not in ("device", *SEED_OUTPUTS)}, None)
     if kind == "image":
         intensity = np.asarray(img.data) if img.channel_axis is None and not img.rgb else None
-        model = load_model_cached(args.model)
+        model = load_model_cached(options["model"])
         result = _drive(segment_iter(model, img.data, axes=img.axes, settings=settings), Path(path).name)
         for warning in result.warnings:
             error(f"warning: {path}: {warning}")
@@ -137,8 +138,7 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
     semantic = card is not None and card.activation == "softmax"
     if labels is None:
         gen = count_iter(source, kind=kind, card=card, settings=settings, intensity=intensity, scale=spatial_scale,
-                         unit=unit, min_area=args.min_area, max_area=args.max_area, exclude_border=args.exclude_border,
-                         min_relative_area=args.min_relative_area or 0.0)  # fmt: skip
+                         unit=unit)  # fmt: skip
         labels, table = _drive(gen, Path(path).name)
     if semantic and kind == "image":  # a class map: each connected region of a class is an object of that class
         labels, table = count_classes(labels, card, settings.min_area, intensity, scale=spatial_scale, unit=unit)

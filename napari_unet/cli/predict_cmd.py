@@ -103,33 +103,24 @@ def predict_file(path: str, *, out: str, options: dict) -> list[str]:
     settings = settings_from_args(options, model.card)
     lazy_bytes = options["lazy_gb"] * 1e9
     img = read_image(path, lazy_threshold=int(lazy_bytes))
-    out_of_core = img.lazy and img.channel_axis is None and not img.rgb and img.axes in ("YX", "ZYX")
-    if out_of_core and (model.card.input_size or model.card.context or model.card.channels):
-        raise ValueError(
-            f"model {model.card.name!r} resizes whole images or reads neighbouring slices, which the out-of-core engine "
-            f"for images over --lazy-gb ({options['lazy_gb']:g} GB) does not do yet; raise --lazy-gb if it fits in memory"
-        )
-    prob_path, mask_path = predict_outputs(path, out, out_of_core, result_suffix(img))
-    if out_of_core and options.get("follow"):
-        raise ValueError(f"{path}: --follow needs the stack in memory; this one is predicted block by block (raise "
-                         "--lazy-gb if it fits)")  # fmt: skip
+    # read_image opens an image over --lazy-gb lazily; a lazy colour or multi-channel one is read plane by plane
+    out_of_core = img.lazy and img.channel_axis is None and not img.rgb and img.axes in ("YX", "ZYX", "TYX")
     if out_of_core:
-        from napari_unet.io.ome_zarr import read_ome_zarr, write_ome_zarr
-        from napari_unet.scale import predict_lazy
+        from napari_unet.engine import out_of_core_refusal
 
-        probs = predict_lazy(img.data, model, axes=img.axes, block=options["block"], tile=settings.tile,
-                             overlap=settings.overlap, batch_size=settings.batch,
-                             device="cpu" if settings.device == "auto" else settings.device,
-                             precision=settings.precision, tta=settings.tta)  # fmt: skip
-        write_ome_zarr(prob_path, probs, axes="C" + img.axes, scale=img.scale, units=img.units)
-        stored = read_ome_zarr(prob_path).data  # the mask from the stored result: no second prediction
-        mask = stored[0] > settings.threshold if model.card.activation != "softmax" else stored.argmax(axis=0)
-        write_ome_zarr(mask_path, mask.astype(np.uint8), axes=img.axes, scale=img.scale, units=img.units)
-        write_manifest(out, path, "predict", options, [prob_path, mask_path])  # last: the outputs are whole
-        return [prob_path, mask_path]
+        why = out_of_core_refusal(model.card, img.axes)
+        if why:
+            raise ValueError(f"{path} is larger than --lazy-gb ({options['lazy_gb']:g} GB), so it is predicted block by "
+                             f"block, but {why}; raise --lazy-gb if it fits in memory")  # fmt: skip
+        if options.get("follow"):
+            raise ValueError(f"{path}: --follow needs the stack in memory; this one is predicted block by block (raise "
+                             "--lazy-gb if it fits)")  # fmt: skip
+    prob_path, mask_path = predict_outputs(path, out, out_of_core, result_suffix(img))
+    semantic = model.card.activation == "softmax"  # its mask is the class map, cleaned of specks
+    if out_of_core:
+        return _predict_out_of_core(model, img, settings, semantic, prob_path, mask_path, path, out, options)
     if img.metadata.get("note"):
         print(img.metadata["note"])
-    semantic = model.card.activation == "softmax"  # its mask is the class map, cleaned of specks
     gen = segment_iter(model, img.data, axes=img.axes, settings=settings, objects=semantic)
     result = _drive(gen, Path(path).name)
     for warning in result.warnings:
@@ -153,6 +144,50 @@ def predict_file(path: str, *, out: str, options: dict) -> list[str]:
         outputs.append(write_report_overlay(img, mask, model.card, out, options.get("truth")))
     write_manifest(out, path, "predict", options, outputs)  # last: the outputs are whole
     return outputs
+
+
+def _predict_out_of_core(
+    model: Any,
+    img: Any,
+    settings: Any,
+    semantic: bool,
+    prob_path: str,
+    mask_path: str,
+    path: str,
+    out: str,
+    options: dict,
+) -> list[str]:
+    """An image over --lazy-gb through the same :func:`~napari_unet.pipeline.segment_iter`,
+    its probabilities computed block by block into an OME-Zarr store (finished, then renamed
+    into place), the mask from the stored result: no second prediction."""
+    import shutil
+
+    import dask.array as da
+
+    from napari_unet.io.ome_zarr import open_ome_zarr_array, write_ome_zarr
+    from napari_unet.pipeline import segment_iter
+
+    partial = Path(prob_path + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    store = open_ome_zarr_array(partial, (model.card.out_channels, *img.data.shape), np.float32, axes="C" + img.axes,
+                                scale=img.scale, units=img.units)  # fmt: skip
+    try:
+        gen = segment_iter(model, img.data, axes=img.axes, settings=settings, objects=semantic, out=store,
+                           out_of_core=True, block=options["block"])  # fmt: skip
+        result = _drive(gen, Path(path).name)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if Path(prob_path).exists():
+        shutil.rmtree(prob_path)
+    partial.rename(prob_path)
+    if semantic:  # the class map of segment, cleaned of specks as in memory
+        mask = result.labels
+    else:
+        mask = da.from_zarr(str(prob_path), component="0")[0] > result.settings.threshold
+    write_ome_zarr(mask_path, mask.astype(np.uint8), axes=img.axes, scale=img.scale, units=img.units)
+    write_manifest(out, path, "predict", options, [prob_path, mask_path])  # last: the outputs are whole
+    return [prob_path, mask_path]
 
 
 def write_report_overlay(img: Any, mask: np.ndarray, card: Any, out: str, truth_dir: str | None) -> str:
