@@ -83,16 +83,17 @@ def network_spec(card: ModelCard) -> tuple[str, str, dict]:
     """
     args = dict(card.arch_args)
     io = {"in_channels": int(card.in_channels), "out_channels": card.out_channels}
+    volumes = {"spatial_dims": 3} if card.spatial_dims == 3 else {}  # (2D: the arguments as before)
     if card.architecture == "unet":
         return (
             "napari_unet.nets",
             "UNet",
-            {**io, "features": list(args.pop("features", (32, 64, 128, 256, 512))), **args},
+            {**io, "features": list(args.pop("features", (32, 64, 128, 256, 512))), **volumes, **args},
         )
     if card.architecture in ("resunet", "attention_unet"):
         channels = list(args.pop("channels", (16, 32, 64, 128, 256)))
         strides = list(args.pop("strides", (2,) * (len(channels) - 1)))
-        common = {"spatial_dims": 2, **io, "channels": channels, "strides": strides}
+        common = {"spatial_dims": card.spatial_dims, **io, "channels": channels, "strides": strides}
         if card.architecture == "resunet":
             return (
                 "monai.networks.nets",
@@ -102,7 +103,11 @@ def network_spec(card: ModelCard) -> tuple[str, str, dict]:
         return "monai.networks.nets", "AttentionUnet", {**common, **args}
     if card.architecture == "unetpp":
         features = list(args.pop("features", (32, 32, 64, 128, 256, 32)))
-        return "napari_unet.nets", "UNetPlusPlus", {"spatial_dims": 2, **io, "features": features, **args}
+        return (
+            "napari_unet.nets",
+            "UNetPlusPlus",
+            {"spatial_dims": card.spatial_dims, **io, "features": features, **args},
+        )
     raise ValueError(
         f"a {card.architecture} model came from a bioimage.io package as weights napari-unet cannot rebuild; "
         "it predicts, but cannot be trained or fine-tuned"

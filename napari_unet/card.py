@@ -61,8 +61,17 @@ class ModelCard:
     receptive_field : dict
         How far the network looks, measured (:func:`~napari_unet.architectures.measure_receptive_field`):
         the radius any input pixel reaches and the radii holding 95% and 99% of it.
+    spatial_dims : int
+        What the network sees at once: 2 (planes; a stack is predicted slice by slice) or 3
+        (volumes). Cards written before it existed load as 2.
+    spacing : list of float or None
+        The pixel (2D) or voxel (3D) spacing the model was trained at, one value per
+        spatial axis in the order of the image's axes (``[z,] y, x``), in the units of the
+        training images; None when they had none.
     tile, overlap, threshold
-        Recommended tile size (pixels), tile overlap (fraction) and mask threshold.
+        Recommended tile size (pixels), tile overlap (fraction) and mask threshold. The tile
+        and overlap are one value for every spatial axis, or one per axis (``[z,] y, x``):
+        :attr:`tile_shape` and :attr:`overlap_shape` give them per axis either way.
     postprocess : dict
         Settings for turning outputs into objects (e.g. ``boundary_threshold``).
     training, metrics : dict
@@ -85,8 +94,10 @@ class ModelCard:
     flips: bool = True
     input_stats: dict = field(default_factory=dict)
     receptive_field: dict = field(default_factory=dict)
-    tile: int = 256
-    overlap: float = 0.25
+    spatial_dims: int = 2
+    spacing: list | None = None
+    tile: int | list = 256
+    overlap: float | list = 0.25
     threshold: float = 0.5
     postprocess: dict = field(default_factory=dict)
     description: str = ""
@@ -114,10 +125,7 @@ class ModelCard:
             raise ValueError(f"activation must be 'sigmoid' or 'softmax', got {self.activation!r}")
         if self.activation == "softmax" and len(self.classes) < 2:
             raise ValueError("a softmax model needs at least two classes (background first)")
-        if not 0 <= float(self.overlap) < 1:
-            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
-        if isinstance(self.tile, bool) or not isinstance(self.tile, int) or self.tile < 16:
-            raise ValueError(f"tile must be a whole number of pixels, at least 16, got {self.tile!r}")
+        self._check_spatial()
         if not 0 < float(self.threshold) < 1:
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
         if len(set(self.classes)) != len(self.classes):
@@ -146,6 +154,56 @@ class ModelCard:
             "metrics",
         ):  # as JSON will give them back
             object.__setattr__(self, name, json.loads(json.dumps(getattr(self, name))))
+
+    def _check_spatial(self) -> None:
+        """``spatial_dims``, and the tile, overlap and spacing as one value or one per axis."""
+        dims = self.spatial_dims
+        if isinstance(dims, bool) or dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 (planes) or 3 (volumes), got {dims!r}")
+        if dims == 3 and (self.context or self.input_size):
+            raise ValueError("a 3D network sees the neighbouring slices itself: no context, no input_size")
+
+        def per_axis(name: str, value: Any) -> list:
+            if isinstance(value, list | tuple):
+                if len(value) != dims:
+                    raise ValueError(f"{name} has {len(value)} values; a {dims}D model takes one, or one per axis")
+                return list(value)
+            return [value] * dims
+
+        tiles = per_axis("tile", self.tile)
+        if any(isinstance(t, bool) or not isinstance(t, int) or t < 16 for t in tiles[-2:]) or any(
+            isinstance(t, bool) or not isinstance(t, int) or t < 4 for t in tiles
+        ):
+            raise ValueError(f"tile must be a whole number of pixels, at least 16 (4 along Z), got {self.tile!r}")
+        if not all(isinstance(o, int | float) and 0 <= float(o) < 1 for o in per_axis("overlap", self.overlap)):
+            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        if self.spacing is not None:
+            spacing = per_axis("spacing", self.spacing) if isinstance(self.spacing, list | tuple) else None
+            if spacing is None or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and 0 < float(v) < float("inf") for v in spacing
+            ):
+                raise ValueError(f"spacing must be one positive number per spatial axis, got {self.spacing!r}")
+            object.__setattr__(self, "spacing", [float(v) for v in spacing])
+        for name in ("tile", "overlap"):  # one value where every axis has the same; a list, as JSON gives it back
+            value = getattr(self, name)
+            if isinstance(value, list | tuple):
+                object.__setattr__(self, name, value[0] if len(set(value)) == 1 else list(value))
+        if dims == 2 and isinstance(self.tile, list):
+            raise ValueError(f"a 2D model's tile is square (the tile engine cuts square tiles), got {self.tile!r}")
+
+    @property
+    def tile_shape(self) -> tuple[int, ...]:
+        """The tile, one size per spatial axis (``[z,] y, x``)."""
+        return (
+            tuple(int(t) for t in self.tile) if isinstance(self.tile, list) else (int(self.tile),) * self.spatial_dims
+        )
+
+    @property
+    def overlap_shape(self) -> tuple[float, ...]:
+        """The overlap, one fraction per spatial axis (``[z,] y, x``)."""
+        if isinstance(self.overlap, list):
+            return tuple(float(o) for o in self.overlap)
+        return (float(self.overlap),) * self.spatial_dims
 
     @property
     def out_channels(self) -> int:

@@ -124,6 +124,11 @@ def resolve_run(
     card = getattr(model, "card", None)
     if card is None:
         raise ValueError("the model has no card; load it with napari_unet.load_model")
+    if card.spatial_dims != 2:
+        raise ValueError(
+            f"model {card.name!r} is a {card.spatial_dims}D network, and napari-unet predicts with 2D networks only "
+            "so far (a stack slice by slice); choose a 2D model"
+        )
     settings = settings or Settings.for_model(card)
     changes = {k: v for k, v in overrides.items() if v is not None}
     if changes:

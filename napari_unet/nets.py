@@ -14,18 +14,28 @@ from torch import nn
 __all__ = ["PadToMultiple", "UNet", "UNetPlusPlus", "padded"]
 
 
+def _layers(spatial_dims: int) -> tuple:
+    """``(Conv, BatchNorm, MaxPool, ConvTranspose, Dropout)`` for planes (2) or volumes (3)."""
+    if spatial_dims == 2:
+        return nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ConvTranspose2d, nn.Dropout2d
+    if spatial_dims == 3:
+        return nn.Conv3d, nn.BatchNorm3d, nn.MaxPool3d, nn.ConvTranspose3d, nn.Dropout3d
+    raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+
+
 class DoubleConv(nn.Sequential):
-    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0, spatial_dims: int = 2) -> None:
+        conv, norm, _, _, drop = _layers(spatial_dims)
         layers: list[nn.Module] = [
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
+            conv(cin, cout, 3, padding=1, bias=False),
+            norm(cout),
             nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
+            conv(cout, cout, 3, padding=1, bias=False),
+            norm(cout),
             nn.ReLU(inplace=True),
         ]
         if dropout:
-            layers.append(nn.Dropout2d(dropout))
+            layers.append(drop(dropout))
         super().__init__(*layers)
 
 
@@ -34,7 +44,8 @@ class UNet(nn.Module):
 
     ``features`` sets the width of each level (its length - 1 = number of poolings);
     ``upsample`` is ``"transpose"`` (2x2 transposed conv) or ``"bilinear"`` (+ 1x1 conv).
-    The output is logits, one channel per class.
+    ``spatial_dims`` 3 makes the same network of volumes (3x3x3 convolutions, 2x2x2
+    pooling). The output is logits, one channel per class.
     """
 
     def __init__(
@@ -44,26 +55,30 @@ class UNet(nn.Module):
         features: tuple[int, ...] = (32, 64, 128, 256, 512),
         upsample: str = "transpose",
         dropout: float = 0.0,
+        spatial_dims: int = 2,
     ) -> None:
         super().__init__()
         if upsample not in ("transpose", "bilinear"):
             raise ValueError(f"upsample must be 'transpose' or 'bilinear', got {upsample!r}")
+        conv, _, pool, transpose, _ = _layers(spatial_dims)
+        self.spatial_dims = spatial_dims
         features = tuple(int(f) for f in features)
         self.down = nn.ModuleList()
         cin = in_channels
         for i, f in enumerate(features):
-            self.down.append(DoubleConv(cin, f, dropout if i == len(features) - 1 else 0.0))
+            self.down.append(DoubleConv(cin, f, dropout if i == len(features) - 1 else 0.0, spatial_dims))
             cin = f
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
+        mode = "bilinear" if spatial_dims == 2 else "trilinear"
         for f_low, f in zip(features[::-1][:-1], features[::-1][1:]):
             if upsample == "transpose":
-                self.up.append(nn.ConvTranspose2d(f_low, f, 2, stride=2))
+                self.up.append(transpose(f_low, f, 2, stride=2))
             else:
-                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(f_low, f, 1)))
-            self.dec.append(DoubleConv(2 * f, f))
-        self.head = nn.Conv2d(features[0], out_channels, 1)
-        self.pool = nn.MaxPool2d(2)
+                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode=mode), conv(f_low, f, 1)))
+            self.dec.append(DoubleConv(2 * f, f, spatial_dims=spatial_dims))
+        self.head = conv(features[0], out_channels, 1)
+        self.pool = pool(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -83,11 +98,12 @@ class UNet(nn.Module):
         for up, dec in zip(self.up, self.dec):
             skip = skips.pop()
             first, width = dec[0], skip.shape[1]
-            y = F.conv2d(skip, first.weight[:, width:], first.bias, padding=first.padding)
+            convolve = F.conv2d if self.spatial_dims == 2 else F.conv3d
+            y = convolve(skip, first.weight[:, width:], first.bias, padding=first.padding)
             del skip  # (the list held the only other reference)
             upsampled = up(x)
             del x
-            y += F.conv2d(upsampled, first.weight[:, :width], None, padding=first.padding)
+            y += convolve(upsampled, first.weight[:, :width], None, padding=first.padding)
             del upsampled
             x = y
             del y

@@ -47,6 +47,7 @@ def test_predict_a_stack(make_napari_viewer, registry, stack, qtbot):
     widget.device.value = "cpu"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # napari's process as some other plugin left it
+    process._untune_cpu_allocator()  # (as before any job; earlier tests in this process ran some)
     try:
         assert widget.run() is not None
         wait_for(qtbot, widget)
