@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Work", "Workflow"]
+__all__ = ["PredictionRun", "Work", "Workflow"]
 
 
 @dataclass(eq=False)
@@ -50,6 +50,8 @@ class Work:
     image, labels, region : array-like or None
         The image, the working labels (edited in place by the user) and the checked
         region (a boolean/0-1 array of the labels' shape: where a person checked them).
+    axes : str or None
+        The image's axes as its reader gave them (``ZYX``, ``TYX``, ``YXS``...).
     probabilities : array-like or None
         ``(classes, *shape)`` float32 of the last prediction.
     settings : napari_unet.pipeline.Settings or None
@@ -66,6 +68,7 @@ class Work:
     shape: tuple[int, ...]
     path: str | None = None
     image: Any = None
+    axes: str | None = None
     labels: Any = None
     region: Any = None
     probabilities: Any = None
@@ -159,14 +162,119 @@ class Work:
         self.settings, self.card = settings, card
 
 
+@dataclass(eq=False)
+class PredictionRun:
+    """One prediction into a :class:`Work`, as it goes: what the Predict step shows, free of Qt.
+
+    The worker puts each finished plane in :attr:`partial`; :meth:`take` applies the rules
+    of prediction to one of them (a checked slice or region is kept; a new object's id
+    continues from the largest in the labels) and records it as written or kept.
+
+    >>> import numpy as np
+    >>> work = Work("cells", (2, 4, 4), labels=np.zeros((2, 4, 4), np.int32))
+    >>> work.mark_checked(1)
+    >>> run = PredictionRun(work, settings=None, card=None, planes=[0, 1])
+    >>> run.take(0, np.ones((4, 4), np.int32)).max(), run.take(1, np.ones((4, 4), np.int32))
+    (np.int32(1), None)
+    >>> run.written, run.kept
+    ([0], [1])
+    """
+
+    work: Work
+    settings: Any
+    card: Any
+    planes: list[int]
+    overwrite: bool = False
+    semantic: bool = False
+    kept: list[int] = field(default_factory=list)
+    written: list[int] = field(default_factory=list)
+    #: plane -> (probabilities, labels) finished by the worker and not yet written
+    partial: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+    warnings: set[str] = field(default_factory=set)
+    started: bool = False
+    ended: bool = False
+    cancelled: bool = False
+    closed: bool = False
+    result: Any = None
+    next_id: int | None = None
+
+    def take(self, z: int, labels: np.ndarray) -> np.ndarray | None:
+        """The labels plane ``z`` may receive, ids shifted past those already in the work's
+        labels (an instance model), or None: a checked slice, kept."""
+        if self.next_id is None:
+            self.next_id = _max_label(self.work.labels) + 1
+        if self.semantic or self.next_id <= 1:  # class ids are names, not objects: kept as they are
+            shifted = labels
+        else:
+            shifted = np.where(labels > 0, labels + (self.next_id - 1), 0)
+        merged = self.work.merge(z, shifted, overwrite_checked=self.overwrite)
+        if merged is None:
+            if z not in self.kept:
+                self.kept.append(z)
+            return None
+        if not self.semantic:
+            self.next_id += int(labels.max()) if labels.size else 0
+        self.written.append(z)
+        self.work.predicted.add(z)
+        return merged
+
+    def write_all(self) -> dict[tuple, Any]:
+        """Put every finished plane into the work's labels and probabilities, through
+        :meth:`take` (for a caller with no layers to fill plane by plane); returns the
+        probabilities of the planes written, by their index into the stack."""
+        work, written = self.work, {}
+        for z in sorted(self.partial):
+            prob, labels = self.partial.pop(z)
+            merged = self.take(z, labels)
+            if merged is None:
+                continue
+            index = tuple(np.unravel_index(z, work.shape[:-2])) if len(work.shape) > 2 else ()
+            work.labels[index] = merged
+            if work.probabilities is not None and tuple(work.probabilities.shape[1:]) == tuple(work.shape):
+                work.probabilities[(slice(None), *index)] = prob
+            written[index] = prob
+        return written
+
+    def finish(self) -> None:
+        """Remember, on the work, which slices this run wrote and the settings that made them."""
+        if self.written:
+            self.work.record_prediction(self.written, self.settings, self.card)
+
+    def outcome(self, failed: str | None = None) -> str:
+        """How the run ended, in one line for the step's status."""
+        n, kept = len(self.written), self.kept
+        kept_note = f"; {len(kept)} checked slice(s) kept" if kept else ""
+        if self.closed:
+            return f"stopped: the image or a result layer was closed (kept {n} slice(s))"
+        if self.result is not None:
+            return f"done: {n} slice(s){kept_note}"
+        if self.cancelled:
+            return (f"cancelled: kept {n} slice(s)" if n else "cancelled; nothing was finished") + kept_note
+        if failed is not None:
+            return f"stopped by an error: {failed} (kept {n} slice(s))"
+        return f"stopped: kept {n} slice(s)"
+
+
+def _max_label(data: Any) -> int:
+    """Largest id in a labels array, 0 for none. A zarr store the Predict step fills records
+    it in its attributes: scanning a huge store on the GUI thread would freeze the window."""
+    if data is None:
+        return 0
+    if isinstance(data, np.ndarray):
+        return int(data.max()) if data.size else 0
+    attrs = getattr(data, "attrs", None)
+    if attrs is not None:
+        return int(attrs.get("napari_unet_max_label", 0))
+    return int(np.max(np.asarray(data)))
+
+
 class Workflow:
     """The work of one viewer: the current model and one :class:`Work` per image.
 
     Listeners: ``connect("model", fn)`` is called with the new model's name after
     :meth:`switch_model`; ``connect("predicted", fn)`` with the :class:`Work` after a
     prediction wrote into it; ``connect("checked", fn)`` after the checked slices change.
-    ``handle("predict", fn)`` registers the one function that runs a prediction for
-    other steps (the Predict step), called by :meth:`request_prediction`.
+    :meth:`repredict` predicts a work's unchecked slices again, whichever steps are open.
     """
 
     def __init__(self, model_name: str | None = None) -> None:
@@ -175,7 +283,6 @@ class Workflow:
         self.model_name = model_name or default_model_name()
         self.works: list[Work] = []
         self._listeners: dict[str, list[Callable[..., Any]]] = {}
-        self._handlers: dict[str, Callable[..., Any]] = {}
         self._model: tuple[str, Any] | None = None
 
     # ----------------------------------------------------------------- events
@@ -191,15 +298,25 @@ class Workflow:
         for callback in list(self._listeners.get(event, [])):
             callback(*args)
 
-    def handle(self, request: str, handler: Callable[..., Any]) -> None:
-        self._handlers[request] = handler
+    def repredict(self, work: Work, model: Any, settings: Any = None) -> tuple[PredictionRun, Any]:
+        """Predict the unchecked slices of ``work`` again with ``model`` (Fine-tune's
+        *Re-predict*), whichever steps are open: ``(run, job)``, the job a generator to run
+        in a worker; then :meth:`PredictionRun.write_all` and :meth:`PredictionRun.finish`
+        on the thread that owns the labels. Checked slices and regions are kept."""
+        from napari_unet.plane_jobs import plane_job
+        from napari_unet.settings import Settings
 
-    def request_prediction(self, **kwargs: Any) -> Any:
-        """Ask the registered Predict step to predict (e.g. the unchecked slices with a new model)."""
-        handler = self._handlers.get("predict")
-        if handler is None:
-            raise ValueError("open the Predict step to predict with the new model")
-        return handler(**kwargs)
+        if work.image is None or work.labels is None:
+            raise ValueError(f"{work.name}: choose the image and the labels it learnt from first")
+        planes, kept = work.plan(range(work.n_slices))
+        if not planes:
+            raise ValueError(f"every slice of {work.name} is checked, so there is nothing to predict again")
+        device = work.settings.device if work.settings is not None else None
+        settings = settings or Settings.for_model(model.card, device=device)
+        run = PredictionRun(work, settings, model.card, planes, kept=kept, semantic=model.card.activation == "softmax")
+        axes = work.axes or ("YX" if len(work.shape) == 2 else "ZYX" if len(work.shape) == 3 else None)
+        job = plane_job(model, work.image, axes, work.shape, planes, settings, run.partial, run.warnings)
+        return run, job
 
     # ----------------------------------------------------------------- the model
 

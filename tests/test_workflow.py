@@ -9,6 +9,17 @@ from napari_unet.pipeline import Settings
 from napari_unet.workflow import Workflow
 
 
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    import torch
+
+    from napari_unet.model import ModelCard, build_model, save_model
+
+    torch.manual_seed(0)
+    card = ModelCard("tiny", "unet", {"features": (4, 8, 16)}, classes=("foreground", "boundary"), tile=64)
+    return save_model(build_model(card), tmp_path_factory.mktemp("models") / "tiny")
+
+
 @pytest.fixture
 def flow(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_UNET_SESSIONS", str(tmp_path / "sessions"))
@@ -91,11 +102,43 @@ def test_a_prediction_records_its_settings_for_counting(flow):
     assert work.settings is settings and work.predicted == {0, 1}
 
 
-def test_a_prediction_request_needs_the_predict_step(flow):
-    with pytest.raises(ValueError, match="open the Predict step"):
-        flow.request_prediction(planes=[0])
-    flow.handle("predict", lambda **kw: kw["planes"])
-    assert flow.request_prediction(planes=[3]) == [3]
+def test_repredict_is_a_workflow_call_that_keeps_checked_slices(flow, tiny_path):
+    """Fine-tune's Re-predict needs no dock step: the workflow runs it and writes through
+    the rules of prediction (checked slices kept, new ids past the old ones)."""
+    from napari_unet.jobs import run_to_end
+    from napari_unet.model import load_model
+
+    rng = np.random.default_rng(2)
+    image = (rng.random((3, 64, 64)) * 1000).astype(np.uint16)
+    image[:, 20:40, 20:40] += 3000
+    work = flow.work_for("image", name="cells", shape=(3, 64, 64), session=False)
+    work.image, work.axes = image, "ZYX"
+    work.labels = np.zeros((3, 64, 64), np.int32)
+    work.labels[1, :5, :5] = 7  # a person's object on a checked slice
+    work.mark_checked(1)
+    run, job = flow.repredict(work, load_model(tiny_path))
+    assert run.planes == [0, 2] and run.kept == [1]
+    run.result = run_to_end(job)
+    written = run.write_all()
+    run.finish()
+    assert sorted(written) == [(0,), (2,)] and run.written == [0, 2]
+    assert work.labels[1, :5, :5].tolist() == [[7] * 5] * 5 and work.labels[1, 5:].max() == 0
+    new_ids = np.unique(work.labels[[0, 2]])
+    assert new_ids.min() == 0 and (len(new_ids) == 1 or new_ids[1] > 7)
+    assert work.predicted == {0, 2} and work.card.name == run.card.name
+    assert run.outcome() == "done: 2 slice(s); 1 checked slice(s) kept"
+
+
+def test_repredict_refuses_what_it_cannot_do(flow, tiny_path):
+    from napari_unet.model import load_model
+
+    work = flow.work_for("image", name="cells", shape=(2, 8, 8), session=False)
+    with pytest.raises(ValueError, match="choose the image and the labels it learnt from first"):
+        flow.repredict(work, load_model(tiny_path))
+    work.image, work.labels = np.zeros((2, 8, 8)), np.zeros((2, 8, 8), np.int32)
+    work.checked.update({0, 1})
+    with pytest.raises(ValueError, match="every slice of cells is checked"):
+        flow.repredict(work, load_model(tiny_path))
 
 
 def test_sessions_of_two_images_are_kept_apart(flow, tmp_path):

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_unet._widgets._napari_compat import TOOL_OVERLAYS, layer_overlays, notification_toasts
 from napari_unet._widgets._warmup import _note_young_layer, refreeze_soon
 
 if TYPE_CHECKING:
@@ -60,9 +61,7 @@ def _close_older_own_toasts(message: str) -> None:
     private ``NapariQtNotification._instances``; where that is missing nothing is closed.
     """
     try:
-        from napari._qt.dialogs.qt_notification import NapariQtNotification
-
-        toasts = list(NapariQtNotification._instances)
+        toasts = notification_toasts()
         if not toasts or toasts[-1].message.text() != message:
             return  # not shown (the window is hidden or the level filters it out)
         setattr(toasts[-1], _OWN_TOAST, True)
@@ -213,8 +212,16 @@ def flat_slice(shape: tuple[int, ...], index: tuple[int, ...]) -> int:
 
 
 def image_axes(layer: Any) -> str:
-    """Axes of an image layer's data for the core: ``[T|Z]YX`` or ``...YXS`` for RGB."""
-    nd = layer.data.ndim - (1 if layer.rgb else 0)
+    """Axes of an image layer's data for the core: those the reader stored (a ``TYX`` movie
+    stays a movie), else ``[T|Z]YX`` or ``...YXS`` for RGB from the number of dimensions."""
+    nd = layer.data.ndim
+    stored = str((getattr(layer, "metadata", None) or {}).get("axes") or "").upper()
+    if "C" in stored and len(stored) == nd + 1:  # the reader gave each channel a layer of its own
+        stored = stored.replace("C", "")
+    if len(stored) == nd and set(stored) <= set("TZYXS") and stored.endswith(("YX", "YXS")):
+        if ("S" in stored) == bool(layer.rgb):
+            return stored
+    nd -= 1 if layer.rgb else 0
     stack = {2: "", 3: "Z", 4: "TZ"}.get(nd)
     if stack is None:
         raise ValueError(f"the image has {nd} dimensions; napari-unet predicts 2D images and 3D/4D stacks")
@@ -236,12 +243,6 @@ def follow_layers(widget: Any, viewer: napari.viewer.Viewer) -> None:
     viewer.layers.events.removed.connect(refreeze_soon)
 
 
-#: napari's Labels drawing-tool overlays: napari builds their vispy visuals when the layer is
-#: added (~40-50 ms of the ~0.1-0.17 s one insertion takes on the GUI thread here), although
-#: they only draw in paint/polygon mode
-TOOL_OVERLAYS = ("polygon", "brush_stroke")
-
-
 def defer_tool_overlays(layer: Any) -> list[str]:
     """Hide a new Labels layer's drawing-tool overlays before it is added to the viewer.
 
@@ -250,8 +251,6 @@ def defer_tool_overlays(layer: Any) -> list[str]:
     one long one. napari keeps these overlays in the private ``_overlays``; where a napari
     version keeps them elsewhere nothing is hidden and the layer is added whole.
     """
-    from napari_unet._widgets._napari_compat import layer_overlays
-
     overlays = layer_overlays(layer)
     if overlays is None:
         return []
@@ -263,8 +262,6 @@ def defer_tool_overlays(layer: Any) -> list[str]:
 
 def restore_tool_overlay(layer: Any, name: str) -> None:
     """Show again an overlay that :func:`defer_tool_overlays` hid."""
-    from napari_unet._widgets._napari_compat import layer_overlays
-
     overlays = layer_overlays(layer)
     if overlays is not None and name in overlays:
         overlays[name].visible = True

@@ -30,7 +30,6 @@ class ResultLayers:
         self.spatial = work.shape
         self._deferred: tuple[Any, list[str]] = (None, [])
         self._ready = False
-        self._next_id: int | None = None
         #: a semantic model's labels are class ids (0 = background), named in the card
         self.semantic = getattr(card, "activation", None) == "softmax"
 
@@ -112,29 +111,22 @@ class ResultLayers:
                 return True
         return False
 
-    def write(
-        self, partial: dict[int, tuple[np.ndarray, np.ndarray]], budget: float, *, overwrite_checked: bool = False
-    ) -> tuple[list[int], list[int]]:
-        """Move finished planes (``{plane: (probabilities, labels)}``) into the layers, lowest
-        first, for at most ``budget`` seconds; returns ``(planes written, checked planes
-        kept)``. Object ids continue from the largest already in the Labels layer."""
+    def write(self, run: Any, budget: float) -> tuple[list[int], list[int]]:
+        """Move the finished planes of ``run`` (a :class:`~napari_unet.workflow.PredictionRun`)
+        into the layers, lowest first, for at most ``budget`` seconds, each through the run's
+        rules (:meth:`PredictionRun.take`); returns ``(planes written, checked planes kept)``."""
         prob_layer, labels_layer, spatial, work = self.prob, self.labels, self.spatial, self.work
         if prob_layer is None or labels_layer is None:
             raise KeyError("a result layer was closed")
-        if self._next_id is None:
-            self._next_id = _max_label(labels_layer.data) + 1
         full = work.probabilities
         work.labels = labels_layer.data  # (the user may have given the layer new data)
+        partial = run.partial
         start, written, kept = time.perf_counter(), [], []
         while partial and time.perf_counter() - start < budget:
             p = min(partial)
             prob, labels = partial.pop(p)
             index = tuple(np.unravel_index(p, spatial[:-2])) if len(spatial) > 2 else ()
-            if self.semantic:  # class ids are names, not objects: they are kept as they are
-                shifted = labels
-            else:
-                shifted = np.where(labels > 0, labels + (self._next_id - 1), 0) if self._next_id > 1 else labels
-            merged = work.merge(p, shifted, overwrite_checked=overwrite_checked)
+            merged = run.take(p, labels)
             if merged is None:  # checked (perhaps while the job ran): neither labels nor probabilities change
                 kept.append(p)
                 continue
@@ -144,13 +136,10 @@ class ResultLayers:
             if full is not None:
                 full[(slice(None), *index)] = prob
             labels_layer.data[index] = merged
-            if not self.semantic:
-                self._next_id += int(labels.max())
             written.append(p)
         if written:
-            work.predicted.update(written)
             if getattr(labels_layer.data, "attrs", None) is not None:  # our zarr store: remember the ids used
-                labels_layer.data.attrs["napari_unet_max_label"] = self._next_id - 1
+                labels_layer.data.attrs["napari_unet_max_label"] = run.next_id - 1
             prob_layer.refresh()
             labels_layer.refresh()
             for _, layer in self.class_layers():
@@ -170,14 +159,3 @@ class ResultLayers:
         scale = tuple(float(v) for v in image.scale[-len(spatial) :])
         axes = {2: "YX", 3: "ZYX", 4: "TZYX"}[len(spatial)]
         return open_ome_zarr_array(folder / f"{what}.zarr", spatial, dtype, axes=axes, scale=scale)
-
-
-def _max_label(data: Any) -> int:
-    """Largest id in a labels array. A zarr store the Predict step fills records it in its
-    attributes: scanning a huge store on the GUI thread would freeze the window."""
-    if isinstance(data, np.ndarray):
-        return int(data.max()) if data.size else 0
-    attrs = getattr(data, "attrs", None)
-    if attrs is not None:
-        return int(attrs.get("napari_unet_max_label", 0))
-    return int(np.max(np.asarray(data)))

@@ -62,7 +62,7 @@ def image_work(flow: Workflow, layer: Any) -> Work:
     source = getattr(layer, "source", None)
     path = getattr(source, "path", None) if source is not None else None
     work = flow.work_for(layer, name=layer.name, shape=shape, path=path, role="image")
-    work.image = layer.data
+    work.image, work.axes = layer.data, axes
     return work
 
 
@@ -85,7 +85,9 @@ def paired_work(flow: Workflow, image: Any, labels: Any) -> Work:
     if work.handles.get("image") is None and flow.find(image) is None:
         flow.attach(work, image, "image")
     if work.handles.get("image") is image:
-        work.image = image.data
+        from napari_unet._widgets._common import image_axes
+
+        work.image, work.axes = image.data, image_axes(image)
     return work
 
 

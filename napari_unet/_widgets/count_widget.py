@@ -90,6 +90,8 @@ class CountWidget(Step):
         viewer.dims.events.current_step.connect(self._update_summary)
         self.result: Any = None  # (labels, table)
         self.counted: Any = None  # the Labels layer holding the counted objects
+        #: the layers this step made, by the name it gave them: only these are ever replaced
+        self._made: dict[str, Any] = {}
         self._showing: list | None = None  # the steps still to run to show a finished count
 
     def _sources(self, *_: Any) -> list[tuple[str, Any]]:
@@ -249,8 +251,8 @@ class CountWidget(Step):
         self.counted = counted if counted is not None else source
         if shapes is not None:
             self._replace_layer(shapes, steps)
-        elif f"{self.counted.name} contours" in self._viewer.layers:  # nothing to outline any more
-            old = self._viewer.layers[f"{self.counted.name} contours"]
+        elif self._own(f"{self.counted.name} contours") is not None:  # nothing to outline any more
+            old = self._own(f"{self.counted.name} contours")
             steps.append(lambda: self._viewer.layers.remove(old) if old in self._viewer.layers else None)
         if marks is not None:
             self._replace_layer(marks, steps)
@@ -291,8 +293,9 @@ class CountWidget(Step):
         next draw (reproduced with napari alone). Returns ``new``.
         """
         name = new.name
-        old = self._viewer.layers[name] if name in self._viewer.layers else None
+        old = self._own(name)  # (a layer of the same name that this step did not make is left alone)
         new.name = name if old is None else f"{name} (new)"
+        self._made[name] = new
         new.visible = False
         steps.append(lambda: self._viewer.layers.append(new))
         steps.append(lambda: setattr(new, "visible", True))
@@ -300,6 +303,11 @@ class CountWidget(Step):
             steps.append(lambda: self._viewer.layers.remove(old) if old in self._viewer.layers else None)
             steps.append(lambda: setattr(new, "name", name))
         return new
+
+    def _own(self, name: str) -> Any:
+        """The layer called ``name`` that this step made, if it is still in the viewer."""
+        layer = self._made.get(name)
+        return layer if layer is not None and layer in self._viewer.layers else None
 
     def _fill_table(self, table: Any) -> None:
         self.table_model.set_table(table)

@@ -24,10 +24,11 @@ from napari_unet._widgets._common import (
     notify_info,
     notify_warning,
 )
-from napari_unet._widgets._predict_jobs import engine_job, plane_job
 from napari_unet._widgets._result_layers import ResultLayers
 from napari_unet._widgets._step import Step, image_work, listen
 from napari_unet._widgets._warmup import preload_core, preload_layers
+from napari_unet.plane_jobs import engine_job, plane_job
+from napari_unet.workflow import PredictionRun
 
 if TYPE_CHECKING:
     import napari
@@ -78,8 +79,11 @@ class PredictWidget(Step):
         self.model.changed.connect(self._model_chosen)
         self.run_button.changed.connect(self.run)
         listen(self.workflow, "model", self._model_switched)
-        self.workflow.handle("predict", self.predict_planes)
         self._wanted: int | None = None  # the slice in view, waiting for the running job
+        #: the prediction running or last run (the rules and what it wrote: workflow.PredictionRun)
+        self.prediction: PredictionRun | None = None
+        self._results: ResultLayers | None = None
+        self._flush_queued = False
         if self.workflow.model_name in [c for c in self.model.choices]:
             self.model.value = self.workflow.model_name
         self._show_card()
@@ -177,18 +181,9 @@ class PredictWidget(Step):
         )
 
     def cancel(self, *_: Any) -> None:
-        if self.worker is not None:
-            self._out["cancelled"] = True
+        if self.worker is not None and self.prediction is not None:
+            self.prediction.cancelled = True
         super().cancel()
-
-    def predict_planes(
-        self, *, model: Any = None, planes: list[int] | None = None, image: Any = None, work: Any = None
-    ) -> Any:
-        """Predict some slices into a work's labels (the Fine-tune step's *Re-predict
-        unchecked slices*: into the labels it learnt from, checked slices kept)."""
-        if image is not None:
-            self.image.value = image
-        return self.run(model=model, slices=planes, work=work)
 
     def run(self, *_: Any, model: Any = None, slices: list[int] | None = None, work: Any = None) -> Any:
         """Start a prediction; returns the worker (None when the input is refused).
@@ -236,21 +231,23 @@ class PredictWidget(Step):
             )
             return None
         lazy = not isinstance(data, np.ndarray)
-        # finished planes go from the worker into _partial; the GUI thread moves them into
-        # the layers a few at a time, so no single event-loop turn holds the window long
-        self._partial: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._warnings: set[str] = set()
+        # finished planes go from the worker into the run's partial; the GUI thread moves them
+        # into the layers a few at a time, so no single event-loop turn holds the window long
+        run = PredictionRun(work, settings, model.card, planes, overwrite=overwrite, kept=list(kept),
+                            semantic=model.card.activation == "softmax")  # fmt: skip
         from napari_unet.engine import out_of_core_refusal
 
         if lazy and len(planes) > 1 and out_of_core_refusal(model.card, axes) is None and axes in ("ZYX", "TYX"):
-            gen = engine_job(model, data, axes, settings, planes, self._partial)
+            gen = engine_job(model, data, axes, settings, planes, run.partial)
         else:
-            gen = plane_job(model, data, axes, spatial, planes, settings, self._partial, self._warnings, channels)
-        self._out = {"image": layer, "written": [], "kept": kept, "ended": False, "result": None, "cancelled": False,
-                     "work": work, "settings": settings, "card": model.card, "overwrite": overwrite}  # fmt: skip
+            gen = plane_job(model, data, axes, spatial, planes, settings, run.partial, run.warnings, channels)
+        self.prediction, self._image = run, layer
         self._results = ResultLayers(self._viewer, self.workflow, work, layer, model.card)
-        self.start(gen, desc=f"Predict {layer.name}", on_yield=self._on_progress,
-                   on_done=lambda r: self._out.update(result=r), start=False)  # fmt: skip
+
+        def done(result: Any) -> None:
+            run.result = result
+
+        self.start(gen, desc=f"Predict {layer.name}", on_yield=self._on_progress, on_done=done, start=False)
         kept_note = f"; {len(kept)} checked slice(s) kept" if kept else ""
         self.status.value = f"predicting {len(planes)} slice(s){kept_note}..."
         # the result layers first (napari builds each on this thread, ~0.1-0.15 s), while no
@@ -263,13 +260,14 @@ class PredictWidget(Step):
             self._schedule_flush()
 
     def job_ended(self) -> None:
-        self._out["ended"] = True
+        if self.prediction is not None:
+            self.prediction.ended = True
         self._schedule_flush()
 
     def _schedule_flush(self, delay_ms: int = 0) -> None:
         from qtpy.QtCore import QTimer
 
-        if not getattr(self, "_flush_queued", False):
+        if not self._flush_queued:
             self._flush_queued = True
             QTimer.singleShot(delay_ms, self._flush)
 
@@ -288,55 +286,52 @@ class PredictWidget(Step):
         reports and makes the step ready again.
         """
         self._flush_queued = False
-        out = self._out
+        run = self.prediction
+        if run is None or self._results is None:
+            return
         try:
             if self._results.build_step():
                 self._schedule_flush(self.AFTER_NEW_LAYER_MS)
                 return
-            if self.worker is not None and not out.get("started"):
-                out["started"] = True
-                if out["cancelled"]:
-                    out["ended"] = True
+            if self.worker is not None and not run.started:
+                run.started = True
+                if run.cancelled:
+                    run.ended = True
                 else:
                     self.worker.start()
-            written, kept = self._results.write(self._partial, self.FLUSH_BUDGET, overwrite_checked=out["overwrite"])
-            out["written"] += written
-            for z in kept:  # checked while the prediction ran: kept as well
-                if z not in out["kept"]:
-                    out["kept"].append(z)
-            if self._partial:
+            self._results.write(run, self.FLUSH_BUDGET)
+            if run.partial:
                 self._schedule_flush()
                 return
         except (RuntimeError, KeyError):  # the viewer or a layer went away under the job
-            self._partial = {}
-            out["closed"] = True
-            if not out.get("started"):  # nothing will run: end here
-                out["started"] = out["ended"] = True
-            elif self.worker is not None and not out["ended"]:
+            run.partial.clear()
+            run.closed = True
+            if not run.started:  # nothing will run: end here
+                run.started = run.ended = True
+            elif self.worker is not None and not run.ended:
                 self.worker.quit()  # its results have nowhere to go
-        if out["ended"] and self.worker is not None:
-            self._report(out)
+        if run.ended and self.worker is not None:
+            self._report(run)
             self.reset()
 
-    def _follow_drawing(self, out: dict) -> str:
+    def _follow_drawing(self, run: PredictionRun) -> str:
         """With *keep only regions joined to what I drew*: on the slices this run wrote, the
         regions not joined across slices to one drawn on a checked slice are left out
         (:func:`napari_unet.continuation.keep_continuing`, 0.1-0.4 s for a 48x512^2 stack, so
         in a thread, on a copy of the labels); checked slices, slices this run did not write and
         slices edited meanwhile are never touched. Returns a note for the status line."""
-        region_model = getattr(out["card"], "activation", None) == "softmax"
-        if not (region_model and self.follow_drawn.value and out["written"]) or out.get("closed"):
+        if not (run.semantic and self.follow_drawn.value and run.written) or run.closed:
             return ""
         from napari_unet._widgets._common import start_job
         from napari_unet.continuation import keep_continuing
 
-        work, layer = out["work"], self._results.labels
+        work, layer = run.work, self._results.labels
         if layer is None or len(work.shape) != 3 or not isinstance(layer.data, np.ndarray):
             return "; regions not followed (it needs a stack held in memory)"
         if not work.checked:
             return "; regions not followed: no slice is checked (mark the slices you drew)"
         snapshot, checked = layer.data.copy(), sorted(work.checked)
-        slices = [z for z in out["written"] if z not in work.checked]
+        slices = [z for z in run.written if z not in work.checked]
 
         def follow() -> Any:
             return keep_continuing(snapshot, snapshot, checked)
@@ -358,30 +353,16 @@ class PredictWidget(Step):
         self._follow_job = start_job(follow(), desc="Follow the drawn regions", on_done=write)
         return "; following the drawn regions..."
 
-    def _report(self, out: dict) -> None:
-        n, result, kept = len(out["written"]), out["result"], out["kept"]
-        kept_note = (f"; {len(kept)} checked slice(s) kept" if kept else "") + self._follow_drawing(out)
-        work = out["work"]
-        if n:
-            work.record_prediction(out["written"], out["settings"], out["card"])
-        if out.get("closed"):
-            self.status.value = f"stopped: the image or a result layer was closed (kept {n} slice(s))"
-        elif result is not None:
-            self.status.value = f"done: {n} slice(s){kept_note}"
-        elif out["cancelled"]:
-            self.status.value = (
-                f"cancelled: kept {n} slice(s)" if n else "cancelled; nothing was finished"
-            ) + kept_note
-        elif self.failed is not None:
-            self.status.value = f"stopped by an error: {self.failed} (kept {n} slice(s))"
-        else:
-            self.status.value = f"stopped: kept {n} slice(s)"
-        if kept:
-            notify_info(f"Predict: {len(kept)} checked slice(s) kept as they were ({_short(kept)}).")
-        for warning in sorted(getattr(self, "_warnings", ())):
-            notify_warning(f"Predict {out['image'].name}: {warning}")
-        if n:
-            self.workflow.emit("predicted", work)
+    def _report(self, run: PredictionRun) -> None:
+        run.finish()
+        follow_note = self._follow_drawing(run)
+        self.status.value = run.outcome(self.failed) + (follow_note if run.result is not None or run.cancelled else "")
+        if run.kept:
+            notify_info(f"Predict: {len(run.kept)} checked slice(s) kept as they were ({_short(run.kept)}).")
+        for warning in sorted(run.warnings):
+            notify_warning(f"Predict {self._image.name}: {warning}")
+        if run.written:
+            self.workflow.emit("predicted", run.work)
 
     def reset(self) -> None:
         super().reset()

@@ -20,6 +20,7 @@ from napari_unet._widgets._common import (
     image_axes,
     notify_error,
     notify_info,
+    notify_warning,
     wrapping_label,
 )
 from napari_unet._widgets._curve import CurveWidget
@@ -354,16 +355,33 @@ class TrainWidget(Step):
         return self.saved_name
 
     def repredict(self, *_: Any) -> Any:
-        """Predict the unchecked slices again with the new model; checked slices are kept."""
+        """Predict the unchecked slices again with the new model; checked slices are kept.
+        A workflow call: it needs no other step open."""
         labels = self.labels_layer.value
-        if self.result is None or labels is None:
+        if self.result is None or labels is None or self.busy():
             return None
         work = paired_work(self.workflow, self.image.value, labels)
-        planes, _kept = work.plan(range(work.n_slices))
         try:
-            return self.workflow.request_prediction(
-                model=self.result.model, planes=planes, image=self.image.value, work=work
-            )
+            run, job = self.workflow.repredict(work, self.result.model)
         except ValueError as exc:
             self.refuse(str(exc))
             return None
+
+        def done(_: Any) -> None:
+            run.result = True
+            written = run.write_all()  # here, on the thread that owns the labels layer
+            run.finish()
+            for role, layer in work.handles.items():  # the layers that show this work
+                if role == "probability" or role.startswith("probability:"):
+                    c = run.card.classes.index(role.split(":", 1)[1]) if ":" in role else 0
+                    for index, prob in written.items():  # (a region model's shows any class but background)
+                        layer.data[index] = 1.0 - prob[0] if run.semantic and c == 0 else prob[c]
+                if role == "labels" or role.startswith("probability"):
+                    layer.refresh()
+            self.status.value = "re-predicted: " + run.outcome(self.failed)
+            for warning in sorted(run.warnings):
+                notify_warning(f"Re-predict {work.name}: {warning}")
+            self.workflow.emit("predicted", work)
+
+        self.status.value = f"re-predicting {len(run.planes)} unchecked slice(s)..."
+        return self.start(job, desc=f"Re-predict {work.name}", on_done=done)

@@ -185,13 +185,13 @@ def test_removing_a_result_layer_while_predicting_stops_without_an_orphan(make_n
     widget.model.value, widget.device.value = "tiny", "cpu"
     widget.more.tile.value, widget.more.batch.value = 64, 1
     widget.run()
-    qtbot.waitUntil(lambda: len(widget._out["written"]) >= 1, timeout=60_000)
+    qtbot.waitUntil(lambda: len(widget.prediction.written) >= 1, timeout=60_000)
     viewer.layers.remove(viewer.layers["big labels"])
     wait_for(qtbot, widget, 60_000)
     qtbot.wait(200)
     assert [layer.name for layer in viewer.layers] == ["big", "big probability"]
     assert "a result layer was closed" in widget.status.value and errors == []
-    assert len(widget._out["written"]) < 40  # it stopped rather than predicting the rest for nothing
+    assert len(widget.prediction.written) < 40  # it stopped rather than predicting the rest for nothing
 
 
 def test_switching_the_model_while_a_job_runs_is_taken_for_the_next_one(make_napari_viewer, registry, stack, qtbot):
@@ -531,7 +531,7 @@ def test_the_ct_journey_through_the_buttons(make_napari_viewer, registry, qtbot,
     for z in painted:
         drawn.data[z] = truth_data[z] > 0
     checked_before = {z: drawn.data[z].copy() for z in painted + free}
-    predict, correct = PredictWidget(viewer), CorrectWidget(viewer)
+    correct = CorrectWidget(viewer)  # (no Predict step open: Re-predict is a workflow call)
     correct.labels_layer.value = drawn
     labels_work(workflow_for(viewer), drawn).checked.update(painted + free)
 
@@ -547,8 +547,8 @@ def test_the_ct_journey_through_the_buttons(make_napari_viewer, registry, qtbot,
     wait_for(qtbot, train, 600_000)
     assert not errors and train.result is not None and train.result.card.classes == ("background", "lesion")
     assert train.use_model() == "ct-lesion"
-    train.repredict_button.clicked.emit()  # through the Predict step: the unchecked slices only
-    wait_for(qtbot, predict, 600_000)
+    train.repredict_button.clicked.emit()  # a workflow call: the unchecked slices only
+    wait_for(qtbot, train, 600_000)
     for z, before in checked_before.items():
         assert np.array_equal(drawn.data[z], before), f"checked slice {z} was overwritten"
     found, lesion = drawn.data[held_back] == 1, truth_data[held_back] > 0
@@ -719,3 +719,20 @@ def test_opening_the_advanced_form_changes_nothing_until_a_field_is_edited(make_
     assert predict.more.overrides(card) == {"tile": 96}
     predict.model.value = "nuclei"  # another model's card is shown afresh, nothing edited
     assert predict.more.overrides(read_card(resolve_model_path("nuclei"))) == {}
+
+
+def test_count_replaces_only_the_layers_it_made(make_napari_viewer, registry, qtbot):
+    """Count found its old outlines by name, so a person's own layer of that name was removed."""
+    viewer = make_napari_viewer()
+    labels = viewer.add_labels(np.zeros((40, 40), np.int32), name="drawn")
+    labels.data[5:15, 5:15] = 1
+    mine = viewer.add_shapes([np.array([[0, 0], [0, 9], [9, 9]])], shape_type="polygon", name="drawn contours")
+    count = CountWidget(viewer)
+    count.labels_layer.value = labels
+    for _ in range(2):  # the second count replaces the first one's outlines, never the person's
+        count.run_button.clicked.emit()
+        wait_for(qtbot, count)
+        qtbot.waitUntil(lambda: "counted" in count.status.value, timeout=30_000)
+    assert mine in viewer.layers and len(mine.data) == 1
+    made = [layer for layer in viewer.layers if layer.name.startswith("drawn contours") and layer is not mine]
+    assert len(made) == 1 and len(made[0].data) == 1

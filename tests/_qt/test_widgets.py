@@ -131,7 +131,7 @@ def test_cancel_keeps_finished_slices(make_napari_viewer, registry, qtbot):
     widget.more.tile.value, widget.more.batch.value = 64, 1
     assert widget.run() is not None
     # results appear while the job runs: layers at once, finished slices written as they come
-    qtbot.waitUntil(lambda: len(widget._out["written"]) >= 2, timeout=60_000)
+    qtbot.waitUntil(lambda: len(widget.prediction.written) >= 2, timeout=60_000)
     assert widget.worker is not None and viewer.layers["big probability"].data[0].any()
     widget.cancel()
     wait_for(qtbot, widget)
@@ -264,10 +264,12 @@ def test_finetune_runs_reports_and_registers(make_napari_viewer, registry, stack
     widget.use_anyway.value = True  # (a 2-epoch model on 4 slices may well not beat its parent)
     assert widget.use_model() == "my-cells" and (registry / "my-cells.safetensors").exists()
     assert predict.model.value == "my-cells"  # one call switched the model of every step
+    predict.status.value = "untouched"
     worker = widget.repredict()
     assert worker is not None
-    wait_for(qtbot, predict)
-    assert "done: 2 slice(s)" in predict.status.value
+    wait_for(qtbot, widget)
+    assert "re-predicted: done: 2 slice(s); 2 checked slice(s) kept" in widget.status.value
+    assert predict.status.value == "untouched"  # a workflow call: the Predict step is not involved
     np.testing.assert_array_equal(labels.data[[0, 2]], stack[1][[0, 2]])  # checked slices untouched
     assert not np.array_equal(labels.data[[1, 3]], stack[1][[1, 3]])  # the others were predicted again
 

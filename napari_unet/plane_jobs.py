@@ -1,6 +1,8 @@
-"""The Predict dock's jobs: generators run in a worker thread, yielding progress and putting
-each finished plane's probabilities and labels into ``partial`` (plane -> result), which the
-dock moves into its layers on the GUI thread a few at a time. No Qt here.
+"""Prediction jobs over chosen planes of a stack: generators run in a worker thread,
+yielding progress and putting each finished plane's probabilities and labels into
+``partial`` (plane -> result, a :class:`~napari_unet.workflow.PredictionRun`'s), which the
+dock moves into its layers on the GUI thread a few at a time (or
+:meth:`~napari_unet.workflow.PredictionRun.write_all` puts into the work). No Qt here.
 """
 
 from __future__ import annotations
