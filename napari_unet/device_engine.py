@@ -43,7 +43,7 @@ def device_tiled_iter(
     on a GPU the host-side tiling and per-batch copies cost more than the network."""
     import torch
 
-    from napari_unet.planes import _read_plane, clips, plane_layout, plane_limits
+    from napari_unet.planes import clips, plane_layout, plane_limits, read_plane
     from napari_unet.tiling import Grid
 
     layout = plane_layout(tuple(image.shape), axes, in_channels)
@@ -64,7 +64,7 @@ def device_tiled_iter(
     wsum = torch.from_numpy(np.ascontiguousarray(grid.weight_sum[: shape[0], : shape[1]])).to(device)
     (th, tw), done = grid.tile, 0
     for p in range(layout.n_planes):
-        plane = _read_plane(image, layout, p, in_channels, raw=True)
+        plane = read_plane(image, layout, p, in_channels, raw=True)
         limits = plane_limits(plane, normalisation) if scale else None
         if grid.padded != tuple(shape) and min(n - 1 for n in shape) < max(
             q - n for q, n in zip(grid.padded, shape)

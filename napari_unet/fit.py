@@ -52,13 +52,13 @@ def input_statistics(planes: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[st
 
 
 def _sample_planes(image: Any, axes: str | None, card: Any, n: int = 3) -> list[np.ndarray]:
-    from napari_unet.planes import _read_plane, normalise_plane, percentile_sample, plane_layout
+    from napari_unet.planes import normalise_plane, percentile_sample, plane_layout, read_plane
 
     layout = plane_layout(tuple(image.shape), axes, card.in_channels)
     picks = sorted({0, layout.n_planes // 2, layout.n_planes - 1})[:n]
     out = []
     for p in picks:
-        plane = _read_plane(image, layout, p, card.in_channels, raw=True)
+        plane = read_plane(image, layout, p, card.in_channels, raw=True)
         out.append(normalise_plane(np.asarray(percentile_sample(plane)), card.normalisation))
     return out
 

@@ -28,6 +28,7 @@ __all__ = [
     "percentile_sample",
     "plane_layout",
     "plane_limits",
+    "read_plane",
     "select_channels",
     "with_context",
 ]
@@ -166,7 +167,7 @@ def with_context(image: Any, axes: str | None, context: int) -> tuple[Any, str]:
     return np.take(data, index, axis=z), axes[: z + 1] + "C" + axes[z + 1 :]
 
 
-def _read_plane(image: Any, layout: PlaneLayout, index: int, in_channels: int, *, raw: bool = False) -> np.ndarray:
+def read_plane(image: Any, layout: PlaneLayout, index: int, in_channels: int, *, raw: bool = False) -> np.ndarray:
     """Plane ``index`` as float32 ``(C, *spatial)`` (``raw``: in the image's own type, often
     a view of it, to be copied once by :func:`normalise_plane`); checks for NaN/inf."""
     idx = layout.plane_index[index]

@@ -6,7 +6,19 @@ from __future__ import annotations
 
 from napari_unet.model import ModelCard
 
-__all__ = ["IMAGE_KINDS", "new_model_card"]
+__all__ = ["FROM_SCRATCH", "IMAGE_KINDS", "new_model_card", "training_crop"]
+
+#: how a model learns from nothing (a fine-tune keeps TrainConfig's defaults: lr 1e-3, patience 6):
+#: a larger step, and no early give-up before it has seen enough epochs
+FROM_SCRATCH = {"lr": 3e-3, "min_epochs": 10, "patience": 15}
+#: the side of the crops training cuts, when the card does not resize whole images
+CROP = 192
+
+
+def training_crop(card: ModelCard | None) -> int:
+    """The crop side for training a model of ``card``: its input size in whole-image mode."""
+    return int(card.input_size) if card is not None and card.input_size else CROP
+
 
 #: what a person knows about their images -> how a new model scales them
 IMAGE_KINDS = {

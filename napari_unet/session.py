@@ -70,10 +70,10 @@ class Session:
     ) -> Session:
         """The session of an image file (beside it if writable) or of an unsaved image."""
         if path is not None and root is None:
-            from napari_unet.io import _stem
+            from napari_unet.io import image_stem
 
             path = Path(path)
-            beside = path.parent / f"{_stem(path)}.napari-unet"  # the whole name: cells.day1.tif -> cells.day1
+            beside = path.parent / f"{image_stem(path)}.napari-unet"  # the whole name: cells.day1.tif -> cells.day1
             if os.access(path.parent, os.W_OK):
                 return cls(beside, shape)
         key_source = str(Path(path).resolve()) if path is not None else f"{name}:{tuple(shape)}"

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet.jobs import Progress
-from napari_unet.planes import _read_plane, apply_limits, clips, plane_layout, plane_limits
+from napari_unet.planes import apply_limits, clips, plane_layout, plane_limits, read_plane
 
 __all__ = [
     "Grid",
@@ -278,7 +278,7 @@ def tiled_predict_iter(
         """Tiles as views of the plane in its own type; each is scaled to float32 only as
         its batch is assembled, so no plane-sized float32 copy is ever made."""
         for p in range(layout.n_planes):
-            plane = _read_plane(image, layout, p, in_channels, raw=True)
+            plane = read_plane(image, layout, p, in_channels, raw=True)
             limits = plane_limits(plane, normalisation) if scale else None
             plane = grid.pad(plane)  # (reflection commutes with the pointwise scaling)
             for start in starts:

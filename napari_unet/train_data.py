@@ -143,7 +143,7 @@ class _Plane:
 
 
 def _item_planes(item: TrainingItem, card: ModelCard) -> list[_Plane]:
-    from napari_unet.planes import _read_plane, plane_layout, select_channels, with_context
+    from napari_unet.planes import plane_layout, read_plane, select_channels, with_context
 
     labels = np.asarray(item.labels)
     try:
@@ -185,7 +185,7 @@ def _item_planes(item: TrainingItem, card: ModelCard) -> list[_Plane]:
     for p in range(layout.n_planes):
         if not region_planes[p].any():
             continue
-        img = normalise_plane(_read_plane(image, layout, p, card.in_channels), card.normalisation)
+        img = normalise_plane(read_plane(image, layout, p, card.in_channels), card.normalisation)
         lab, region = flat_labels[p], region_planes[p].copy()
         mn = None if flat_mn is None else flat_mn[p]
         if card.input_size:  # whole-image mode: the network only ever sees the plane resized
@@ -351,7 +351,7 @@ def _merge_stats(old: dict, new: dict) -> dict:
 def dataset_normalisation(items: Sequence[TrainingItem], card: Any) -> dict:
     """``{"kind": "dataset", "mean": [...], "std": [...]}``: per channel, over the
     annotated planes of the training images (from the same strided sample as percentiles)."""
-    from napari_unet.planes import _read_plane, percentile_sample, plane_layout, select_channels, with_context
+    from napari_unet.planes import percentile_sample, plane_layout, read_plane, select_channels, with_context
 
     sums = np.zeros((card.in_channels, 3))
     for item in items:
@@ -359,7 +359,7 @@ def dataset_normalisation(items: Sequence[TrainingItem], card: Any) -> dict:
         image, axes = with_context(image, axes, card.context)
         layout = plane_layout(tuple(image.shape), axes, card.in_channels)
         for p in range(layout.n_planes):
-            sample = np.asarray(percentile_sample(_read_plane(image, layout, p, card.in_channels)), np.float64)
+            sample = np.asarray(percentile_sample(read_plane(image, layout, p, card.in_channels)), np.float64)
             flat = sample.reshape(card.in_channels, -1)
             sums += np.stack([np.full(card.in_channels, flat.shape[1]), flat.sum(1), (flat**2).sum(1)], 1)
     mean = sums[:, 1] / sums[:, 0]

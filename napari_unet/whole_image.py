@@ -34,7 +34,7 @@ def resized_predict_iter(
     probabilities resized back to the plane's size."""
     from napari_unet.engine import Run
     from napari_unet.inference import tiles_iter
-    from napari_unet.planes import _read_plane, normalise_plane, plane_layout
+    from napari_unet.planes import normalise_plane, plane_layout, read_plane
 
     card, layout, tile = model.card, run.layout, int(run.settings.tile)
     inner = "device" if run.device.type == "cuda" and not run.settings.compile else "tiles"
@@ -42,7 +42,7 @@ def resized_predict_iter(
     probs = np.zeros((card.out_channels, *layout.spatial_shape), np.float32) if out is None else out
     flat = probs.reshape(card.out_channels, layout.n_planes, h, w) if isinstance(probs, np.ndarray) else None
     for p in range(layout.n_planes):
-        plane = _read_plane(run.image, layout, p, card.in_channels)
+        plane = read_plane(run.image, layout, p, card.in_channels)
         if normalise:
             plane = normalise_plane(plane, card.normalisation)
         small = resize_planes(plane, (tile, tile))

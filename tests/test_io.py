@@ -250,3 +250,14 @@ def test_sample_data_is_real(sample_image_path):
     labels = read_image(str(sample_image_path).replace(".tif", "_labels.tif"))
     assert labels.is_labels and labels.shape == img.shape
     assert 5 <= len(np.unique(labels.data)) - 1 <= 20
+
+
+def test_one_units_table_says_each_length_the_same_way_everywhere():
+    """The dock's tables said 'nanometer' where the command line's and TIFF headers said 'nm'."""
+    from napari_unet.io._units import _UNIT_NAMES, short_unit
+
+    for spelling, canonical in _UNIT_NAMES.items():
+        assert short_unit(spelling) == short_unit(canonical)
+    assert [short_unit(u) for u in ("micron", "nanometer", "millimeter", "pixel", "", None)] == [
+        "um", "nm", "mm", "px", "px", "px"
+    ]  # fmt: skip

@@ -17,6 +17,7 @@ from napari_unet._widgets._common import (
 from napari_unet._widgets._label_files import save_labels
 from napari_unet._widgets._step import Step, listen, workflow_for
 from napari_unet._widgets._warmup import preload_core
+from napari_unet.io._units import short_unit
 from napari_unet.settings import Settings
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ class CountWidget(Step):
             intensity = np.asarray(image.data)
         units = [str(u) for u in getattr(layer, "units", ())]
         physical = bool(units) and units[-1] not in ("pixel", "")
-        unit = {"micrometer": "um"}.get(units[-1], units[-1]) if physical else "px"
+        unit = short_unit(units[-1]) if physical else "px"
         scale = tuple(layer.scale) if physical else None
         options = {"intensity": intensity, "scale": scale, "unit": unit, "settings": settings, **areas}
         # a model that marks micronuclei: those outside the (corrected) nuclei, counted per nucleus

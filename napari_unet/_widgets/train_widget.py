@@ -49,7 +49,7 @@ class TrainWidget(Step):
         self.labels_layer = create_widget(annotation="napari.layers.Labels", label="labels")
         from napari_unet.architectures import ARCHITECTURES
         from napari_unet.losses import LOSSES
-        from napari_unet.recipes import IMAGE_KINDS
+        from napari_unet.recipes import FROM_SCRATCH, IMAGE_KINDS
 
         self.start_from = ComboBox(label="start from", choices=START_CHOICES, value=START_CHOICES[0])
         self.base = ComboBox(label="base model", choices=model_choices)
@@ -64,7 +64,9 @@ class TrainWidget(Step):
         self.advanced = CheckBox(label="advanced", value=False, visible=False)
         self.architecture = ComboBox(label="architecture", choices=ARCHITECTURES, value="unet", visible=False)
         self.loss = ComboBox(label="loss", choices=LOSSES, value="dice_ce", visible=False)
-        self.lr = FloatSpinBox(label="learning rate", value=3e-3, min=1e-5, max=1e-1, step=1e-4, visible=False)
+        self.lr = FloatSpinBox(
+            label="learning rate", value=FROM_SCRATCH["lr"], min=1e-5, max=1e-1, step=1e-4, visible=False
+        )
         self.input_size = SpinBox(label="whole-image size (0: tiles)", value=0, min=0, max=2048, step=16,
                                   visible=False)  # fmt: skip
         self._new_model_widgets = [self.task, self.class_names, self.image_kind, self.lateral, self.advanced]
@@ -261,12 +263,18 @@ class TrainWidget(Step):
         except (ValueError, OSError, ModelLoadError) as exc:
             self.refuse(str(exc))
             return None
+        from napari_unet.recipes import FROM_SCRATCH, training_crop
+
         if config is None and card is not None:  # a new model learns from nothing: no early give-up
             config = TrainConfig(epochs=100_000, steps_per_epoch=10, max_seconds=float(self.seconds.value),
-                                 crop=card.input_size or 192, lr=float(self.lr.value), loss=self.loss.value,
-                                 min_epochs=10, patience=15)  # fmt: skip
+                                 crop=training_crop(card), loss=self.loss.value,
+                                 **{**FROM_SCRATCH, "lr": float(self.lr.value)})  # fmt: skip
         config = config or TrainConfig(
-            epochs=1000, steps_per_epoch=10, max_seconds=float(self.seconds.value), crop=192, patience=1000
+            epochs=1000,
+            steps_per_epoch=10,
+            max_seconds=float(self.seconds.value),
+            crop=training_crop(None),
+            patience=1000,
         )
         self.curve.clear()
         self.result = None

@@ -273,9 +273,9 @@ def _scale_args(p: argparse.ArgumentParser) -> None:
 
 def manifest_path(out: str | os.PathLike, path: str | os.PathLike, command: str) -> Path:
     """Where a run records that one input's outputs are whole (hidden, beside them)."""
-    from napari_unet.io import _stem
+    from napari_unet.io import image_stem
 
-    return Path(out) / f".{_stem(Path(path))}.{command}.json"
+    return Path(out) / f".{image_stem(Path(path))}.{command}.json"
 
 
 def write_manifest(out: str, path: str, command: str, options: dict, outputs: list[str]) -> None:

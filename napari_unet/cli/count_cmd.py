@@ -26,7 +26,7 @@ from napari_unet.cli._base import (
     write_csv,
     write_manifest,
 )
-from napari_unet.io._units import _SHORT_UNITS
+from napari_unet.io._units import short_unit
 
 OPTIONS = ("model", "device", "input_kind", "tile", "overlap", "batch", "precision", "threshold", "min_area",
            "max_area", "min_relative_area", "seed_threshold", "boundary_threshold", "exclude_border")  # fmt: skip
@@ -78,9 +78,9 @@ def guess_input_kind(img: Any) -> tuple[str, str]:
 def count_outputs(path: str, out: str, suffix: str = ".tif") -> list[str]:
     """The files ``count`` writes for an input: the labels (NIfTI beside a clinical volume, else
     TIFF), the objects and the counts."""
-    from napari_unet.io import _stem
+    from napari_unet.io import image_stem
 
-    stem = _stem(Path(path))
+    stem = image_stem(Path(path))
     return [
         str(Path(out) / f"{stem}_labels{suffix}"),
         str(Path(out) / f"{stem}_objects.csv"),
@@ -134,7 +134,7 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
                 "to count (is it the right file?)"
             )
     spatial_scale = img.scale[-2:] if img.units[-1] != "pixel" else None
-    unit = _SHORT_UNITS.get(img.units[-1], img.units[-1]) if spatial_scale else "px"
+    unit = short_unit(img.units[-1]) if spatial_scale else "px"
     semantic = card is not None and card.activation == "softmax"
     if labels is None:
         gen = count_iter(source, kind=kind, card=card, settings=settings, intensity=intensity, scale=spatial_scale,

@@ -181,6 +181,6 @@ def _plain(value: Any) -> Any:
 
 
 def read_stem(path: Path) -> str:
-    from napari_unet.io import _stem
+    from napari_unet.io import image_stem
 
-    return _stem(path)
+    return image_stem(path)

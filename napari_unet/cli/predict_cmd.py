@@ -84,9 +84,9 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 def predict_outputs(path: str, out: str, big: bool = False, suffix: str = ".tif") -> list[str]:
     """The files ``predict`` writes for an input: zarr stores for images read lazily, NIfTI
     (``suffix`` ``.nii.gz``) beside a clinical volume, else TIFF."""
-    from napari_unet.io import _stem
+    from napari_unet.io import image_stem
 
-    stem = _stem(Path(path))
+    stem = image_stem(Path(path))
     ext = ".zarr" if big else suffix  # OME-Zarr (NGFF 0.5) for images larger than memory
     return [str(Path(out) / f"{stem}_prob{ext}"), str(Path(out) / f"{stem}_mask{ext}")]
 
@@ -194,7 +194,7 @@ def write_report_overlay(img: Any, mask: np.ndarray, card: Any, out: str, truth_
     """``<stem>_overlay.png``: the image (its busiest slice, for a stack) with the prediction's
     outlines, and the truth's from ``truth_dir`` when given."""
     from napari_unet.io import read_image
-    from napari_unet.planes import _read_plane, plane_layout, select_channels
+    from napari_unet.planes import plane_layout, read_plane, select_channels
     from napari_unet.report import display_plane, overlay, write_overlay
 
     truth = None
@@ -208,7 +208,7 @@ def write_report_overlay(img: Any, mask: np.ndarray, card: Any, out: str, truth_
     h, w = mask.shape[-2:]
     flat = mask.reshape(-1, h, w)
     busiest = int(np.argmax((flat > 0).reshape(len(flat), -1).sum(1))) if len(flat) > 1 else 0
-    plane = _read_plane(data, layout, busiest, card.image_channels)
+    plane = read_plane(data, layout, busiest, card.image_channels)
     picture = overlay(
         display_plane(plane, card.normalisation),
         flat[busiest],

@@ -13,6 +13,7 @@ from napari_unet.architectures import ARCHITECTURES
 from napari_unet.cli._base import _drive, _positive_int, command, error, slice_numbers
 from napari_unet.losses import LOSSES
 from napari_unet.planes import CT_WINDOWS
+from napari_unet.recipes import FROM_SCRATCH, training_crop
 
 
 class _Given(argparse.Action):
@@ -241,18 +242,19 @@ def _train(args: argparse.Namespace, dest: Path) -> int:
         base = load_model(args.base)
     name = dest.name
     epochs = args.epochs if getattr(args, "epochs_given", False) or not args.max_seconds else 100_000
-    crop = args.crop or (card.input_size if card is not None and card.input_size else 192)
+    crop = args.crop or training_crop(card)
     if args.class_weights is not None:
         n_out = (card or base.card).out_channels
         if len(args.class_weights) != n_out:
             raise ValueError(
                 f"--class-weights gives {len(args.class_weights)} weight(s); the model has {n_out} outputs"
             )
+    recipe = dict(FROM_SCRATCH) if args.scratch else {}  # (a fine-tune: TrainConfig's own defaults)
+    if args.lr:
+        recipe["lr"] = args.lr
     config = TrainConfig(
         epochs=epochs, max_seconds=args.max_seconds, device=args.device, seed=args.seed, batch_size=args.batch,
-        crop=crop, lr=args.lr or (3e-3 if args.scratch else 1e-3), loss=args.loss, augment=args.augment,
-        class_weights=args.class_weights, min_epochs=10 if args.scratch else 0,
-        patience=15 if args.scratch else 6,
+        crop=crop, loss=args.loss, augment=args.augment, class_weights=args.class_weights, **recipe,
     )  # fmt: skip
     trainer = Trainer(items, base=base, card=card, config=config, name=name)
 

@@ -41,7 +41,7 @@ def _example_plane(card: ModelCard, image: Any = None) -> tuple[np.ndarray, str]
     """One plane as the network takes it, ``(in_channels, H, W)`` float32 in the image's own
     units (not normalised): from ``image`` (a path or an array), else a shipped sample that
     fits the model."""
-    from napari_unet.planes import _read_plane, plane_layout, select_channels, with_context
+    from napari_unet.planes import plane_layout, read_plane, select_channels, with_context
 
     if image is None:
         if card.image_channels == 1 and card.normalisation.get("kind") == "window":
@@ -72,7 +72,7 @@ def _example_plane(card: ModelCard, image: Any = None) -> tuple[np.ndarray, str]
     data, axes = with_context(data, axes, card.context)
     layout = plane_layout(tuple(data.shape), axes, card.in_channels)
     middle = layout.n_planes // 2
-    plane = _read_plane(np.asarray(data), layout, middle, card.in_channels)
+    plane = read_plane(np.asarray(data), layout, middle, card.in_channels)
     if layout.n_planes > 1:
         description += f", plane {middle}"
     return plane, description

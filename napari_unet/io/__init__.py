@@ -17,7 +17,7 @@ from napari_unet.io._image import (
     ZARR_SUFFIXES,
     ImageData,
     ImageReadError,
-    _stem,
+    image_stem,
     is_label_path,
 )
 from napari_unet.io.read import check_labels_shape, decode_color_labels, read_image
@@ -33,9 +33,9 @@ __all__ = [
     "ZARR_SUFFIXES",
     "ImageData",
     "ImageReadError",
-    "_stem",
     "check_labels_shape",
     "decode_color_labels",
+    "image_stem",
     "is_label_path",
     "read_image",
     "write_tiff",

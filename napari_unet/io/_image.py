@@ -74,7 +74,7 @@ class ImageData:
 
     @property
     def name(self) -> str:
-        return _stem(self.path) if self.path is not None else "image"
+        return image_stem(self.path) if self.path is not None else "image"
 
     @property
     def lazy(self) -> bool:
@@ -94,7 +94,7 @@ class ImageData:
         return "".join(a for a in self.axes if a not in "CS")
 
 
-def _stem(path: Path) -> str:
+def image_stem(path: Path) -> str:
     """A file's name without its image ending (``cells.ome.tif`` -> ``cells``); for a DICOM
     series (``FOLDER#LABEL``) its label, which comes from the series, never the patient."""
     series = split_series_path(path)
@@ -132,7 +132,7 @@ def _check_dtype(path: Path, dtype: np.dtype) -> None:
 
 def is_label_path(path: str | os.PathLike) -> bool:
     """True if a file name marks a label image (``cells_mask.tif``, ``cells_labels.tif``)."""
-    return _stem(Path(path)).lower().endswith(LABEL_SUFFIXES)
+    return image_stem(Path(path)).lower().endswith(LABEL_SUFFIXES)
 
 
 def _safe_reason(exc: BaseException, limit: int = 200) -> str:

@@ -25,6 +25,17 @@ _UNIT_NAMES = {
 _SHORT_UNITS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm"}
 
 
+def short_unit(name: str | None) -> str:
+    """A unit as tables and TIFF headers write it: ``um``, ``nm``, ``mm``...; ``px`` for
+    pixels or none (any spelling the readers meet: ``micron``, ``µm``, ``micrometer``).
+
+    >>> short_unit("micron"), short_unit("nanometer"), short_unit(None)
+    ('um', 'nm', 'px')
+    """
+    canonical = _unit(name)
+    return "px" if canonical == "pixel" else _SHORT_UNITS.get(canonical, canonical)
+
+
 def _unit(name: str | None, default: str = "pixel") -> str:
     if not name:
         return default
