@@ -157,8 +157,9 @@ class CountWidget(Step):
         elif work is not None and work.probabilities is not None:
             kind, data = "probability", work.probabilities  # every class, from Predict
             settings = settings.replace(**areas)  # as Predict made them, with this step's areas
-        else:
-            kind, data = "map", np.asarray(layer.data)  # one foreground probability per pixel
+        else:  # one foreground probability per pixel (a map opened from a file, a lazy stack's prediction)
+            kind, data = "map", np.asarray(layer.data)
+            settings = settings.replace(**areas) if settings is not None else None
         spatial = tuple(data.shape[1:] if kind == "probability" else data.shape)
         intensity = None
         image = self.image.value
@@ -193,8 +194,9 @@ class CountWidget(Step):
                     f"{layer.name} holds values from {lo:g} to {hi:g}, not probabilities (0 to 1): "
                     "choose a labels layer or a probability layer."
                 )
-            threshold = options["settings"].threshold if options.get("settings") is not None else 0.5
-            data, kind = data > threshold, "mask"  # strictly above, as the pipeline thresholds
+            # the foreground output of a model: objects through the pipeline's labels_iter, as
+            # segment makes them from a foreground-only model (threshold, split, areas)
+            data, kind, card = data[None], "probability", None
         if found_by is not None and has_micronuclei(card):  # outside the nuclei as corrected
             options = {**options, "micronuclei": micronuclei_labels(found_by, card, data)}
         # (from probabilities, count_iter finds the micronuclei itself)

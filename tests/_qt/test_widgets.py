@@ -373,6 +373,10 @@ def test_count_from_a_probability_map(make_napari_viewer, registry, tmp_path, er
         assert set(np.unique(counted.data[z][separate[z] > 0])) - {0} and not counted.data[z][separate[z] == 0].any()
     assert len(viewer.layers["cells_prob objects contours"].data) == n
     assert table["mean_intensity"].min() > 300  # measured on the image, not on the probabilities
+    from napari_unet.pipeline import Settings, objects
+
+    # made into objects where the pipeline makes them (it split the thresholded map by itself before)
+    np.testing.assert_array_equal(counted.data, objects(prob.data[None], None, Settings(min_area=5)))
     widget._row_clicked(0)
     assert counted.selected_label == widget.table_model.row_values(0)["id"]
     from napari_unet.io import read_image
