@@ -17,10 +17,10 @@ from mnfinder import iter_split
 
 from napari_unet._sample_data import NUCLEI_SAMPLES, SAMPLE_DIR, SAMPLES, sample_paths
 from napari_unet.io import read_image
-from napari_unet.metrics import match_objects, object_scores
-from napari_unet.micronuclei import has_micronuclei
-from napari_unet.model import load_model
-from napari_unet.pipeline import segment
+from napari_unet.networks.model import load_model
+from napari_unet.objects.metrics import match_objects, object_scores
+from napari_unet.objects.micronuclei import has_micronuclei
+from napari_unet.objects.pipeline import segment
 
 
 def micronuclei_path(key: str):

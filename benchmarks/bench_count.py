@@ -23,12 +23,12 @@ from _common import emit_json, machine, table
 from mnfinder import iter_split
 from scipy import ndimage as ndi
 
-from napari_unet.count import contours, count_iter, measure
-from napari_unet.instances import split_mask
 from napari_unet.jobs import run_to_end
-from napari_unet.metrics import count_error, match_objects
-from napari_unet.model import load_model
-from napari_unet.pipeline import segment
+from napari_unet.networks.model import load_model
+from napari_unet.objects.count import contours, count_iter, measure
+from napari_unet.objects.instances import split_mask
+from napari_unet.objects.metrics import count_error, match_objects
+from napari_unet.objects.pipeline import segment
 
 
 def pooled_f1(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:

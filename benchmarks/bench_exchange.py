@@ -33,7 +33,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def away_from_seams(shape: tuple[int, int], tile: int, overlap: float) -> np.ndarray:
     """Pixels that a single tile of napari-unet's grid covers (no blending of tiles there)."""
-    from napari_unet.tiling import Grid
+    from napari_unet.engine.tiling import Grid
 
     grid = Grid.for_shape(shape, tile=tile, overlap=overlap, divisor=16)
     cover = np.zeros(grid.padded, np.int32)
@@ -54,8 +54,8 @@ def main() -> None:
     from napari_unet._sample_data import NUCLEI_SAMPLES, sample_paths
     from napari_unet.exchange import check_package, export_package, import_package
     from napari_unet.io import read_image
-    from napari_unet.model import load_model
-    from napari_unet.pipeline import Settings, segment
+    from napari_unet.networks.model import load_model
+    from napari_unet.objects.pipeline import Settings, segment
 
     torch.set_num_threads(os.cpu_count() or 1)
     tmp = Path(tempfile.mkdtemp(prefix="bench-exchange-"))
@@ -108,8 +108,8 @@ def main() -> None:
 
     # a multi-class RGB model, trained briefly on synthetic H&E tiles, out and back
     from napari_unet._synthetic import he_tile
-    from napari_unet.recipes import new_model_card
-    from napari_unet.train import TrainConfig, Trainer, TrainingItem
+    from napari_unet.networks.recipes import new_model_card
+    from napari_unet.training.train import TrainConfig, Trainer, TrainingItem
 
     def small_and_large(seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         """An H&E-like tile with two classes: nuclei under 250 px (1) and larger ones (2)."""

@@ -20,10 +20,10 @@ import torch
 from _common import emit_json, machine, table
 from mnfinder import iter_split
 
-from napari_unet.metrics import match_objects, pixel_scores
-from napari_unet.model import build_model, load_model
-from napari_unet.pipeline import segment
-from napari_unet.train import TrainConfig, Trainer, TrainingItem
+from napari_unet.networks.model import build_model, load_model
+from napari_unet.objects.metrics import match_objects, pixel_scores
+from napari_unet.objects.pipeline import segment
+from napari_unet.training.train import TrainConfig, Trainer, TrainingItem
 
 
 def shifted(

@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from _common import emit_json, machine, table
 
-from napari_unet.inference import predict
+from napari_unet.engine.planes import normalise_plane
+from napari_unet.engine.predict import predict
 from napari_unet.io import read_image
-from napari_unet.metrics import pixel_scores
-from napari_unet.model import load_model
-from napari_unet.pipeline import segment
-from napari_unet.planes import normalise_plane
+from napari_unet.networks.model import load_model
+from napari_unet.objects.metrics import pixel_scores
+from napari_unet.objects.pipeline import segment
 
 
 class PeakRSS:
@@ -207,7 +207,7 @@ def overlap_factor(shape: tuple[int, int], card) -> float:
 
 
 def overlap_factor_for(shape: tuple[int, int], tile: int, overlap: float) -> float:
-    from napari_unet.tiling import Grid
+    from napari_unet.engine.tiling import Grid
 
     grid = Grid.for_shape(shape, tile=tile, overlap=overlap, divisor=16)
     return grid.computed_pixels / float(np.prod(shape))
@@ -318,8 +318,8 @@ def main() -> None:
     monai_default = {name: timed(monai_predict, model, data, card) for name, data in inputs.items()}
     # from here on, glibc keeps freed memory (what our engine sets once per process): set here,
     # explicitly, so that MONAI's second run and ours run with the very same allocator
-    from napari_unet.inference import pick_device, prepare_model, resolve_precision
-    from napari_unet.process import tune_cpu_allocator
+    from napari_unet.engine.inference import pick_device, prepare_model, resolve_precision
+    from napari_unet.engine.process import tune_cpu_allocator
 
     tuned = tune_cpu_allocator()
     default_precision = resolve_precision("auto", pick_device("cpu"))

@@ -23,11 +23,12 @@ import numpy as np
 import torch
 from _common import emit_json, machine, table
 
-from napari_unet.inference import predict, prepare_model
-from napari_unet.metrics import pixel_scores
-from napari_unet.model import load_model
-from napari_unet.pipeline import segment
-from napari_unet.planes import normalise_plane
+from napari_unet.engine.inference import prepare_model
+from napari_unet.engine.planes import normalise_plane
+from napari_unet.engine.predict import predict
+from napari_unet.networks.model import load_model
+from napari_unet.objects.metrics import pixel_scores
+from napari_unet.objects.pipeline import segment
 
 
 def real_stack(n: int, size: int) -> np.ndarray:

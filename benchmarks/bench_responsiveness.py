@@ -38,7 +38,7 @@ def measure(slices: int, seconds: float) -> list[dict]:
     from napari_unet._widgets.count_widget import CountWidget
     from napari_unet._widgets.predict_widget import PredictWidget
     from napari_unet._widgets.train_widget import TrainWidget
-    from napari_unet.train import TrainConfig
+    from napari_unet.training.train import TrainConfig
 
     viewer = napari.Viewer()
     app = QApplication.instance()

@@ -56,9 +56,9 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     from napari_unet.cli import main as cli
+    from napari_unet.engine.scale import predict_lazy
     from napari_unet.io import read_image
     from napari_unet.io.ome_zarr import write_ome_zarr
-    from napari_unet.scale import predict_lazy
 
     rows, figures = [], {}
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:

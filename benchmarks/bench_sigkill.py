@@ -5,7 +5,7 @@
 A child process edits a stack of labels the way a person does in the Correct step: every
 20 ms it changes one slice (filled with the edit's number) and marks that slice as the
 one checked, and it autosaves the slices changed since the last save every ``--autosave``
-seconds through :class:`napari_unet.session.Session`, as the dock does. The parent kills
+seconds through :class:`napari_unet.work.session.Session`, as the dock does. The parent kills
 it with SIGKILL while it is saving (the worst moment: a kill at a random time rarely
 lands in the few milliseconds a save takes), at a random point within the save, then
 restores the session and checks:
@@ -38,7 +38,7 @@ SHAPE = (12, 1024, 1024)  # 4 MB slices: a save of the changed ones takes a whil
 
 
 def child(folder: str, autosave: float) -> None:
-    from napari_unet.session import Session
+    from napari_unet.work.session import Session
 
     session = Session(folder, SHAPE)
     labels = np.zeros(SHAPE, np.int32)
@@ -60,7 +60,7 @@ def child(folder: str, autosave: float) -> None:
 
 
 def trial(autosave: float, rng: random.Random) -> dict:
-    from napari_unet.session import Session
+    from napari_unet.work.session import Session
 
     with tempfile.TemporaryDirectory() as folder:
         proc = subprocess.Popen(

@@ -21,8 +21,8 @@ from _common import emit_json, machine, table
 from bench_predict import real_stack
 from cv_nuclei import cv_images, scores
 
-from napari_unet.model import load_model
-from napari_unet.pipeline import segment
+from napari_unet.networks.model import load_model
+from napari_unet.objects.pipeline import segment
 
 
 def best_of(n: int, fn, *args, **kwargs) -> float:

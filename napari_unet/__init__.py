@@ -12,12 +12,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_model": ("napari_unet.model", "load_model"),
-    "predict": ("napari_unet.inference", "predict"),
-    "segment": ("napari_unet.pipeline", "segment"),
-    "segment_iter": ("napari_unet.pipeline", "segment_iter"),
-    "Segmentation": ("napari_unet.pipeline", "Segmentation"),
-    "Settings": ("napari_unet.pipeline", "Settings"),
+    "load_model": ("napari_unet.networks.model", "load_model"),
+    "predict": ("napari_unet.engine.predict", "predict"),
+    "segment": ("napari_unet.objects.pipeline", "segment"),
+    "segment_iter": ("napari_unet.objects.pipeline", "segment_iter"),
+    "Segmentation": ("napari_unet.objects.pipeline", "Segmentation"),
+    "Settings": ("napari_unet.objects.pipeline", "Settings"),
     "read_image": ("napari_unet.io", "read_image"),
     "write_tiff": ("napari_unet.io", "write_tiff"),
 }

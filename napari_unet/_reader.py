@@ -68,7 +68,7 @@ def _notify_error(message: str) -> None:
 
 def looks_like_ct(img: ImageData) -> bool:
     """A grayscale image in memory whose values are Hounsfield units."""
-    from napari_unet.planes import in_hounsfield_units
+    from napari_unet.engine.planes import in_hounsfield_units
 
     return not (img.rgb or img.channel_axis is not None or img.lazy) and in_hounsfield_units(img.data)
 
@@ -81,7 +81,7 @@ def _contrast_limits(img: ImageData) -> list[float] | None:
         centre, width = img.metadata["window"]
         return [centre - width / 2, centre + width / 2]
     if looks_like_ct(img):
-        from napari_unet.planes import CT_WINDOWS
+        from napari_unet.engine.planes import CT_WINDOWS
 
         level, width = CT_WINDOWS["lung"]
         return [level - width / 2, level + width / 2]

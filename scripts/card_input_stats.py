@@ -19,9 +19,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from mnfinder import iter_split  # noqa: E402
 
-from napari_unet.fit import input_statistics  # noqa: E402
-from napari_unet.model import SHIPPED_DIR, ModelCard  # noqa: E402
-from napari_unet.planes import normalise_plane  # noqa: E402
+from napari_unet.engine.planes import normalise_plane  # noqa: E402
+from napari_unet.networks.model import SHIPPED_DIR, ModelCard  # noqa: E402
+from napari_unet.objects.fit import input_statistics  # noqa: E402
 
 
 def main() -> None:
@@ -35,8 +35,8 @@ def main() -> None:
     print(f"{len(pairs)} training images: {stats}")
     data = json.loads(card_path.read_text())
     data["input_stats"] = stats
-    from napari_unet.architectures import measure_receptive_field
-    from napari_unet.model import load_model
+    from napari_unet.networks.architectures import measure_receptive_field
+    from napari_unet.networks.model import load_model
 
     data["receptive_field"] = measure_receptive_field(load_model("nuclei"))
     print(f"receptive field: {data['receptive_field']}")

@@ -31,12 +31,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from mnfinder import VERSION, iter_split  # noqa: E402
 
-from napari_unet.metrics import match_objects, pixel_scores  # noqa: E402
-from napari_unet.model import load_model, save_model  # noqa: E402
-from napari_unet.pipeline import Settings, objects, segment  # noqa: E402
-from napari_unet.settings import seed_setting  # noqa: E402
-from napari_unet.train import TrainConfig, Trainer, TrainingItem  # noqa: E402
-from napari_unet.train_data import grouped_folds  # noqa: E402
+from napari_unet.networks.model import load_model, save_model  # noqa: E402
+from napari_unet.objects.metrics import match_objects, pixel_scores  # noqa: E402
+from napari_unet.objects.pipeline import Settings, objects, segment  # noqa: E402
+from napari_unet.objects.settings import seed_setting  # noqa: E402
+from napari_unet.training.data import grouped_folds  # noqa: E402
+from napari_unet.training.train import TrainConfig, Trainer, TrainingItem  # noqa: E402
 
 THRESHOLDS = (0.4, 0.5, 0.6)
 BOUNDARY_THRESHOLDS = (0.3, 0.4, 0.5)
@@ -124,7 +124,7 @@ def micronuclei_scores(probs, nuclei, truths, card, thr: float, min_area: float)
     """Micronuclei found by the ``micronuclei`` output outside the predicted ``nuclei``
     against mnfinder's: pooled object F1 at IoU 0.5 and 0.3 (a micronucleus is a few to 200
     pixels, where one pixel of outline moves the IoU a lot), and the median count error."""
-    from napari_unet.micronuclei import micronuclei_labels
+    from napari_unet.objects.micronuclei import micronuclei_labels
 
     tp = fp = fn = tp3 = fp3 = fn3 = 0
     errors = []
@@ -143,7 +143,7 @@ def micronuclei_scores(probs, nuclei, truths, card, thr: float, min_area: float)
 
 def choose_micronuclei(probs, nuclei, truths, card) -> tuple[float, float, dict]:
     """The micronucleus threshold and minimum area with the best pooled F1 at IoU 0.3."""
-    from napari_unet.micronuclei import micronuclei_labels
+    from napari_unet.objects.micronuclei import micronuclei_labels
 
     def f1_30(thr: float, area: float) -> float:
         tp = fp = fn = 0
@@ -168,7 +168,7 @@ def write_card(result: dict, adopt: bool = False) -> None:
     beside the weights wins over the card in their header). With ``adopt``, the thresholds
     the cross-validation chose become the card's, and its validation figures are measured
     again at them."""
-    from napari_unet.model import SHIPPED_DIR
+    from napari_unet.networks.model import SHIPPED_DIR
 
     path = SHIPPED_DIR / "nuclei.json"
     data = json.loads(path.read_text())

@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from cv_nuclei import cv_images, scores  # noqa: E402
 
-from napari_unet.metrics import match_objects  # noqa: E402
-from napari_unet.model import load_model  # noqa: E402
-from napari_unet.pipeline import Settings, objects  # noqa: E402
+from napari_unet.networks.model import load_model  # noqa: E402
+from napari_unet.objects.metrics import match_objects  # noqa: E402
+from napari_unet.objects.pipeline import Settings, objects  # noqa: E402
 
 GRID = list(itertools.product((0.4, 0.5, 0.6, 0.7), (0.3, 0.4, 0.5), (15.0, 25.0)))
 FIXED = (0.5, 0.6, 0.7, 0.8)

@@ -139,7 +139,7 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
 
     from napari_unet._widgets.dock import UNetDock
-    from napari_unet.train import TrainConfig
+    from napari_unet.training.train import TrainConfig
 
     OUT.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(title="napari-unet")

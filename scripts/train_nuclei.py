@@ -27,11 +27,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from cv_nuclei import choose_micronuclei, instance_card, micronuclei_card  # noqa: E402
 from mnfinder import VERSION, iter_split  # noqa: E402
 
-from napari_unet.metrics import match_objects, pixel_scores  # noqa: E402
-from napari_unet.model import ModelCard, save_model  # noqa: E402
-from napari_unet.pipeline import Settings, objects, segment  # noqa: E402
-from napari_unet.settings import seed_setting  # noqa: E402
-from napari_unet.train import TrainConfig, Trainer, TrainingItem  # noqa: E402
+from napari_unet.networks.model import ModelCard, save_model  # noqa: E402
+from napari_unet.objects.metrics import match_objects, pixel_scores  # noqa: E402
+from napari_unet.objects.pipeline import Settings, objects, segment  # noqa: E402
+from napari_unet.objects.settings import seed_setting  # noqa: E402
+from napari_unet.training.train import TrainConfig, Trainer, TrainingItem  # noqa: E402
 
 AUGMENTATION = [
     "horizontal/vertical flips",

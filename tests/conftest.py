@@ -121,7 +121,7 @@ def bright_region_model(name: str = "regions"):
     U-Net, the rest zero), so its regions are known in advance."""
     import torch
 
-    from napari_unet.model import ModelCard, build_model
+    from napari_unet.networks.model import ModelCard, build_model
 
     card = ModelCard(name, classes=("background", "lesion"), activation="softmax", arch_args={"features": [4, 8]},
                      tile=64)  # fmt: skip

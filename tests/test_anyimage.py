@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from napari_unet._synthetic import he_tile, lateral_phantom
-from napari_unet.architectures import ARCHITECTURES, arch_args_for
 from napari_unet.cli import main
+from napari_unet.engine.planes import apply_limits, clips, normalise_plane, plane_limits
 from napari_unet.io import read_image, write_tiff
-from napari_unet.model import ModelCard, build_model, load_model, save_model
-from napari_unet.planes import apply_limits, clips, normalise_plane, plane_limits
+from napari_unet.networks.architectures import ARCHITECTURES, arch_args_for
+from napari_unet.networks.model import ModelCard, build_model, load_model, save_model
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +40,7 @@ def test_ct_window_matches_hand_computed_values_and_clips():
 
 
 def test_dataset_normalisation_is_computed_at_training_and_stored(tmp_path):
-    from napari_unet.train import TrainConfig, Trainer, TrainingItem
+    from napari_unet.training.train import TrainConfig, Trainer, TrainingItem
 
     image, labels = he_tile(0, 96)
     card = ModelCard("ds", in_channels=3, classes=("foreground", "boundary"), normalisation={"kind": "dataset"},
@@ -81,7 +81,7 @@ def test_window_clip_is_applied_in_the_tile_engine_too():
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_every_architecture_trains_a_step_on_rgb_with_three_classes(arch):
-    from napari_unet.train import TrainConfig, Trainer, TrainingItem
+    from napari_unet.training.train import TrainConfig, Trainer, TrainingItem
 
     image, _ = he_tile(1, 64)
     _, lateral = lateral_phantom(1, 64)
@@ -266,7 +266,7 @@ def test_no_mismatch_warning_on_the_nuclei_samples():
 
 
 def test_overlay_draws_prediction_and_truth_in_their_colours():
-    from napari_unet.report import PALETTE, TRUTH_COLOUR, overlay
+    from napari_unet.objects.report import PALETTE, TRUTH_COLOUR, overlay
 
     rgb = np.zeros((20, 20, 3), np.uint8)
     mask = np.zeros((20, 20), np.uint8)
@@ -440,12 +440,12 @@ def test_a_25d_model_trains_and_predicts_a_stack(tmp_path, capsys):
 
 def test_lesion_crops_centre_on_the_rare_class():
     """A class that covers 0.1% of the slices is the centre of about half the crops."""
-    from napari_unet.train_data import _item_planes, _Sampler
+    from napari_unet.training.data import _item_planes, _Sampler
 
     labels = np.zeros((4, 128, 128), np.int32)
     labels[1, 60:64, 60:64] = 1
     card = ModelCard("rare", classes=("background", "lesion"), activation="softmax")
-    item = __import__("napari_unet.train", fromlist=["TrainingItem"]).TrainingItem(
+    item = __import__("napari_unet.training.train", fromlist=["TrainingItem"]).TrainingItem(
         np.random.default_rng(0).random((4, 128, 128)).astype(np.float32), labels, None, "x", "ZYX"
     )
     sampler = _Sampler(_item_planes(item, card), 32, 0.6, np.random.default_rng(0))
@@ -455,8 +455,8 @@ def test_lesion_crops_centre_on_the_rare_class():
 
 
 def test_crops_also_centre_on_the_false_positives_of_the_last_epoch():
-    from napari_unet.train import TrainingItem
-    from napari_unet.train_data import _item_planes, _Sampler
+    from napari_unet.training.data import _item_planes, _Sampler
+    from napari_unet.training.train import TrainingItem
 
     labels = np.zeros((2, 96, 96), np.int32)
     labels[0, 40:44, 40:44] = 1

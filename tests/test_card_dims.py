@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import napari_unet
-from napari_unet.architectures import build_model
-from napari_unet.card import ModelCard
+from napari_unet.networks.architectures import build_model
+from napari_unet.networks.card import ModelCard
 
 
 def test_a_card_written_before_spatial_dims_loads_as_2d():
-    from napari_unet.model import resolve_model_path
+    from napari_unet.networks.model import resolve_model_path
 
     shipped = json.loads(resolve_model_path("nuclei").with_suffix(".json").read_text())
     assert "spatial_dims" not in shipped  # written by an earlier version

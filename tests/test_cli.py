@@ -42,7 +42,7 @@ def test_console_script_runs_without_traceback(bad_files):
 
 def test_importing_the_package_stays_light():
     code = (
-        "import sys, napari_unet, napari_unet.io, napari_unet.cli, napari_unet.exchange, napari_unet.model, "
+        "import sys, napari_unet, napari_unet.io, napari_unet.cli, napari_unet.exchange, napari_unet.networks.model, "
         "napari_unet._reader, napari_unet._writer, napari_unet.io.formats, napari_unet.io.dicom, napari_unet.io.nifti; "
         "print(sorted(m for m in ('torch', 'napari', 'qtpy', 'dask', 'monai', 'bioimageio', 'onnx', 'onnxruntime', "
         "'pydicom', 'nibabel', 'highdicom') if m in sys.modules))"
@@ -59,8 +59,8 @@ import napari_unet
 names = [m.name for m in pkgutil.walk_packages(napari_unet.__path__, "napari_unet.") if "_widgets" not in m.name and not m.name.endswith("__main__")]
 for name in names:
     importlib.import_module(name)
-from napari_unet.count import contours, measure
-from napari_unet.instances import split_mask
+from napari_unet.objects.count import contours, measure
+from napari_unet.objects.instances import split_mask
 from napari_unet.io.ome_zarr import write_ome_zarr
 labels = split_mask(np.pad(np.ones((20, 30), bool), 5))
 measure(labels), contours(labels)
@@ -86,7 +86,7 @@ from tests.conftest import synthetic_nuclei  # noqa: E402
 def tiny_model_file(tmp_path):
     import torch
 
-    from napari_unet.model import ModelCard, build_model, save_model
+    from napari_unet.networks.model import ModelCard, build_model, save_model
 
     torch.manual_seed(0)
     card = ModelCard("tiny", "unet", {"features": (4, 8, 16)}, classes=("foreground", "boundary"), tile=64)
@@ -253,7 +253,7 @@ def test_train_from_the_cli(image_dir, tmp_path, tiny_model_file, monkeypatch, c
     assert code == 0
     out = capsys.readouterr().out
     assert "held-out" in out and (tmp_path / "registry" / "my-model.safetensors").exists()
-    from napari_unet.model import load_model
+    from napari_unet.networks.model import load_model
 
     assert load_model("my-model").card.parent == "tiny"
     assert main(["train", "--images", images[0], "--labels", *labels, "--out", "x"]) == 1

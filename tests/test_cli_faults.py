@@ -59,7 +59,7 @@ def test_a_model_of_yours_is_replaced_only_with_overwrite(pair, tmp_path, capsys
 
 
 def test_two_runs_saving_one_name_at_once_the_second_is_refused(pair, tmp_path, capsys):
-    from napari_unet.model import reserved_name
+    from napari_unet.networks.model import reserved_name
 
     models = tmp_path / "models"
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -138,7 +138,7 @@ class _Code:
 
 def test_a_refused_pickle_is_one_sentence_without_torchs_explanation(tmp_path, capsys):
     torch = pytest.importorskip("torch")
-    from napari_unet.model import ModelCard
+    from napari_unet.networks.model import ModelCard
 
     torch.save({"weights": _Code()}, tmp_path / "evil.pt")
     (tmp_path / "evil.json").write_text(ModelCard("evil", arch_args={"features": [4, 8]}).to_json())

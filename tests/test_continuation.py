@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from napari_unet.cli import main
-from napari_unet.continuation import keep_continuing
 from napari_unet.io import read_image, write_tiff
-from napari_unet.model import save_model
+from napari_unet.networks.model import save_model
+from napari_unet.objects.continuation import keep_continuing
 from tests.conftest import bright_region_model
 
 
@@ -98,7 +98,7 @@ def test_predict_follow_keeps_what_continues_the_drawing(tmp_path, region_model,
 
 
 def test_predict_follow_refuses_what_it_cannot_do(tmp_path, region_model, capsys):
-    from napari_unet.model import ModelCard, build_model
+    from napari_unet.networks.model import ModelCard, build_model
 
     card = ModelCard("objects", "unet", {"features": (4, 8)}, classes=("foreground", "boundary"), tile=64)
     objects_model = save_model(build_model(card), tmp_path / "objects", card)

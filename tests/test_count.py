@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_unet.count import COLUMNS, contours, count_iter, count_per_slice, measure
-from napari_unet.instances import labels_from_probabilities, split_mask
-from napari_unet.label_cleanup import _split_disconnected, filter_objects
-from napari_unet.model import ModelCard
+from napari_unet.networks.model import ModelCard
+from napari_unet.objects.count import COLUMNS, contours, count_iter, count_per_slice, measure
+from napari_unet.objects.instances import labels_from_probabilities, split_mask
+from napari_unet.objects.label_cleanup import _split_disconnected, filter_objects
 
 
 def disc(shape, center, r):
@@ -189,8 +189,8 @@ def test_huge_or_gapped_ids_are_counted_without_a_huge_table():
 def test_an_id_painted_in_two_places_counts_as_two_objects():
     """A correction that reuses an id far away (pasted, or painted with the wrong label)
     is two nuclei, each measured and outlined: not one object with a contour around one."""
-    from napari_unet.count import contours, count_iter
     from napari_unet.jobs import run_to_end
+    from napari_unet.objects.count import contours, count_iter
 
     labels = np.zeros((80, 80), np.int32)
     labels[5:15, 5:15] = 3
@@ -213,9 +213,9 @@ def test_counting_with_contours_gives_the_same_table_and_outlines(rng):
     plane and a stack, and labels that are not the caller's own array."""
     from scipy import ndimage as ndi
 
-    from napari_unet.count import contours, count_iter, measure_with_contours
-    from napari_unet.instances import split_mask
     from napari_unet.jobs import run_to_end
+    from napari_unet.objects.count import contours, count_iter, measure_with_contours
+    from napari_unet.objects.instances import split_mask
 
     image = ndi.gaussian_filter(rng.random((3, 160, 200)), 4)
     mask = image > np.percentile(image, 60)

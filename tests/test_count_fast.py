@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_unet.count import contours, measure
-from napari_unet.instances import split_mask
-from napari_unet.metrics import match_objects
+from napari_unet.objects.count import contours, measure
+from napari_unet.objects.instances import split_mask
+from napari_unet.objects.metrics import match_objects
 
 
 def nuclei(shape, n, seed, margin=15):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet.instances import labels_from_probabilities
-from napari_unet.metrics import match_objects
-from napari_unet.model import ModelCard
-from napari_unet.pipeline import Settings, objects
-from napari_unet.train_data import distance_target, make_targets
+from napari_unet.networks.model import ModelCard
+from napari_unet.objects.instances import labels_from_probabilities
+from napari_unet.objects.metrics import match_objects
+from napari_unet.objects.pipeline import Settings, objects
+from napari_unet.training.data import distance_target, make_targets
 
 CARD = ModelCard(
     "dist",
@@ -97,8 +97,8 @@ def test_a_distance_card_round_trips_and_its_seed_threshold_is_used(tmp_path):
     """Saved and loaded, a distance model's card keeps its outputs and seed threshold, and
     ``segment`` makes its objects with them; a boundary model's card still loads as before."""
     import napari_unet
-    from napari_unet.architectures import build_model
-    from napari_unet.model import load_model, save_model
+    from napari_unet.networks.architectures import build_model
+    from napari_unet.networks.model import load_model, save_model
 
     card = CARD.replace(architecture="unet", arch_args={"features": [4, 8], "upsample": "transpose"}, tile=64)
     save_model(build_model(card), tmp_path / "dist.safetensors", card)

@@ -16,8 +16,8 @@ torch = pytest.importorskip("torch")
 
 from napari_unet.cli import main  # noqa: E402
 from napari_unet.exchange import ExchangeError, check_package, export_package, import_package  # noqa: E402
-from napari_unet.model import ModelCard, build_model, load_model, read_card, save_model  # noqa: E402
-from napari_unet.pipeline import Settings, segment  # noqa: E402
+from napari_unet.networks.model import ModelCard, build_model, load_model, read_card, save_model  # noqa: E402
+from napari_unet.objects.pipeline import Settings, segment  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -67,8 +67,8 @@ def test_shipped_model_package_holds_what_other_tools_need(nuclei_package: Path)
         readme = z.read("README.md").decode()
     assert {"weights.pt", "weights.torchscript", "weights.onnx", "napari_unet_nets.py", "cover.png",
             "test_input.npy", "test_output.npy", "LICENSE-mnfinder.txt"} <= names  # fmt: skip
-    from napari_unet.model import load_model
-    from napari_unet.tile_choice import context_overlap
+    from napari_unet.engine.tile_choice import context_overlap
+    from napari_unet.networks.model import load_model
 
     # half the pixels two tiles share: 40 for the shipped model
     halo = f"halo: {context_overlap(load_model('nuclei').card) // 2}"
@@ -289,7 +289,7 @@ def test_a_package_from_another_tool_predicts_what_bioimageio_core_predicts(tmp_
 
 
 def test_packaged_models_predict_but_are_not_fine_tuned(tmp_path: Path) -> None:
-    from napari_unet.train import Trainer, TrainingItem
+    from napari_unet.training.train import Trainer, TrainingItem
 
     path = import_package(_foreign_package(tmp_path), trust=True)
     net = load_model(path)
@@ -445,7 +445,7 @@ def test_a_whole_image_model_exports_at_its_size_and_comes_back(tmp_path: Path) 
 
 
 def test_an_imported_package_of_ours_fine_tunes(tmp_path: Path) -> None:
-    from napari_unet.train import TrainConfig, Trainer, TrainingItem
+    from napari_unet.training.train import TrainConfig, Trainer, TrainingItem
 
     package = tmp_path / "t.zip"
     export_package(_rgb_classes_model(tmp_path), package, formats=("pytorch_state_dict",), test=False)

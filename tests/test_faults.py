@@ -17,7 +17,7 @@ import tifffile
 
 from napari_unet.cli import main
 from napari_unet.io import ImageReadError, read_image, write_tiff
-from napari_unet.session import Session
+from napari_unet.work.session import Session
 from tests.conftest import synthetic_nuclei
 
 # ------------------------------------------------------------------ autosave sessions
@@ -35,7 +35,7 @@ def test_images_whose_names_differ_after_the_first_dot_get_their_own_sessions(tm
 
 def test_a_kill_after_the_slices_before_the_state_leaves_the_previous_save_whole(tmp_path, monkeypatch):
     """Imitated kill: the new slices are written, then the state write raises."""
-    import napari_unet.session as mod
+    import napari_unet.work.session as mod
 
     session = Session(tmp_path / "s", (3, 8, 8))
     labels = np.zeros((3, 8, 8), np.int32)
@@ -273,7 +273,7 @@ def test_a_large_compressed_file_is_read_lazily_by_the_size_it_declares(tmp_path
 
 
 def test_running_out_of_memory_on_one_file_lets_the_others_finish(tmp_path):
-    from napari_unet.scale import run_files
+    from napari_unet.engine.scale import run_files
 
     def work(path):
         if path.endswith("huge"):
@@ -351,7 +351,7 @@ def test_compressed_tiffs_as_fiji_and_scanners_write_them_are_read(tmp_path):
 def tiny_file(tmp_path):
     import torch
 
-    from napari_unet.model import ModelCard, build_model, save_model
+    from napari_unet.networks.model import ModelCard, build_model, save_model
 
     torch.manual_seed(0)
     card = ModelCard("tiny", "unet", {"features": (4, 8, 16)}, classes=("foreground", "boundary"), tile=64)
@@ -359,7 +359,7 @@ def tiny_file(tmp_path):
 
 
 def test_a_card_for_a_huge_network_is_refused_before_it_is_built(tiny_file):
-    from napari_unet.model import ModelLoadError, load_model
+    from napari_unet.networks.model import ModelLoadError, load_model
 
     card = json.loads(tiny_file.with_suffix(".json").read_text())
     card["arch_args"] = {"features": [4096, 8192, 16384, 32768, 65536]}  # ~40 GB of float32 weights
@@ -376,7 +376,7 @@ def test_a_card_for_a_huge_network_is_refused_before_it_is_built(tiny_file):
     ],
 )
 def test_a_bad_card_blames_the_card(tiny_file, card, message):
-    from napari_unet.model import ModelLoadError, load_model
+    from napari_unet.networks.model import ModelLoadError, load_model
 
     tiny_file.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(ModelLoadError, match=message):
@@ -403,7 +403,7 @@ def test_the_unknown_model_message_lists_names_only(monkeypatch, tmp_path, tiny_
 
 def test_ctrl_c_during_cli_training_keeps_the_best_checkpoint(tmp_path, tiny_file, monkeypatch, capsys):
     """Imitated Ctrl-C: KeyboardInterrupt raised after the first validated epoch."""
-    from napari_unet.train import Trainer
+    from napari_unet.training.train import Trainer
 
     rng = np.random.default_rng(1)
     img, lab = synthetic_nuclei(rng, (96, 96), 8)

@@ -1,4 +1,4 @@
-"""How a model in training is scored on held-out planes (napari_unet.heldout): exact scenes
+"""How a model in training is scored on held-out planes (napari_unet.training.heldout): exact scenes
 with a region model whose weights are set by hand, so every figure is known in advance."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet import heldout
-from napari_unet.train_data import _Plane
+from napari_unet.training import heldout
+from napari_unet.training.data import _Plane
 
 from .conftest import bright_region_model
 

@@ -17,8 +17,8 @@ onnx = pytest.importorskip("onnx")
 
 from napari_unet.cli import main  # noqa: E402
 from napari_unet.exchange import ExchangeError, import_package  # noqa: E402
-from napari_unet.model import ModelLoadError, list_models, load_model, read_card  # noqa: E402
-from napari_unet.pipeline import Settings, segment  # noqa: E402
+from napari_unet.networks.model import ModelLoadError, list_models, load_model, read_card  # noqa: E402
+from napari_unet.objects.pipeline import Settings, segment  # noqa: E402
 from tests.test_exchange import _edited, _foreign_package, offline  # noqa: E402, F401  (offline: autouse)
 
 IMAGE = np.random.default_rng(5).gamma(2.0, 40.0, (96, 112)).astype(np.float32)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet.metrics import average_precision, count_error, match_objects, object_scores, pixel_scores
+from napari_unet.objects.metrics import average_precision, count_error, match_objects, object_scores, pixel_scores
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.architectures import build_model
-from napari_unet.count import count_iter, count_per_slice, measure
 from napari_unet.jobs import run_to_end
-from napari_unet.micronuclei import add_to_table, micronuclei_labels, nearest_nucleus, per_nucleus
-from napari_unet.model import ModelCard, load_model, save_model
-from napari_unet.train import make_targets, masked_loss
+from napari_unet.networks.architectures import build_model
+from napari_unet.networks.model import ModelCard, load_model, save_model
+from napari_unet.objects.count import count_iter, count_per_slice, measure
+from napari_unet.objects.micronuclei import add_to_table, micronuclei_labels, nearest_nucleus, per_nucleus
+from napari_unet.training.train import make_targets, masked_loss
 
 MN_CARD = ModelCard(
     "mn",

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_unet.architectures import fuse_batchnorm
-from napari_unet.model import (
+from napari_unet.networks.architectures import fuse_batchnorm
+from napari_unet.networks.model import (
     ARCHITECTURES,
     ModelCard,
     ModelLoadError,
@@ -141,7 +141,7 @@ def test_fused_batchnorm_gives_the_same_output():
 
 
 def test_the_receptive_field_is_measured_and_kept_in_the_card():
-    from napari_unet.architectures import measure_receptive_field
+    from napari_unet.networks.architectures import measure_receptive_field
 
     shallow = build_model(ModelCard("a", arch_args={"features": [4, 8]}))  # 1 pooling
     deep = build_model(ModelCard("b", arch_args={"features": [4, 8, 16, 32]}))  # 3 poolings

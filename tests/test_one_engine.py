@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 import napari_unet
-from napari_unet.engine import resolve_run
+from napari_unet.engine.run import resolve_run
 from tests.conftest import bright_region_model
 
 
@@ -82,8 +82,8 @@ def test_the_run_is_resolved_once_and_the_engine_keeps_no_defaults(nuclei_model,
 
 def test_one_cli_count_resolves_the_device_and_precision_once(tmp_path, monkeypatch, rpe1):
     """The count command used to pick the device three times and the precision twice per file."""
-    from napari_unet import inference
     from napari_unet.cli import main
+    from napari_unet.engine import inference
 
     calls = {"pick_device": 0, "resolve_precision": 0}
     for name in calls:

@@ -13,8 +13,8 @@ import napari_unet
 from napari_unet._sample_data import sample_paths
 from napari_unet.cli import main
 from napari_unet.io import read_image
-from napari_unet.model import ModelCard, build_model
-from napari_unet.pipeline import Settings, segment, segment_iter
+from napari_unet.networks.model import ModelCard, build_model
+from napari_unet.objects.pipeline import Settings, segment, segment_iter
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +147,8 @@ def test_an_unknown_setting_given_to_segment_is_named(shipped, misc_image):
 def test_cli_count_and_counting_probabilities_give_exactly_the_objects_of_segment(
     shipped, misc_image, tmp_path, overrides, capsys
 ):
-    from napari_unet.count import count_iter
     from napari_unet.jobs import run_to_end
+    from napari_unet.objects.count import count_iter
 
     path, image, _ = misc_image
     result = segment(shipped, image, **overrides)
@@ -169,7 +169,7 @@ def test_cli_count_and_counting_probabilities_give_exactly_the_objects_of_segmen
 
 
 def test_fine_tuning_validates_with_exactly_the_objects_of_segment(shipped, misc_image):
-    from napari_unet.train import TrainConfig, Trainer, TrainingItem
+    from napari_unet.training.train import TrainConfig, Trainer, TrainingItem
 
     _, image, truth = misc_image
     item = TrainingItem(image, truth.astype(np.int32), None, "misc", "YX")
@@ -208,7 +208,7 @@ def test_negative_workers_blocks_and_tiles_are_refused_at_once(argv, capsys):
 
 
 def test_the_tile_is_chosen_per_image_to_waste_the_fewest_pixels(shipped, misc_image):
-    from napari_unet.tiling import Grid
+    from napari_unet.engine.tiling import Grid
 
     _, image, _ = misc_image  # 768 x 869
     # bf16 named, not "auto": on a CPU without native bf16 "auto" is fp32, whose memory budget
@@ -225,7 +225,7 @@ def test_the_tile_is_chosen_per_image_to_waste_the_fewest_pixels(shipped, misc_i
 
 
 def test_the_overlap_comes_from_the_measured_receptive_field(shipped):
-    from napari_unet.tile_choice import context_overlap
+    from napari_unet.engine.tile_choice import context_overlap
 
     card = shipped.card
     assert card.receptive_field["radius_99_px"] == 38
@@ -237,8 +237,8 @@ def test_the_overlap_comes_from_the_measured_receptive_field(shipped):
 
 
 def test_the_chosen_tile_splits_each_side_evenly():
-    from napari_unet.tile_choice import choose_tiling
-    from napari_unet.tiling import Grid
+    from napari_unet.engine.tile_choice import choose_tiling
+    from napari_unet.engine.tiling import Grid
 
     for shape in ((4096, 4096), (2000, 3000), (1500, 700), (300, 5000)):
         t = choose_tiling(shape, min_tile=256, overlap_px=80, divisor=16, batch=4, bytes_per_pixel=220,
@@ -258,7 +258,7 @@ def test_the_chosen_tile_splits_each_side_evenly():
 
 
 def test_the_chosen_tile_stays_within_the_memory_budget(monkeypatch, shipped):
-    import napari_unet.tile_choice as tile_choice
+    import napari_unet.engine.tile_choice as tile_choice
 
     image = np.random.default_rng(0).random((1500, 1500)).astype(np.float32)
     roomy = segment(shipped, image, device="cpu", precision="fp32", objects=False).settings
@@ -270,8 +270,8 @@ def test_the_chosen_tile_stays_within_the_memory_budget(monkeypatch, shipped):
 
 
 def test_on_the_cpu_a_little_more_work_buys_half_the_working_memory():
-    from napari_unet.tile_choice import choose_tiling
-    from napari_unet.tiling import Grid
+    from napari_unet.engine.tile_choice import choose_tiling
+    from napari_unet.engine.tiling import Grid
 
     args = {"min_tile": 256, "overlap_px": 80, "divisor": 16, "batch": 4, "bytes_per_pixel": 221, "budget_bytes": 2**28}
     fewest = choose_tiling((4096, 4096), **args)
@@ -291,7 +291,7 @@ def test_on_the_cpu_a_little_more_work_buys_half_the_working_memory():
 def test_the_unet_without_autograd_skips_the_concatenated_copy_and_agrees(monkeypatch, upsample):
     import torch
 
-    from napari_unet.nets import UNet
+    from napari_unet.networks.nets import UNet
 
     torch.manual_seed(0)
     net = UNet(2, 3, features=(8, 16, 32), upsample=upsample).eval()

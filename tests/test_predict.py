@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.inference import pick_device, predict, predict_iter
+from napari_unet.engine.inference import pick_device
+from napari_unet.engine.planes import normalise_plane
+from napari_unet.engine.predict import predict, predict_iter
+from napari_unet.engine.tiling import gaussian_weight, tile_starts, tiled_predict_iter
 from napari_unet.jobs import Progress
-from napari_unet.model import ModelCard, build_model
-from napari_unet.pipeline import Settings, foreground_mask
-from napari_unet.planes import normalise_plane
-from napari_unet.tiling import gaussian_weight, tile_starts, tiled_predict_iter
+from napari_unet.networks.model import ModelCard, build_model
+from napari_unet.objects.pipeline import Settings, foreground_mask
 
 
 def run(gen):
@@ -135,7 +136,7 @@ def test_test_time_augmentation_makes_the_prediction_turn_with_the_image(tiny_mo
 
 
 def test_test_time_augmentation_is_refused_where_left_and_right_differ(rng):
-    from napari_unet.pipeline import segment
+    from napari_unet.objects.pipeline import segment
 
     torch.manual_seed(0)
     card = ModelCard("lungs", "unet", {"features": (4, 8)}, classes=("background", "left", "right"),
@@ -211,13 +212,13 @@ def test_public_api_in_any_import_order(tiny_model, rng):
     import sys
 
     import napari_unet
-    import napari_unet.inference as module
+    import napari_unet.engine.predict as module
 
     image = rng.random((40, 40)).astype(np.float32)
     assert napari_unet.predict(tiny_model, image, device="cpu").shape == (2, 40, 40)
     assert module.predict(tiny_model, image, device="cpu").shape == (2, 40, 40)
     # importing the module must not shadow the segment function
-    import napari_unet.pipeline
+    import napari_unet.objects.pipeline
 
     assert napari_unet.segment(tiny_model, image, device="cpu").labels.shape == (40, 40)
     code = "import napari_unet; m = napari_unet.load_model(); import numpy as np; print(napari_unet.predict(m, np.random.rand(64, 64), device='cpu').shape, type(m).__name__, m.training)"
@@ -257,7 +258,7 @@ def test_a_3d_network_needs_a_z_axis():
 
 
 def test_the_grid_gives_the_same_tiles_and_weights_as_before_in_2d():
-    from napari_unet.tiling import Grid
+    from napari_unet.engine.tiling import Grid
 
     g = Grid.for_shape((300, 130), tile=256, overlap=0.25, divisor=16)
     assert g.tile == (256, 144) and g.padded == (300, 144)
@@ -271,7 +272,7 @@ def test_the_grid_gives_the_same_tiles_and_weights_as_before_in_2d():
 def test_a_large_plane_is_divided_strip_by_strip_bit_for_bit(monkeypatch, rng):
     """Above a size, the weights' sum is made a strip at a time instead of kept as a
     plane-sized array: the output must not change by a single bit."""
-    import napari_unet.tiling as tiling
+    import napari_unet.engine.tiling as tiling
 
     g = tiling.Grid.for_shape((700, 530), tile=160, overlap=0.3, divisor=16)
     for lo, hi in (((0, 0), (700, 530)), ((37, 101), (300, 129)), ((650, 0), (700, 1))):
@@ -294,10 +295,10 @@ def test_a_large_plane_is_divided_strip_by_strip_bit_for_bit(monkeypatch, rng):
 def test_device_resident_engine_agrees_with_the_host_engine(tiny_model, rng, shape, tile):
     """The GPU path (each plane kept on the device) is the same arithmetic as the host
     engine: checked here on the CPU device, where CI runs; on CUDA it is what predict uses."""
-    from napari_unet.device_engine import device_tiled_iter
-    from napari_unet.inference import prepare_model
+    from napari_unet.engine.device import device_tiled_iter
+    from napari_unet.engine.inference import prepare_model
+    from napari_unet.engine.tiling import tiled_predict_iter
     from napari_unet.jobs import run_to_end
-    from napari_unet.tiling import tiled_predict_iter
 
     image = (rng.random(shape) * 4000).astype(np.uint16)
     card = tiny_model.card
@@ -306,7 +307,7 @@ def test_device_resident_engine_agrees_with_the_host_engine(tiny_model, rng, sha
                    size_divisor=4, normalisation=card.normalisation)  # fmt: skip
     on_device = run_to_end(device_tiled_iter(image, prepare_model(tiny_model, dev, "fp32"), dev, "fp32",
                                              card.activation, **options))  # fmt: skip
-    from napari_unet.inference import torch_predictor
+    from napari_unet.engine.inference import torch_predictor
 
     on_host = run_to_end(tiled_predict_iter(image, torch_predictor(tiny_model, dev, "fp32", card.activation),
                                             **options))  # fmt: skip

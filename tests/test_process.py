@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 import napari_unet
-from napari_unet import process
+from napari_unet.engine import process
 
 
 def test_a_job_in_a_borrowed_process_leaves_it_as_it_was(monkeypatch):

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from napari_unet.cli import main
-from napari_unet.count import count_iter
-from napari_unet.instances import labels_from_probabilities
 from napari_unet.io import write_tiff
 from napari_unet.jobs import run_to_end
-from napari_unet.label_cleanup import RELATIVE_MIN_OBJECTS, filter_objects
-from napari_unet.model import ModelCard
-from napari_unet.pipeline import Settings, objects
-from napari_unet.train_data import distance_target
+from napari_unet.networks.model import ModelCard
+from napari_unet.objects.count import count_iter
+from napari_unet.objects.instances import labels_from_probabilities
+from napari_unet.objects.label_cleanup import RELATIVE_MIN_OBJECTS, filter_objects
+from napari_unet.objects.pipeline import Settings, objects
+from napari_unet.training.data import distance_target
 
 
 def scene(n_big: int = 6, side: int = 12, speck: int = 3) -> np.ndarray:

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from napari_unet.cli import main
-from napari_unet.inference import predict
+from napari_unet.engine.predict import predict
+from napari_unet.engine.scale import predict_lazy, predict_to_zarr, run_files
 from napari_unet.io import read_image, write_tiff
-from napari_unet.model import ModelCard, build_model, load_model, save_model
-from napari_unet.scale import predict_lazy, predict_to_zarr, run_files
+from napari_unet.networks.model import ModelCard, build_model, load_model, save_model
 from tests.conftest import synthetic_nuclei
 
 
@@ -64,8 +64,8 @@ def test_out_of_core_takes_a_model_object_that_is_in_no_file(tiny_path):
 )
 def test_both_engines_stitch_a_pointwise_predictor_exactly(shape, block, tile, overlap):
     """The in-memory and the block engine share one grid: 2 * x comes back exactly, odd shapes too."""
-    from napari_unet.scale import _block_predict
-    from napari_unet.tiling import Grid
+    from napari_unet.engine.scale import _block_predict
+    from napari_unet.engine.tiling import Grid
 
     image = np.random.default_rng(5).random(shape).astype(np.float32)
     mem = tiled_predict_iter_result(image, tile, overlap)
@@ -91,8 +91,8 @@ def test_both_engines_stitch_a_pointwise_predictor_exactly(shape, block, tile, o
 
 
 def tiled_predict_iter_result(image, tile, overlap):
+    from napari_unet.engine.tiling import tiled_predict_iter
     from napari_unet.jobs import run_to_end
-    from napari_unet.tiling import tiled_predict_iter
 
     return run_to_end(
         tiled_predict_iter(
@@ -196,7 +196,7 @@ def test_run_files_reports_each_failure():
 
 
 def test_block_sizes():
-    from napari_unet.scale import _chunks
+    from napari_unet.engine.scale import _chunks
 
     assert _chunks(350, 100, 64) == (100, 100, 150)
     assert _chunks(130, 64, 64) == (64, 66)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet.session import Session
+from napari_unet.work.session import Session
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_only_dirty_slices_are_rewritten(session):
 def test_a_crash_while_saving_keeps_the_previous_save(session, monkeypatch):
     labels = np.ones((4, 16, 16), np.int32)
     session.save(labels, checked=[1])
-    import napari_unet.session as mod
+    import napari_unet.work.session as mod
 
     def broken(path, array):
         with open(path, "wb") as fh:

@@ -8,7 +8,7 @@ import pytest
 from napari_unet import load_model, segment
 from napari_unet._sample_data import sample_paths
 from napari_unet.io import read_image
-from napari_unet.metrics import match_objects, pixel_scores
+from napari_unet.objects.metrics import match_objects, pixel_scores
 
 
 @pytest.fixture(scope="module")

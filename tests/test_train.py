@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.model import ModelCard, build_model, load_model, save_model
-from napari_unet.train import TrainConfig, Trainer, TrainingItem, _Sampler, make_targets, masked_loss, train
+from napari_unet.networks.model import ModelCard, build_model, load_model, save_model
+from napari_unet.training.train import TrainConfig, Trainer, TrainingItem, _Sampler, make_targets, masked_loss, train
 from tests.conftest import synthetic_nuclei
 
 TINY = ModelCard("tiny", "unet", {"features": (8, 16, 32)}, classes=("foreground", "boundary"), tile=64)
@@ -257,7 +257,7 @@ def test_learning_rate_decays_within_a_time_budget(data, monkeypatch):
     import itertools
     import types
 
-    import napari_unet.train as train_module
+    import napari_unet.training.train as train_module
 
     # the trainer's clock moves 0.05 s each time it is read: the same steps on a busy machine
     ticks = itertools.count()
@@ -296,7 +296,7 @@ def test_grouped_folds_never_put_an_acquisition_on_both_sides():
     import json
     from pathlib import Path
 
-    from napari_unet.train_data import grouped_folds
+    from napari_unet.training.data import grouped_folds
 
     card = json.loads((Path(__file__).parent.parent / "napari_unet" / "models" / "nuclei.json").read_text())
     names = [*card["training"]["images"], "2022-05-26_RPE1/v1", "2022-10-14_U2OS/v1", "2023-05-31_misc/v1"]
@@ -313,8 +313,8 @@ def test_grouped_folds_never_put_an_acquisition_on_both_sides():
 
 
 def test_a_new_class_model_needs_every_class_drawn_and_only_its_classes():
-    from napari_unet.model import ModelCard
-    from napari_unet.train import Trainer, TrainingItem
+    from napari_unet.networks.model import ModelCard
+    from napari_unet.training.train import Trainer, TrainingItem
 
     card = ModelCard("lungs", arch_args={"features": [4, 8]}, classes=("background", "left", "right"),
                      activation="softmax", tile=64)  # fmt: skip
@@ -330,8 +330,8 @@ def test_a_new_class_model_needs_every_class_drawn_and_only_its_classes():
 
 
 def test_a_time_budget_shorter_than_one_epoch_says_how_long_an_epoch_takes():
-    from napari_unet.model import ModelCard
-    from napari_unet.train import TrainConfig, Trainer, TrainingItem
+    from napari_unet.networks.model import ModelCard
+    from napari_unet.training.train import TrainConfig, Trainer, TrainingItem
 
     card = ModelCard("n", arch_args={"features": [4, 8]}, classes=("foreground", "boundary"), tile=64)
     img = np.random.default_rng(0).random((64, 64)).astype(np.float32)
@@ -345,7 +345,7 @@ def test_a_time_budget_shorter_than_one_epoch_says_how_long_an_epoch_takes():
 
 
 def test_microscopy_augmentation_adds_signal_beside_objects_never_on_them():
-    from napari_unet.augment import _cytoplasm, augment
+    from napari_unet.training.augment import _cytoplasm, augment
 
     fg = torch.zeros(8, 1, 64, 64)
     fg[:, :, 24:40, 24:40] = 1
@@ -391,7 +391,7 @@ def test_early_stopping_waits_until_the_model_has_found_something(data, monkeypa
     found something and stalls, it stops."""
     import itertools
 
-    import napari_unet.train as train_module
+    import napari_unet.training.train as train_module
 
     def run_with(scores):
         it = itertools.chain(scores, itertools.repeat(scores[-1]))  # (the result is scored once more)

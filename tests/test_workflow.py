@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet.pipeline import Settings
-from napari_unet.workflow import Workflow
+from napari_unet.objects.pipeline import Settings
+from napari_unet.work.workflow import Workflow
 
 
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory):
     import torch
 
-    from napari_unet.model import ModelCard, build_model, save_model
+    from napari_unet.networks.model import ModelCard, build_model, save_model
 
     torch.manual_seed(0)
     card = ModelCard("tiny", "unet", {"features": (4, 8, 16)}, classes=("foreground", "boundary"), tile=64)
@@ -106,7 +106,7 @@ def test_repredict_is_a_workflow_call_that_keeps_checked_slices(flow, tiny_path)
     """Fine-tune's Re-predict needs no dock step: the workflow runs it and writes through
     the rules of prediction (checked slices kept, new ids past the old ones)."""
     from napari_unet.jobs import run_to_end
-    from napari_unet.model import load_model
+    from napari_unet.networks.model import load_model
 
     rng = np.random.default_rng(2)
     image = (rng.random((3, 64, 64)) * 1000).astype(np.uint16)
@@ -130,7 +130,7 @@ def test_repredict_is_a_workflow_call_that_keeps_checked_slices(flow, tiny_path)
 
 
 def test_repredict_refuses_what_it_cannot_do(flow, tiny_path):
-    from napari_unet.model import load_model
+    from napari_unet.networks.model import load_model
 
     work = flow.work_for("image", name="cells", shape=(2, 8, 8), session=False)
     with pytest.raises(ValueError, match="choose the image and the labels it learnt from first"):

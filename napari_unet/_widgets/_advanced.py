@@ -1,7 +1,7 @@
 """The Predict dock's *advanced* form: how an image is tiled, test-time augmentation and,
 for a model that finds objects, which objects are kept and how touching ones are parted.
 
-A thin view over :class:`~napari_unet.settings.Settings`: it shows the chosen model's card
+A thin view over :class:`~napari_unet.objects.settings.Settings`: it shows the chosen model's card
 (:meth:`AdvancedForm.show_card`) and gives back the settings a person changed
 (:meth:`AdvancedForm.overrides`); hidden, it changes nothing.
 """
@@ -71,7 +71,7 @@ class AdvancedForm:
 
     def show_card(self, card: Any) -> None:
         """The chosen model's own values."""
-        from napari_unet.settings import seed_setting
+        from napari_unet.objects.settings import seed_setting
 
         post = card.postprocess or {}
         self.objects_model = card.activation != "softmax"
@@ -92,7 +92,7 @@ class AdvancedForm:
     def overrides(self, card: Any) -> dict[str, Any]:
         """The settings a person edited in the form, for ``card`` (nothing while it is hidden
         or untouched: the tiling is then chosen per image and the rest are the card's)."""
-        from napari_unet.settings import seed_setting
+        from napari_unet.objects.settings import seed_setting
 
         if not self._on:
             return {}

@@ -123,7 +123,7 @@ def start_job(
     from napari.utils import progress
 
     def job() -> Generator:
-        from napari_unet.process import borrowed
+        from napari_unet.engine.process import borrowed
 
         lower_thread_priority()
         try:

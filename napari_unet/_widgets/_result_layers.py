@@ -19,7 +19,7 @@ from napari_unet._widgets._common import defer_tool_overlays, restore_tool_overl
 class ResultLayers:
     """The probability and Labels layers of one image's prediction, in a viewer.
 
-    The layers are the handles of the image's :class:`~napari_unet.workflow.Work`
+    The layers are the handles of the image's :class:`~napari_unet.work.workflow.Work`
     (``probability`` and ``labels``): found through it, never by name, and rebuilt when
     the user closed them. Every plane is written through :meth:`Work.merge`, so a checked
     slice or region is never overwritten.
@@ -112,7 +112,7 @@ class ResultLayers:
         return False
 
     def write(self, run: Any, budget: float) -> tuple[list[int], list[int]]:
-        """Move the finished planes of ``run`` (a :class:`~napari_unet.workflow.PredictionRun`)
+        """Move the finished planes of ``run`` (a :class:`~napari_unet.work.workflow.PredictionRun`)
         into the layers, lowest first, for at most ``budget`` seconds, each through the run's
         rules (:meth:`PredictionRun.take`); returns ``(planes written, checked planes kept)``."""
         prob_layer, labels_layer, spatial, work = self.prob, self.labels, self.spatial, self.work

@@ -14,14 +14,14 @@ from napari_unet._widgets._common import follow_layers, notify_error, notify_inf
 if TYPE_CHECKING:
     import napari
 
-    from napari_unet.workflow import Work, Workflow
+    from napari_unet.work.workflow import Work, Workflow
 
 _WORKFLOWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def workflow_for(viewer: napari.viewer.Viewer) -> Workflow:
     """The one workflow state of a viewer, shared by every step docked in it."""
-    from napari_unet.workflow import Workflow
+    from napari_unet.work.workflow import Workflow
 
     flow = _WORKFLOWS.get(viewer)
     if flow is None:

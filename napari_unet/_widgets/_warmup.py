@@ -27,11 +27,11 @@ def preload_core() -> None:
     import skimage.segmentation  # noqa: F401
     import torch  # noqa: F401
 
-    import napari_unet.count
-    import napari_unet.inference
-    import napari_unet.metrics
-    import napari_unet.pipeline
-    import napari_unet.train  # noqa: F401
+    import napari_unet.engine.inference
+    import napari_unet.objects.count
+    import napari_unet.objects.metrics
+    import napari_unet.objects.pipeline
+    import napari_unet.training.train  # noqa: F401
 
     freeze_startup_objects()
 

@@ -180,7 +180,7 @@ class CorrectWidget(Container):
         return True
 
     def restore(self, *_: Any) -> bool:
-        from napari_unet.session import zarr_location
+        from napari_unet.work.session import zarr_location
 
         layer = self.labels_layer.value
         if layer is None or self.session is None:

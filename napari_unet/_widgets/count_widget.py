@@ -18,7 +18,7 @@ from napari_unet._widgets._label_files import save_labels
 from napari_unet._widgets._step import Step, listen, workflow_for
 from napari_unet._widgets._warmup import preload_core
 from napari_unet.io._units import short_unit
-from napari_unet.settings import Settings
+from napari_unet.objects.settings import Settings
 
 if TYPE_CHECKING:
     import napari
@@ -184,8 +184,8 @@ class CountWidget(Step):
         objects), which on the GUI thread would freeze the window."""
         from napari.layers import Labels
 
-        from napari_unet.count import count_iter
-        from napari_unet.micronuclei import has_micronuclei, micronuclei_labels
+        from napari_unet.objects.count import count_iter
+        from napari_unet.objects.micronuclei import has_micronuclei, micronuclei_labels
 
         if kind == "map":
             lo, hi = (float(v) for v in (np.nanmin(data), np.nanmax(data))) if data.size else (0.0, 0.0)
@@ -211,7 +211,7 @@ class CountWidget(Step):
     @staticmethod
     def _micronuclei_layer(centres: Any, name: str, scale: Any) -> Any:
         """A point at the centre of each micronucleus the count found (a model that marks
-        them: :func:`napari_unet.micronuclei.add_to_table`), or None."""
+        them: :func:`napari_unet.objects.micronuclei.add_to_table`), or None."""
         from napari.layers import Points
 
         if centres is None or not len(centres):

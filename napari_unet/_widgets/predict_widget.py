@@ -27,15 +27,15 @@ from napari_unet._widgets._common import (
 from napari_unet._widgets._result_layers import ResultLayers
 from napari_unet._widgets._step import Step, image_work, listen
 from napari_unet._widgets._warmup import preload_core, preload_layers
-from napari_unet.plane_jobs import engine_job, plane_job
-from napari_unet.workflow import PredictionRun
+from napari_unet.work.plane_jobs import engine_job, plane_job
+from napari_unet.work.workflow import PredictionRun
 
 if TYPE_CHECKING:
     import napari
 
 
 def model_choices(widget: Any = None) -> list[str]:
-    from napari_unet.model import list_models
+    from napari_unet.networks.model import list_models
 
     return [e.name for e in list_models()] or ["(no model found)"]
 
@@ -46,7 +46,7 @@ class PredictWidget(Step):
     title = "Predict"
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from napari_unet.inference import available_devices
+        from napari_unet.engine.inference import available_devices
 
         preload_core()
         preload_layers()
@@ -130,7 +130,7 @@ class PredictWidget(Step):
 
     def _model_chosen(self, *_: Any) -> None:
         """The user chose a model here: it becomes the model of every step."""
-        from napari_unet.model import ModelLoadError
+        from napari_unet.networks.model import ModelLoadError
 
         name = self.model.value
         if name and name != self.workflow.model_name:
@@ -148,7 +148,7 @@ class PredictWidget(Step):
         self._show_card()
 
     def _show_card(self, *_: Any) -> None:
-        from napari_unet.model import ModelLoadError, read_card, resolve_model_path
+        from napari_unet.networks.model import ModelLoadError, read_card, resolve_model_path
 
         try:
             card = read_card(resolve_model_path(self.model.value))
@@ -171,10 +171,10 @@ class PredictWidget(Step):
         self.threshold.value = card.threshold
 
     def settings(self, card: Any) -> Any:
-        """The :class:`~napari_unet.pipeline.Settings` of this form: the card's, with the
+        """The :class:`~napari_unet.objects.pipeline.Settings` of this form: the card's, with the
         threshold and device chosen here and, when *advanced* is ticked, what its form sets
         (:class:`~napari_unet._widgets._advanced.AdvancedForm`)."""
-        from napari_unet.pipeline import Settings
+        from napari_unet.objects.pipeline import Settings
 
         return Settings.for_model(
             card, threshold=float(self.threshold.value), device=self.device.value, **self.more.overrides(card)
@@ -192,7 +192,7 @@ class PredictWidget(Step):
         overrides the chosen one. Checked slices are kept unless *overwrite checked
         slices too* is ticked.
         """
-        from napari_unet.model import ModelLoadError
+        from napari_unet.networks.model import ModelLoadError
 
         layer = self.image.value
         if layer is None:
@@ -235,7 +235,7 @@ class PredictWidget(Step):
         # into the layers a few at a time, so no single event-loop turn holds the window long
         run = PredictionRun(work, settings, model.card, planes, overwrite=overwrite, kept=list(kept),
                             semantic=model.card.activation == "softmax")  # fmt: skip
-        from napari_unet.engine import out_of_core_refusal
+        from napari_unet.engine.run import out_of_core_refusal
 
         if lazy and len(planes) > 1 and out_of_core_refusal(model.card, axes) is None and axes in ("ZYX", "TYX"):
             gen = engine_job(model, data, axes, settings, planes, run.partial)
@@ -317,13 +317,13 @@ class PredictWidget(Step):
     def _follow_drawing(self, run: PredictionRun) -> str:
         """With *keep only regions joined to what I drew*: on the slices this run wrote, the
         regions not joined across slices to one drawn on a checked slice are left out
-        (:func:`napari_unet.continuation.keep_continuing`, 0.1-0.4 s for a 48x512^2 stack, so
+        (:func:`napari_unet.objects.continuation.keep_continuing`, 0.1-0.4 s for a 48x512^2 stack, so
         in a thread, on a copy of the labels); checked slices, slices this run did not write and
         slices edited meanwhile are never touched. Returns a note for the status line."""
         if not (run.semantic and self.follow_drawn.value and run.written) or run.closed:
             return ""
         from napari_unet._widgets._common import start_job
-        from napari_unet.continuation import keep_continuing
+        from napari_unet.objects.continuation import keep_continuing
 
         work, layer = run.work, self._results.labels
         if layer is None or len(work.shape) != 3 or not isinstance(layer.data, np.ndarray):

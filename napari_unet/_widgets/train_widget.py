@@ -47,9 +47,9 @@ class TrainWidget(Step):
         preload_training()
         self.image = create_widget(annotation="napari.layers.Image", label="image")
         self.labels_layer = create_widget(annotation="napari.layers.Labels", label="labels")
-        from napari_unet.architectures import ARCHITECTURES
-        from napari_unet.losses import LOSSES
-        from napari_unet.recipes import FROM_SCRATCH, IMAGE_KINDS
+        from napari_unet.networks.architectures import ARCHITECTURES
+        from napari_unet.networks.recipes import FROM_SCRATCH, IMAGE_KINDS
+        from napari_unet.training.losses import LOSSES
 
         self.start_from = ComboBox(label="start from", choices=START_CHOICES, value=START_CHOICES[0])
         self.base = ComboBox(label="base model", choices=model_choices)
@@ -132,7 +132,7 @@ class TrainWidget(Step):
 
     def new_card(self, image: Any) -> Any:
         """The card of the new model the form describes (checked: a ValueError says what to change)."""
-        from napari_unet.recipes import IMAGE_KINDS, new_model_card
+        from napari_unet.networks.recipes import IMAGE_KINDS, new_model_card
 
         names = [n.strip() for n in self.class_names.value.split(",") if n.strip()]
         if self.task.value == TASKS[0]:
@@ -237,7 +237,7 @@ class TrainWidget(Step):
                 chooser.value = layer
 
     def _items(self) -> list[Any]:
-        from napari_unet.train import TrainingItem
+        from napari_unet.training.train import TrainingItem
 
         image, labels = self.image.value, self.labels_layer.value
         if image is None or labels is None:
@@ -248,8 +248,8 @@ class TrainWidget(Step):
         return [TrainingItem(image.data, data, region, image.name, image_axes(image))]
 
     def run(self, *_: Any, config: Any = None) -> Any:
-        from napari_unet.model import ModelLoadError, load_model
-        from napari_unet.train import TrainConfig
+        from napari_unet.networks.model import ModelLoadError, load_model
+        from napari_unet.training.train import TrainConfig
 
         if self.busy():
             return None
@@ -263,7 +263,7 @@ class TrainWidget(Step):
         except (ValueError, OSError, ModelLoadError) as exc:
             self.refuse(str(exc))
             return None
-        from napari_unet.recipes import FROM_SCRATCH, training_crop
+        from napari_unet.networks.recipes import FROM_SCRATCH, training_crop
 
         if config is None and card is not None:  # a new model learns from nothing: no early give-up
             config = TrainConfig(epochs=100_000, steps_per_epoch=10, max_seconds=float(self.seconds.value),
@@ -290,7 +290,7 @@ class TrainWidget(Step):
     def _job(self, items: list, base: Any, config: Any, name: str | None, card: Any = None) -> Any:
         """Build the trainer in the worker (copying the model and preparing the data takes
         seconds for a big stack: never on the GUI thread), then train."""
-        from napari_unet.train import Trainer
+        from napari_unet.training.train import Trainer
 
         if card is not None and name is None:
             import datetime as dt
@@ -343,7 +343,7 @@ class TrainWidget(Step):
 
     def use_model(self, *_: Any) -> str | None:
         """Save the new model to the user registry and make it the model of every step."""
-        from napari_unet.model import save_model, user_model_dir
+        from napari_unet.networks.model import save_model, user_model_dir
 
         if self.result is None:
             return None

@@ -226,17 +226,17 @@ def _object_args(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(options: dict, card: Any) -> Any:
-    """One :class:`~napari_unet.pipeline.Settings` from the model card and the command's options."""
-    from napari_unet.pipeline import Settings
+    """One :class:`~napari_unet.objects.pipeline.Settings` from the model card and the command's options."""
+    from napari_unet.objects.pipeline import Settings
 
     if options.get("device") not in (None, "auto"):
-        from napari_unet.inference import pick_device
+        from napari_unet.engine.inference import pick_device
 
         pick_device(options["device"])  # an absent device is named before any file is read
     names = ("threshold", "min_area", "max_area", "min_relative_area", "seed_threshold", "boundary_threshold", "tile",
              "overlap", "batch", "precision", "device", "compile", "tta")  # fmt: skip
     given = {k: options.get(k) for k in names if options.get(k) is not None}
-    from napari_unet.settings import SEED_OUTPUTS, seed_setting
+    from napari_unet.objects.settings import SEED_OUTPUTS, seed_setting
 
     for name, output in SEED_OUTPUTS.items():
         if name in given and card is not None and output not in card.classes:

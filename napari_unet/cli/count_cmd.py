@@ -91,12 +91,12 @@ def count_outputs(path: str, out: str, suffix: str = ".tif") -> list[str]:
 def count_file(path: str, *, out: str, options: dict) -> list[str]:
     """Count one file into ``out`` (runs in this process or on a dask worker)."""
 
-    from napari_unet.count import count_classes, count_iter, count_per_class, count_per_slice, measure
+    from napari_unet.engine.scale import load_model_cached
     from napari_unet.io import read_image
     from napari_unet.io.writing import result_suffix, write_result
-    from napari_unet.micronuclei import add_to_table
-    from napari_unet.pipeline import segment_iter
-    from napari_unet.scale import load_model_cached
+    from napari_unet.objects.count import count_classes, count_iter, count_per_class, count_per_slice, measure
+    from napari_unet.objects.micronuclei import add_to_table
+    from napari_unet.objects.pipeline import segment_iter
 
     manifest_path(out, path, "count").unlink(missing_ok=True)  # until all outputs are whole again
     img = read_image(path)
@@ -110,7 +110,7 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
         card = load_model_cached(options["model"]).card
         settings = settings_from_args(options, card)
     else:  # a mask or labels: the object options alone, no model
-        from napari_unet.settings import SEED_OUTPUTS
+        from napari_unet.objects.settings import SEED_OUTPUTS
 
         for name in SEED_OUTPUTS:
             if options.get(name) is not None:
@@ -167,8 +167,8 @@ def count_cmd(args: argparse.Namespace) -> int:
     """Count and measure objects: <stem>_labels.tif, <stem>_objects.csv and counts.csv."""
     import pandas as pd
 
-    from napari_unet.model import resolve_model_path
-    from napari_unet.scale import load_model_cached, run_files
+    from napari_unet.engine.scale import load_model_cached, run_files
+    from napari_unet.networks.model import resolve_model_path
 
     files = _inputs(args.inputs, skip_labels=True)
     out = _out_dir(args.out)

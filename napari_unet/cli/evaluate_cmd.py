@@ -44,7 +44,7 @@ def score_pair(pred: np.ndarray, truth: np.ndarray, semantic: bool, classes: lis
     Dice/IoU/precision/recall, object F1@0.5 and mAP, and counts."""
     from scipy import ndimage as ndi
 
-    from napari_unet.metrics import class_scores, object_scores, pixel_accuracy
+    from napari_unet.objects.metrics import class_scores, object_scores, pixel_accuracy
 
     if semantic:  # objects are the connected regions of each class
         pred_obj, truth_obj = _components(pred, ndi), _components(truth, ndi)

@@ -57,7 +57,7 @@ def _import_args(p: argparse.ArgumentParser) -> None:
 def import_(args: argparse.Namespace) -> int:
     """Register a bioimage.io model package as a napari-unet model (for predict, count and the dock)."""
     from napari_unet.exchange import import_package
-    from napari_unet.model import read_card
+    from napari_unet.networks.model import read_card
 
     path = import_package(args.source, args.name, trust=args.trust)
     card = read_card(path)

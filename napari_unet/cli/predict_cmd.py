@@ -93,10 +93,10 @@ def predict_outputs(path: str, out: str, big: bool = False, suffix: str = ".tif"
 
 def predict_file(path: str, *, out: str, options: dict) -> list[str]:
     """Predict one file into ``out`` (runs in this process or on a dask worker)."""
+    from napari_unet.engine.scale import load_model_cached
     from napari_unet.io import read_image
     from napari_unet.io.writing import result_suffix, write_result
-    from napari_unet.pipeline import foreground_mask, segment_iter
-    from napari_unet.scale import load_model_cached
+    from napari_unet.objects.pipeline import foreground_mask, segment_iter
 
     manifest_path(out, path, "predict").unlink(missing_ok=True)  # until all outputs are whole again
     model = load_model_cached(options["model"])
@@ -106,7 +106,7 @@ def predict_file(path: str, *, out: str, options: dict) -> list[str]:
     # read_image opens an image over --lazy-gb lazily; a lazy colour or multi-channel one is read plane by plane
     out_of_core = img.lazy and img.channel_axis is None and not img.rgb and img.axes in ("YX", "ZYX", "TYX")
     if out_of_core:
-        from napari_unet.engine import out_of_core_refusal
+        from napari_unet.engine.run import out_of_core_refusal
 
         why = out_of_core_refusal(model.card, img.axes)
         if why:
@@ -157,7 +157,7 @@ def _predict_out_of_core(
     out: str,
     options: dict,
 ) -> list[str]:
-    """An image over --lazy-gb through the same :func:`~napari_unet.pipeline.segment_iter`,
+    """An image over --lazy-gb through the same :func:`~napari_unet.objects.pipeline.segment_iter`,
     its probabilities computed block by block into an OME-Zarr store (finished, then renamed
     into place), the mask from the stored result: no second prediction."""
     import shutil
@@ -165,7 +165,7 @@ def _predict_out_of_core(
     import dask.array as da
 
     from napari_unet.io.ome_zarr import open_ome_zarr_array, write_ome_zarr
-    from napari_unet.pipeline import segment_iter
+    from napari_unet.objects.pipeline import segment_iter
 
     partial = Path(prob_path + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -193,9 +193,9 @@ def _predict_out_of_core(
 def write_report_overlay(img: Any, mask: np.ndarray, card: Any, out: str, truth_dir: str | None) -> str:
     """``<stem>_overlay.png``: the image (its busiest slice, for a stack) with the prediction's
     outlines, and the truth's from ``truth_dir`` when given."""
+    from napari_unet.engine.planes import plane_layout, read_plane, select_channels
     from napari_unet.io import read_image
-    from napari_unet.planes import plane_layout, read_plane, select_channels
-    from napari_unet.report import display_plane, overlay, write_overlay
+    from napari_unet.objects.report import display_plane, overlay, write_overlay
 
     truth = None
     if truth_dir:
@@ -241,8 +241,8 @@ def _check_follow(options: dict, card: Any) -> None:
 
 def _followed(mask: np.ndarray, path: str, img: Any, card: Any, options: dict) -> np.ndarray:
     """The class map with only the regions that continue the drawn ones (``--follow``)."""
-    from napari_unet.continuation import keep_continuing
     from napari_unet.io import read_image
+    from napari_unet.objects.continuation import keep_continuing
 
     given = options["follow"]  # (a region model, and slice numbers that parse: _check_follow, before any image)
     found = Path(given) if Path(given).is_file() else _truth_file(img.name, given, "--follow")
@@ -277,8 +277,8 @@ def _truth_file(stem: str, folder: str, given_as: str = "--truth") -> Path:
 @command("predict", _predict_args)
 def predict_cmd(args: argparse.Namespace) -> int:
     """Predict probabilities and a mask for each image: <stem>_prob.tif and <stem>_mask.tif."""
-    from napari_unet.model import resolve_model_path
-    from napari_unet.scale import load_model_cached, run_files
+    from napari_unet.engine.scale import load_model_cached, run_files
+    from napari_unet.networks.model import resolve_model_path
 
     files = _inputs(args.inputs, skip_labels=True)
     out = _out_dir(args.out)

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.architectures import ARCHITECTURES
 from napari_unet.cli._base import _drive, _positive_int, command, error, slice_numbers
-from napari_unet.losses import LOSSES
-from napari_unet.planes import CT_WINDOWS
-from napari_unet.recipes import FROM_SCRATCH, training_crop
+from napari_unet.engine.planes import CT_WINDOWS
+from napari_unet.networks.architectures import ARCHITECTURES
+from napari_unet.networks.recipes import FROM_SCRATCH, training_crop
+from napari_unet.training.losses import LOSSES
 
 
 class _Given(argparse.Action):
@@ -58,7 +58,7 @@ NORMALIZE_HELP = (
 
 def parse_normalize(text: str) -> dict:
     """``--normalize`` text -> a card's normalisation dict (checked)."""
-    from napari_unet.planes import check_normalisation
+    from napari_unet.engine.planes import check_normalisation
 
     kind, *values = text.strip().lower().split(":")
     try:
@@ -147,7 +147,7 @@ def _by_time(gen: Any, seconds: float) -> Any:
 def guess_normalisation(image: Any) -> dict:
     """A new model's scaling when none is asked for: a lung CT window for signed 16-bit
     images whose values look like Hounsfield units (air near -1000), else percentiles."""
-    from napari_unet.planes import in_hounsfield_units
+    from napari_unet.engine.planes import in_hounsfield_units
 
     if not image.rgb and image.channel_axis is None and in_hounsfield_units(image.data):
         return {"kind": "window", "preset": "lung"}
@@ -156,7 +156,7 @@ def guess_normalisation(image: Any) -> dict:
 
 def new_card(args: argparse.Namespace, first: Any) -> Any:
     """The card of a model trained from scratch, from the command line and the first image."""
-    from napari_unet.recipes import new_model_card
+    from napari_unet.networks.recipes import new_model_card
 
     channels = (
         len(args.channels)
@@ -174,7 +174,7 @@ def new_card(args: argparse.Namespace, first: Any) -> Any:
 def train_cmd(args: argparse.Namespace) -> int:
     """Fine-tune a model on corrected labels (or train one from scratch) and register it."""
 
-    from napari_unet.model import reserved_name, user_model_dir
+    from napari_unet.networks.model import reserved_name, user_model_dir
 
     if len(args.images) != len(args.labels):
         raise ValueError(
@@ -199,8 +199,8 @@ def train_cmd(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, dest: Path) -> int:
     from napari_unet.io import read_image
-    from napari_unet.model import load_model, save_model
-    from napari_unet.train import TrainConfig, Trainer, TrainingItem
+    from napari_unet.networks.model import load_model, save_model
+    from napari_unet.training.train import TrainConfig, Trainer, TrainingItem
 
     items, notes = [], set()
     for k, (ip, lp) in enumerate(zip(args.images, args.labels)):

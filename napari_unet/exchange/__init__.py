@@ -20,13 +20,13 @@ inside the functions. Nothing here reaches the network: every file is local.
 :mod:`~napari_unet.exchange.export` writes packages, :mod:`~napari_unet.exchange.importer`
 reads them (:mod:`~napari_unet.exchange.foreign_card` maps another tool's description to a card,
 :mod:`~napari_unet.exchange.foreign_weights` checks its weights once, TorchScript only when
-trusted), :mod:`~napari_unet.exchange.packaged` runs an imported package's own weights.
+trusted), :mod:`~napari_unet.networks.packaged` runs an imported package's own weights.
 """
 
 from napari_unet.exchange._common import EXTRA, ExchangeError
 from napari_unet.exchange.export import ExportResult, check_package, export_package
 from napari_unet.exchange.importer import import_package
-from napari_unet.exchange.packaged import packaged_network
+from napari_unet.networks.packaged import packaged_network
 
 __all__ = [
     "EXTRA",

@@ -16,7 +16,7 @@ from napari_unet.exchange._common import CONFIG_KEY, _identifier
 from napari_unet.exchange.documentation import _input_text
 
 if TYPE_CHECKING:
-    from napari_unet.model import ModelCard
+    from napari_unet.networks.model import ModelCard
 
 __all__ = ["package_description"]
 
@@ -48,14 +48,14 @@ def package_description(
     import torch
     from bioimageio.spec.model import v0_5 as s
 
-    from napari_unet import nets
-    from napari_unet.architectures import network_spec
+    from napari_unet.networks import nets
+    from napari_unet.networks.architectures import network_spec
 
     module, callable_name, kwargs = network_spec(card)
-    # the architecture is napari_unet/nets.py's ``padded``: the network, taking any image size
+    # the architecture is napari_unet/networks/nets.py's ``padded``: the network, taking any image size
     # (mirrored out to a multiple of ``divisor`` and cropped back), with the bare network's state dict
     shutil.copyfile(nets.__file__, work / "napari_unet_nets.py")
-    network = callable_name if module == "napari_unet.nets" else f"monai.{callable_name}"
+    network = callable_name if module == "napari_unet.networks.nets" else f"monai.{callable_name}"
     architecture = s.ArchitectureFromFileDescr(
         source=work / "napari_unet_nets.py",
         callable=s.Identifier("padded"),
@@ -174,7 +174,7 @@ def _preprocessing(card: ModelCard, channels: int) -> list[Any]:
         )
         steps.append(s.FixedZeroMeanUnitVarianceDescr(kwargs=kwargs))
     elif kind in ("range", "window"):
-        from napari_unet.planes import clips, plane_limits
+        from napari_unet.engine.planes import clips, plane_limits
 
         (lo, hi), *_ = plane_limits(np.zeros((1, 1, 1), np.float32), norm)
         steps.append(s.ScaleLinearDescr(kwargs=s.ScaleLinearKwargs(gain=1.0 / (hi - lo), offset=-lo / (hi - lo))))
@@ -219,7 +219,7 @@ def _spdx(text: str, default: str = "CC-BY-4.0") -> str:
 
 
 def _is_shipped(card: ModelCard) -> bool:
-    from napari_unet.model import SHIPPED_DIR
+    from napari_unet.networks.model import SHIPPED_DIR
 
     return (SHIPPED_DIR / f"{card.name}.safetensors").is_file()
 

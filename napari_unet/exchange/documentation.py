@@ -10,7 +10,7 @@ from napari_unet.exchange._common import _identifier
 
 if TYPE_CHECKING:
     from napari_unet.exchange.export import ExportResult
-    from napari_unet.model import ModelCard
+    from napari_unet.networks.model import ModelCard
 
 
 def _input_text(card: ModelCard) -> str:

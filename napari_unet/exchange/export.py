@@ -18,7 +18,7 @@ from napari_unet.exchange.documentation import _documentation
 if TYPE_CHECKING:
     import torch
 
-    from napari_unet.model import ModelCard
+    from napari_unet.networks.model import ModelCard
 
 
 WEIGHT_FORMATS = ("pytorch_state_dict", "torchscript", "onnx")
@@ -41,7 +41,7 @@ def _example_plane(card: ModelCard, image: Any = None) -> tuple[np.ndarray, str]
     """One plane as the network takes it, ``(in_channels, H, W)`` float32 in the image's own
     units (not normalised): from ``image`` (a path or an array), else a shipped sample that
     fits the model."""
-    from napari_unet.planes import plane_layout, read_plane, select_channels, with_context
+    from napari_unet.engine.planes import plane_layout, read_plane, select_channels, with_context
 
     if image is None:
         if card.image_channels == 1 and card.normalisation.get("kind") == "window":
@@ -89,7 +89,7 @@ def _crop_or_resize(plane: np.ndarray, card: ModelCard, side: int) -> np.ndarray
     """The test input: the whole plane resized for a whole-image model, else a centred crop
     of ``side`` (the plane mirrored out to it when it is smaller)."""
     if card.input_size:
-        from napari_unet.whole_image import resize_planes
+        from napari_unet.engine.whole_image import resize_planes
 
         return resize_planes(plane, (card.input_size, card.input_size))
     h, w = plane.shape[-2:]
@@ -105,7 +105,7 @@ def _reference_output(net: torch.nn.Module, card: ModelCard, x: np.ndarray) -> n
     the activation, as ``(1, classes, H, W)`` float32."""
     import torch
 
-    from napari_unet.planes import normalise_plane
+    from napari_unet.engine.planes import normalise_plane
 
     scaled = normalise_plane(x, card.normalisation)
     with torch.no_grad():
@@ -137,7 +137,7 @@ def export_package(
     _need_bioimageio()
 
     from napari_unet import __version__
-    from napari_unet.model import load_model
+    from napari_unet.networks.model import load_model
 
     out = Path(out)
     if out.suffix.lower() != ".zip":
@@ -159,10 +159,10 @@ def export_package(
 
     net = copy.deepcopy(net).float().eval().to("cpu")  # the caller's network stays where it is
     result = ExportResult(out, [])
-    from napari_unet.architectures import size_divisor
+    from napari_unet.networks.architectures import size_divisor
 
     divisor = size_divisor(card.architecture, card.arch_args)
-    from napari_unet.tile_choice import context_overlap
+    from napari_unet.engine.tile_choice import context_overlap
 
     halo = 0 if card.input_size else context_overlap(card) // 2  # half what neighbouring tiles share
     smallest, side = _test_size(card, divisor, halo)
@@ -226,8 +226,8 @@ def check_package(path: str | os.PathLike) -> str:
 
 def _cover(net: Any, card: ModelCard, x: np.ndarray, path: Path) -> None:
     """The test input beside its prediction's outlines (a 2:1 picture, as bioimage.io asks)."""
-    from napari_unet.pipeline import segment
-    from napari_unet.report import display_plane, overlay, write_overlay
+    from napari_unet.objects.pipeline import segment
+    from napari_unet.objects.report import display_plane, overlay, write_overlay
 
     result = segment(net, x, axes="CYX", settings=None)
     seen = display_plane(x[: min(3, x.shape[0])] if not card.context else x[card.context : card.context + 1])
@@ -240,11 +240,11 @@ def _weights(
 ) -> dict:
     """Each weight file written: ``{format: path}``; a format torch cannot export is left
     out, with the reason in ``result.skipped``. The TorchScript and ONNX networks pad any
-    image to a multiple of ``divisor`` and crop back (:class:`napari_unet.nets.PadToMultiple`),
+    image to a multiple of ``divisor`` and crop back (:class:`napari_unet.networks.nets.PadToMultiple`),
     as the state dict's architecture does, so a consumer may pass an image of any size."""
     import torch
 
-    from napari_unet.nets import PadToMultiple
+    from napari_unet.networks.nets import PadToMultiple
 
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     written = {"pytorch_state_dict": work / "weights.pt"}

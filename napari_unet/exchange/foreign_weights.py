@@ -18,18 +18,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from napari_unet.exchange._common import ExchangeError, _first_line
+from napari_unet.networks.packaged import TRUST_HINT, onnx_session
 
 __all__ = ["TRUST_HINT", "check_onnx", "check_torchscript", "choose_weights", "onnx_session"]
-
-#: what the person is told about TorchScript, in the CLI and in a refusal
-TRUST_HINT = (
-    "TorchScript is a program that runs whatever its author wrote when it predicts (files and network "
-    "included); import it with --trust (in the dock: tick 'run its TorchScript') only if you trust where the "
-    "package came from"
-)
-
-#: onnxruntime's log level: 3 = errors only (its warnings about unused initializers and the like)
-_ORT_ERRORS_ONLY = 3
 
 
 def choose_weights(weights: Any, *, trust: bool, source: Path) -> str:
@@ -124,16 +115,6 @@ def copy_external_data(package: Path, weight_name: str, locations: list[str], st
             with z.open(match) as fin, open(target, "wb") as fout:
                 while chunk := fin.read(1 << 20):
                     fout.write(chunk)
-
-
-def onnx_session(path: Path) -> Any:
-    """An onnxruntime session on the CPU that reports errors only."""
-    import onnxruntime as ort
-
-    ort.set_default_logger_severity(_ORT_ERRORS_ONLY)
-    options = ort.SessionOptions()
-    options.log_severity_level = _ORT_ERRORS_ONLY
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def check_onnx(path: Path, source: Path) -> None:

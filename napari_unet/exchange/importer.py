@@ -22,7 +22,7 @@ from napari_unet.exchange.foreign_weights import (
 )
 
 if TYPE_CHECKING:
-    from napari_unet.model import ModelCard
+    from napari_unet.networks.model import ModelCard
 
 
 def import_package(
@@ -41,7 +41,7 @@ def import_package(
     and runs through them inside our pipeline; it predicts, but cannot be fine-tuned.
     """
     _need_bioimageio()
-    from napari_unet.model import list_models, user_model_dir
+    from napari_unet.networks.model import list_models, user_model_dir
 
     source = Path(source)
     if not source.exists():
@@ -175,7 +175,7 @@ def _registry_name(text: str) -> str:
 
 
 def _import_ours(descr: Any, card_data: dict, name: str, folder: Path, source: Path) -> Path:
-    from napari_unet.model import ModelCard, ModelLoadError, load_model, save_model
+    from napari_unet.networks.model import ModelCard, ModelLoadError, load_model, save_model
 
     try:
         card = ModelCard.from_dict({**card_data, "name": name})
@@ -217,7 +217,7 @@ class _opened:
 
 
 def _import_foreign(descr: Any, name: str, folder: Path, source: Path, trust: bool) -> Path:
-    from napari_unet.model import ModelCard, save_model
+    from napari_unet.networks.model import ModelCard, save_model
 
     inp, out = descr.inputs[0], descr.outputs[0]
     in_axes, out_axes = tensor_axes(descr, source)

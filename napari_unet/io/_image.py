@@ -143,3 +143,19 @@ def _safe_reason(exc: BaseException, limit: int = 200) -> str:
     text = " ".join(str(exc).split())
     text = re.sub(r"""b(['"]).*?(?<!\\)\1""", "<bytes>", text)
     return text[:limit] or type(exc).__name__
+
+
+def as_label_dtype(array: np.ndarray) -> np.ndarray:
+    """Labels in the narrowest unsigned type that holds them (whole numbers >= 0 only)."""
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+            raise ValueError("labels must be whole numbers; round or threshold the array first")
+    elif array.dtype.kind not in "biu":
+        raise ValueError(f"labels must be integers, got pixel type {array.dtype}")
+    if array.size and array.min() < 0:
+        raise ValueError(f"labels must be >= 0 (0 = background), found {array.min()}")
+    top = int(array.max()) if array.size else 0
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return array.astype(dtype, copy=False)
+    raise ValueError(f"too many labels to store ({top}); the maximum is {np.iinfo(np.uint32).max}")

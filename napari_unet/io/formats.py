@@ -48,6 +48,9 @@ class Format:
         Byte strings at an offset that mark a file of this kind whatever its name.
     folder : bool
         A folder can be this kind of input (an OME-Zarr store, a folder of DICOM files).
+    probe : str or None
+        ``"module:function"`` that tells, cheaply, whether a folder of any name holds this
+        kind (DICOM files); None: a folder is known by its ending only.
     """
 
     name: str
@@ -55,10 +58,19 @@ class Format:
     reader: str
     magic: tuple[tuple[int, bytes], ...] = ()
     folder: bool = False
+    probe: str | None = None
 
     def read_function(self) -> Callable:
-        module, function = self.reader.split(":")
-        return getattr(importlib.import_module(module), function)
+        return _function(self.reader)
+
+    def holds(self, folder: Path) -> bool:
+        """Whether ``folder`` holds this kind of input, by its :attr:`probe`."""
+        return self.probe is not None and bool(_function(self.probe)(folder))
+
+
+def _function(name: str) -> Callable:
+    module, function = name.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 FORMATS: tuple[Format, ...] = (
@@ -69,7 +81,7 @@ FORMATS: tuple[Format, ...] = (
     Format("NRRD", (".nrrd",), "napari_unet.io.nrrd:read_nrrd", magic=((0, b"NRRD000"),)),
     Format("NIfTI", (".nii.gz", ".nii"), "napari_unet.io.nifti:read_nifti", magic=((344, b"n+1\0"), (344, b"n+2\0"))),
     Format("DICOM", (".dcm", ".dicom", "dicomdir"), "napari_unet.io.dicom:read_dicom", magic=((128, b"DICM"),),
-           folder=True),
+           folder=True, probe="napari_unet.io.dicom_series:holds_dicom"),
     Format("OME-Zarr", (".ome.zarr", ".zarr"), "napari_unet.io.ome_zarr:read_ome_zarr", folder=True),
 )  # fmt: skip
 
@@ -119,9 +131,7 @@ def format_for(path: str | os.PathLike, *, look_inside: bool = True) -> Format |
         if by_name is not None and by_name.folder:
             return by_name
         if look_inside:
-            from napari_unet.io.dicom import holds_dicom
-
-            return _BY_NAME["DICOM"] if holds_dicom(p) else None
+            return next((f for f in FORMATS if f.holds(p)), None)
         return None
     if by_name is not None or not look_inside or not p.is_file():
         return by_name

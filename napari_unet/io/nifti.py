@@ -26,7 +26,15 @@ from typing import Any
 import numpy as np
 
 from napari_unet._atomic import atomic_write, check_output_folder
-from napari_unet.io._image import ImageData, ImageReadError, _check_dtype, _check_path, _safe_reason, is_label_path
+from napari_unet.io._image import (
+    ImageData,
+    ImageReadError,
+    _check_dtype,
+    _check_path,
+    _safe_reason,
+    as_label_dtype,
+    is_label_path,
+)
 
 __all__ = ["affine_for", "read_nifti", "spacing_of", "write_nifti"]
 
@@ -120,8 +128,6 @@ def write_nifti(path: str | os.PathLike, data: Any, *, axes: str, affine: Any, l
     """
     import nibabel as nib
 
-    from napari_unet.io.writing import _as_label_dtype
-
     path = Path(path)
     if not path.name.lower().endswith((".nii", ".nii.gz")):
         raise ValueError(f"{path}: a NIfTI file name ends in .nii or .nii.gz")
@@ -130,7 +136,7 @@ def write_nifti(path: str | os.PathLike, data: Any, *, axes: str, affine: Any, l
     if len(axes) != array.ndim or axes not in ("YX", "ZYX", "CYX", "CZYX"):
         raise ValueError(f"axes {axes!r} do not fit NIfTI output of shape {array.shape}; use YX, ZYX, CYX or CZYX")
     if labels:
-        array = _as_label_dtype(array)
+        array = as_label_dtype(array)
     elif array.dtype == np.float64 or array.dtype == bool:
         array = array.astype(np.float32 if array.dtype == np.float64 else np.uint8)
     if "Z" not in axes:  # a 2D plane is one slice

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet._atomic import atomic_write, check_output_folder
+from napari_unet.io._image import as_label_dtype
 from napari_unet.io._units import _CANONICAL, _IMAGEJ_ORDER, _SHORT_UNITS, _unit
 
 __all__ = ["keeps_geometry", "result_suffix", "write_result", "write_tiff"]
@@ -56,7 +57,7 @@ def write_tiff(
     if len(axes) != array.ndim or any(a not in _CANONICAL for a in axes):
         raise ValueError(f"axes {axes!r} do not fit an array of shape {array.shape}; use letters from CTZYXS")
     if labels:
-        array = _as_label_dtype(array)
+        array = as_label_dtype(array)
     elif array.dtype == np.float64:
         array = array.astype(np.float32)
     elif array.dtype == bool:
@@ -97,21 +98,6 @@ def write_tiff(
         kwargs["photometric"] = "rgb" if "S" in ij_axes else "minisblack"
     atomic_write(path, lambda tmp: tifffile.imwrite(tmp, array, **kwargs))
     return path
-
-
-def _as_label_dtype(array: np.ndarray) -> np.ndarray:
-    if array.dtype.kind == "f":
-        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-            raise ValueError("labels must be whole numbers; round or threshold the array first")
-    elif array.dtype.kind not in "biu":
-        raise ValueError(f"labels must be integers, got pixel type {array.dtype}")
-    if array.size and array.min() < 0:
-        raise ValueError(f"labels must be >= 0 (0 = background), found {array.min()}")
-    top = int(array.max()) if array.size else 0
-    for dtype in (np.uint8, np.uint16, np.uint32):
-        if top <= np.iinfo(dtype).max:
-            return array.astype(dtype, copy=False)
-    raise ValueError(f"too many labels to store ({top}); the maximum is {np.iinfo(np.uint32).max}")
 
 
 def keeps_geometry(image: Any) -> bool:

@@ -58,7 +58,7 @@ def notices():
 @pytest.fixture
 def registry(tmp_path, monkeypatch):
     """A user model folder holding a tiny model, and a session folder, both private to the test."""
-    from napari_unet.model import ModelCard, build_model, save_model
+    from napari_unet.networks.model import ModelCard, build_model, save_model
 
     folder = tmp_path / "models"
     monkeypatch.setenv("NAPARI_UNET_MODELS", str(folder))

@@ -59,7 +59,7 @@ def test_sigkill_after_edits_loses_nothing_older_than_the_autosave(tmp_path, mon
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
 
-    from napari_unet.session import Session
+    from napari_unet.work.session import Session
 
     session = Session.for_image(None, name="cells labels", shape=(3, 64, 64))
     labels, checked, _ = session.load()

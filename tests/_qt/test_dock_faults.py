@@ -10,7 +10,7 @@ import numpy as np
 from napari_unet._widgets.correct_widget import CorrectWidget
 from napari_unet._widgets.count_widget import CountWidget
 from napari_unet._widgets.train_widget import TrainWidget
-from napari_unet.train import TrainConfig
+from napari_unet.training.train import TrainConfig
 from tests._qt.conftest import wait_for
 from tests._qt.test_dock_rules import predicted_stack
 from tests._qt.test_widgets import mark_checked

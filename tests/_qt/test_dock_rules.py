@@ -11,7 +11,7 @@ from napari_unet._widgets.correct_widget import CorrectWidget
 from napari_unet._widgets.count_widget import CountWidget
 from napari_unet._widgets.predict_widget import PredictWidget
 from napari_unet._widgets.train_widget import TrainWidget
-from napari_unet.train import TrainConfig
+from napari_unet.training.train import TrainConfig
 from tests._qt.conftest import wait_for
 
 FAST = TrainConfig(epochs=2, steps_per_epoch=4, batch_size=2, crop=64, augment=False, device="cpu", precision="fp32")
@@ -81,7 +81,7 @@ class Broken(torch.nn.Module):
 
     def __init__(self, error):
         super().__init__()
-        from napari_unet.model import ModelCard
+        from napari_unet.networks.model import ModelCard
 
         self.conv = torch.nn.Conv2d(1, 2, 1)
         self.card = ModelCard("broken", classes=("foreground", "boundary"), tile=64)
@@ -118,7 +118,7 @@ def test_an_error_in_any_job_reaches_the_user_and_the_step_is_ready_again(
         worker = widget.run(model=Broken(exc))
         button = widget.run_button
     elif job == "train":
-        monkeypatch.setattr("napari_unet.train.Trainer.steps", failing)
+        monkeypatch.setattr("napari_unet.training.train.Trainer.steps", failing)
         CorrectWidget(viewer).labels_layer.value = labels
         from napari_unet._widgets._step import labels_work, workflow_for
 
@@ -129,7 +129,7 @@ def test_an_error_in_any_job_reaches_the_user_and_the_step_is_ready_again(
         worker = widget.run(config=FAST)
         button = widget.train_button
     else:
-        monkeypatch.setattr("napari_unet.count.count_iter", failing)
+        monkeypatch.setattr("napari_unet.objects.count.count_iter", failing)
         widget = CountWidget(viewer)
         widget.labels_layer.value = labels
         worker = widget.run()
@@ -247,8 +247,8 @@ def test_the_dock_predict_and_count_give_exactly_the_objects_of_segment(make_nap
 
 
 def test_use_new_model_waits_for_a_choice_when_the_verdict_says_worse(make_napari_viewer, registry, errors):
-    from napari_unet.model import load_model
-    from napari_unet.train import TrainResult
+    from napari_unet.networks.model import load_model
+    from napari_unet.training.train import TrainResult
 
     viewer = make_napari_viewer()
     widget = TrainWidget(viewer)
@@ -339,7 +339,7 @@ def test_a_multi_class_model_predicts_and_counts_in_the_dock(make_napari_viewer,
     """A semantic model's labels keep their class ids (named in the layer's features), and
     Count gives each object its class, as the CLI does."""
     from napari_unet._synthetic import lateral_phantom
-    from napari_unet.model import ModelCard, build_model, save_model
+    from napari_unet.networks.model import ModelCard, build_model, save_model
 
     torch.manual_seed(0)
     card = ModelCard("lungs", classes=("background", "left_lung", "right_lung"), activation="softmax",
@@ -407,7 +407,7 @@ def test_a_new_model_for_images_no_model_knows_from_the_dock(make_napari_viewer,
     model of every step."""
     from napari_unet._synthetic import lateral_phantom
     from napari_unet._widgets._step import labels_work, workflow_for
-    from napari_unet.model import load_model
+    from napari_unet.networks.model import load_model
 
     viewer = make_napari_viewer()
     pairs = [lateral_phantom(s, 96) for s in range(3)]
@@ -478,8 +478,8 @@ def test_a_multi_channel_stack_offers_the_channels_the_model_takes(make_napari_v
     """A model trained on channels 2 and 0 of a 3-channel stack: Predict shows the choice,
     takes those layers in that order, and says in one sentence what is wrong otherwise."""
     from napari_unet.io import write_tiff
-    from napari_unet.model import ModelCard, build_model, load_model, save_model
-    from napari_unet.pipeline import segment
+    from napari_unet.networks.model import ModelCard, build_model, load_model, save_model
+    from napari_unet.objects.pipeline import segment
 
     rng = np.random.default_rng(4)
     stack = rng.integers(0, 4000, (3, 2, 64, 64)).astype(np.uint16)  # C, Z, Y, X
@@ -584,7 +584,7 @@ def test_predict_can_keep_only_the_regions_joined_to_what_was_drawn(make_napari_
     checked empty: with *keep only regions joined to what I drew*, the predicted slices keep
     what continues the drawing across slices and lose the rest; checked slices stay as they are."""
     from napari_unet._widgets._step import labels_work, workflow_for
-    from napari_unet.model import save_model
+    from napari_unet.networks.model import save_model
     from tests.conftest import bright_region_model
 
     net, card = bright_region_model()  # marks the bright pixels as lesion (weights set by hand)
@@ -690,7 +690,7 @@ def test_predict_advanced_sets_the_seed_threshold(make_napari_viewer, registry, 
     assert other.more.seed_setting == "boundary_threshold" and "boundary" in other.more.seed.tooltip
     assert not other.more.seed.native.isHidden()
     other.more.seed.value = 0.3
-    from napari_unet.model import read_card, resolve_model_path, save_model
+    from napari_unet.networks.model import read_card, resolve_model_path, save_model
 
     assert other.settings(read_card(resolve_model_path("tiny"))).boundary_threshold == 0.3
     from tests.conftest import bright_region_model
@@ -709,7 +709,7 @@ def test_opening_the_advanced_form_changes_nothing_until_a_field_is_edited(make_
     viewer.add_image(stack[0], name="cells")
     predict = PredictWidget(viewer)
     predict.model.value, predict.device.value = "tiny", "cpu"
-    from napari_unet.model import read_card, resolve_model_path
+    from napari_unet.networks.model import read_card, resolve_model_path
 
     card = read_card(resolve_model_path("tiny"))
     closed = predict.settings(card)

@@ -14,7 +14,7 @@ from napari_unet._widgets.count_widget import SHOWN, CountWidget
 from napari_unet._widgets.dock import UNetDock
 from napari_unet._widgets.predict_widget import PredictWidget
 from napari_unet._widgets.train_widget import TrainWidget
-from napari_unet.train import TrainConfig
+from napari_unet.training.train import TrainConfig
 from tests._qt.conftest import wait_for
 
 
@@ -38,7 +38,7 @@ def test_predict_with_no_image_says_so(make_napari_viewer, registry, errors):
 def test_predict_a_stack(make_napari_viewer, registry, stack, qtbot):
     import torch
 
-    from napari_unet import process
+    from napari_unet.engine import process
 
     viewer = make_napari_viewer()
     viewer.add_image(stack[0], name="cells", scale=(2, 0.5, 0.5))
@@ -99,8 +99,8 @@ def test_predict_only_the_slice_in_view(make_napari_viewer, registry, stack, qtb
 def test_the_advanced_form_averages_flips_and_turns(make_napari_viewer, registry, stack, qtbot, errors):
     """Ticking the advanced box shows the test-time augmentation choice; ticked, the slice
     in view is predicted as predict(tta=True) predicts it."""
-    from napari_unet.inference import predict
-    from napari_unet.model import load_model
+    from napari_unet.engine.predict import predict
+    from napari_unet.networks.model import load_model
 
     viewer = make_napari_viewer()
     viewer.add_image(stack[0], name="cells")
@@ -373,7 +373,7 @@ def test_count_from_a_probability_map(make_napari_viewer, registry, tmp_path, er
         assert set(np.unique(counted.data[z][separate[z] > 0])) - {0} and not counted.data[z][separate[z] == 0].any()
     assert len(viewer.layers["cells_prob objects contours"].data) == n
     assert table["mean_intensity"].min() > 300  # measured on the image, not on the probabilities
-    from napari_unet.pipeline import Settings, objects
+    from napari_unet.objects.pipeline import Settings, objects
 
     # made into objects where the pipeline makes them (it split the thresholded map by itself before)
     np.testing.assert_array_equal(counted.data, objects(prob.data[None], None, Settings(min_area=5)))
@@ -406,7 +406,7 @@ def ndi_erode(labels, iterations=2):
 
 
 def test_count_from_the_predicted_probabilities_uses_the_model_card(make_napari_viewer, registry, stack, qtbot):
-    from napari_unet.count import count_iter
+    from napari_unet.objects.count import count_iter
 
     viewer = make_napari_viewer()
     viewer.add_image(stack[0], name="cells")
@@ -531,8 +531,8 @@ def test_follow_mode_predicts_only_the_slices_the_user_looks_at(make_napari_view
 
 
 def test_whole_lazy_stack_goes_to_the_out_of_core_engine(make_napari_viewer, registry, stack, qtbot):
-    from napari_unet.model import load_model
-    from napari_unet.pipeline import segment
+    from napari_unet.networks.model import load_model
+    from napari_unet.objects.pipeline import segment
 
     viewer = make_napari_viewer()
     data = lazy_stack(stack, 4)
