@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from napari_unet.objects.settings import PRECISIONS
+
 Command = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command]] = {}
 
@@ -178,7 +180,7 @@ def _prediction_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
+        choices=PRECISIONS,
         help="auto: bf16 on a GPU or a CPU with native bf16 (masks Dice >= 0.999 vs fp32), else fp32",
     )
     p.add_argument(

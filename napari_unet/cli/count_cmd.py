@@ -136,9 +136,11 @@ def count_file(path: str, *, out: str, options: dict) -> list[str]:
     spatial_scale = img.scale[-2:] if img.units[-1] != "pixel" else None
     unit = short_unit(img.units[-1]) if spatial_scale else "px"
     semantic = card is not None and card.activation == "softmax"
-    if labels is None:
+    if labels is None:  # a model's output goes by the settings; a mask's or labels' objects by their areas
+        areas = {} if kind == "probability" else {"min_area": settings.min_area, "max_area": settings.max_area,
+                 "exclude_border": settings.exclude_border, "min_relative_area": settings.min_relative_area}  # fmt: skip
         gen = count_iter(source, kind=kind, card=card, settings=settings, intensity=intensity, scale=spatial_scale,
-                         unit=unit)  # fmt: skip
+                         unit=unit, **areas)  # fmt: skip
         labels, table = _drive(gen, Path(path).name)
     if semantic and kind == "image":  # a class map: each connected region of a class is an object of that class
         labels, table = count_classes(labels, card, settings.min_area, intensity, scale=spatial_scale, unit=unit)

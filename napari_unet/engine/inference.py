@@ -18,6 +18,7 @@ import numpy as np
 from napari_unet.engine.process import cudnn_benchmark, tune_cpu_allocator, use_all_cores
 from napari_unet.engine.tiling import Predictor, tiled_predict_iter
 from napari_unet.jobs import Progress
+from napari_unet.objects.settings import PRECISIONS
 
 if TYPE_CHECKING:
     import torch
@@ -86,8 +87,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """
     import torch
 
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != "auto":
         return precision
     if device.type == "cuda":

@@ -290,9 +290,6 @@ def count_iter(
         return _measured(labels, intensity, scale, unit, with_contours, micronuclei)
     if kind not in ("mask", "labels"):
         raise ValueError(f"kind must be 'mask', 'probability' or 'labels', got {kind!r}")
-    if settings is not None:  # one Settings says which objects are kept, whatever the source
-        min_area, max_area, exclude_border = settings.min_area, settings.max_area, settings.exclude_border
-        min_relative_area = settings.min_relative_area
     from napari_unet.objects.settings import Settings
 
     plain_min_area = Settings.min_area if min_area is None else min_area  # masks and labels have no model to ask
