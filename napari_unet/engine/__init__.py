@@ -6,5 +6,6 @@ around the torch predictor of :mod:`.inference`), each plane on the GPU (:mod:`.
 whole images resized (:mod:`.whole_image`) or blocks out of core (:mod:`.scale`, which also
 runs many files on a dask cluster). :mod:`.planes` splits an image into the planes a
 network sees and scales them; :mod:`.tile_choice` picks a tile per image; :mod:`.process`
-holds the process-wide settings a run changes.
+holds the process-wide settings a run changes; :mod:`.layout` the channels-last layout of
+planes and volumes.
 """

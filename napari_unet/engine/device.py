@@ -43,6 +43,7 @@ def device_tiled_iter(
     on a GPU the host-side tiling and per-batch copies cost more than the network."""
     import torch
 
+    from napari_unet.engine.layout import channels_last
     from napari_unet.engine.planes import clips, plane_layout, plane_limits, read_plane
     from napari_unet.engine.tiling import Grid
 
@@ -85,7 +86,7 @@ def device_tiled_iter(
             for first in range(0, len(starts), batch_size):
                 chunk = starts[first : first + batch_size]
                 xb = torch.stack([x[:, y0 : y0 + th, x0 : x0 + tw] for y0, x0 in chunk])
-                xb = xb.contiguous(memory_format=torch.channels_last)
+                xb = channels_last(xb)
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     y = net(xb)
                 y = y.float()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_unet.engine.layout import channels_last
 from napari_unet.engine.process import cudnn_benchmark, tune_cpu_allocator, use_all_cores
 from napari_unet.engine.tiling import Predictor, tiled_predict_iter
 from napari_unet.jobs import Progress
@@ -125,7 +126,7 @@ def prepare_model(
         net = fuse_batchnorm(copy.deepcopy(model).eval())
         net = net.to(device)
         if device.type in ("cpu", "cuda"):
-            net = net.to(memory_format=torch.channels_last)
+            net = channels_last(net)
         if tta:
             net = dihedral_mean(net)
         if compile:
@@ -150,7 +151,8 @@ def check_tta_allowed(card: Any) -> None:
 def dihedral_mean(net: torch.nn.Module) -> torch.nn.Module:
     """``net`` run on the 8 flips and quarter turns of its input, each output turned back,
     and the logits averaged (test-time augmentation). Refused for a model whose card says
-    left and right differ (``flips=False``): a mirrored lung would be the other lung."""
+    left and right differ (``flips=False``): a mirrored lung would be the other lung. The
+    flips and turns are in-plane (the last two axes), so a 3D network's volumes get them too."""
     import torch
 
     card = getattr(net, "card", None)
@@ -169,7 +171,7 @@ def dihedral_mean(net: torch.nn.Module) -> torch.nn.Module:
             for mirror in (False, True):
                 seen = x.flip(-1) if mirror else x
                 for k in range(4):
-                    y = self.net(torch.rot90(seen, k, dims=(-2, -1)).contiguous(memory_format=torch.channels_last))
+                    y = self.net(channels_last(torch.rot90(seen, k, dims=(-2, -1))))
                     y = torch.rot90(y.float(), -k, dims=(-2, -1))
                     y = y.flip(-1) if mirror else y
                     total = y if total is None else total + y
@@ -204,7 +206,7 @@ def torch_predictor(
         x = torch.from_numpy(np.ascontiguousarray(batch))
         if pin:
             x = x.pin_memory()
-        x = x.to(device, non_blocking=pin).contiguous(memory_format=torch.channels_last)
+        x = channels_last(x.to(device, non_blocking=pin))
         with torch.inference_mode():
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 y = net(x)

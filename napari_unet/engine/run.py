@@ -1,10 +1,12 @@
-"""One run of a model over an image, resolved once, and the engine that carries it out.
+"""One run of a model over an image, resolved once.
 
 :func:`resolve_run` is the only place where a run's device, precision, batch, tile,
 overlap, plane layout and engine are decided: :func:`napari_unet.segment`,
-:func:`napari_unet.predict` and :func:`napari_unet.engine.scale.predict_lazy` call it once and
-hand the :class:`Run` to :func:`engine_iter`, which keeps no defaults of its own. The
-engines are one N-D tiling with options, not separate copies chosen by the callers:
+:func:`napari_unet.predict` and :func:`napari_unet.engine.scale.predict_lazy` call it once
+and hand the :class:`Run` to :func:`napari_unet.engine.predict.engine_iter`, which keeps no
+defaults of its own. The engine is an option of the run, chosen here, not by the callers; the
+three that tile share one grid (:class:`~napari_unet.engine.tiling.Grid`), its weights and
+blending order (the host tiling is N-D; the device and blocks loops are 2D so far):
 
 ``tiles``
     Tiles cut on the host, batched through the network (:mod:`napari_unet.engine.tiling`).
@@ -50,7 +52,7 @@ def default_batch(device: torch.device) -> int:
 
 @dataclass(frozen=True)
 class Run:
-    """A run as resolved: what :func:`~napari_unet.engine.predict.engine_iter` carries out, and what the result keeps.
+    """A run as resolved: what :func:`~napari_unet.engine.predict.engine_iter` carries out.
 
     Attributes
     ----------

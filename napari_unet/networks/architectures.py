@@ -131,9 +131,9 @@ def build_model(card: ModelCard) -> torch.nn.Module:
 
 
 def measure_receptive_field(net: torch.nn.Module, size: int = 256, samples: int = 4) -> dict:
-    """How far a network looks, measured: the input pixels that reach the centre output
-    pixel (the gradient of its outputs, summed over ``samples`` random images, in fp32 on
-    the CPU).
+    """How far a network looks, measured: the input pixels (voxels, for a 3D card's network)
+    that reach the centre output pixel (the gradient of its outputs, summed over ``samples``
+    random images, squares or cubes of ``size``, in fp32 on the CPU).
 
     Returns the radius that any gradient reaches (``theoretical_radius_px``) and the radii
     of the square around the centre that holds 95% and 99% of the gradient's magnitude
@@ -147,28 +147,29 @@ def measure_receptive_field(net: torch.nn.Module, size: int = 256, samples: int 
 
     probe = copy.deepcopy(net).float().eval().to("cpu")
     side = size - size % max(1, int(getattr(net, "size_divisor", 1)))
-    x = torch.randn(samples, int(probe.card.in_channels), side, side, generator=torch.Generator().manual_seed(0))
+    dims = int(getattr(probe.card, "spatial_dims", 2))
+    shape = (samples, int(probe.card.in_channels), *(side,) * dims)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     x.requires_grad_(True)
     c = side // 2
-    probe(x)[:, :, c, c].sum().backward()  # in eval mode the samples do not mix
+    probe(x)[(slice(None), slice(None), *(c,) * dims)].sum().backward()  # in eval mode the samples do not mix
     g = x.grad.abs().sum((0, 1)).numpy()
     reached = np.argwhere(g > 0)
     total = float(g.sum())
     radii = {}
     for share in (0.95, 0.99):
-        radii[share] = next(
-            (r for r in range(1, c) if g[c - r : c + r + 1, c - r : c + r + 1].sum() >= share * total), c
-        )
+        radii[share] = next((r for r in range(1, c) if g[(slice(c - r, c + r + 1),) * dims].sum() >= share * total), c)
     return {
         "theoretical_radius_px": int(max(c - reached.min(), reached.max() - c)) if len(reached) else 0,
         "radius_95_px": int(radii[0.95]),
         "radius_99_px": int(radii[0.99]),
-        "measured_on": f"{samples} random {side}x{side} images, fp32, gradient of the centre pixel",
+        "measured_on": f"{samples} random {'x'.join([str(side)] * dims)} images, fp32, gradient of the centre pixel",
     }
 
 
 def fuse_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """Fold every BatchNorm that directly follows a Conv2d into the conv (eval mode only).
+    """Fold every BatchNorm that directly follows a convolution into it (eval mode only; planes
+    and volumes).
 
     Returns the same module, changed in place: the output is identical up to float
     rounding, and each fused block runs one op instead of two.
@@ -183,7 +184,8 @@ def fuse_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
             continue
         children = list(module.named_children())
         for (name_a, a), (name_b, b) in itertools.pairwise(children):
-            if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d) and b.track_running_stats:
+            pair = (nn.Conv2d, nn.BatchNorm2d) if isinstance(a, nn.Conv2d) else (nn.Conv3d, nn.BatchNorm3d)
+            if isinstance(a, pair[0]) and isinstance(b, pair[1]) and b.track_running_stats:
                 setattr(module, name_a, fuse_conv_bn_eval(a, b))
                 setattr(module, name_b, nn.Identity())
     return model

@@ -38,7 +38,11 @@ def augment(
     """On-device augmentation of a batch: flips and 90-degree turns (unless ``flips`` is
     False: where left and right matter, neither a mirror nor a turn keeps the anatomy),
     rotation/shear/zoom, elastic deformation, intensity scale/offset, gamma, blur and noise,
-    as strong as ``level`` (``none``, ``light``, ``medium`` or ``heavy``) says."""
+    as strong as ``level`` (``none``, ``light``, ``medium`` or ``heavy``) says.
+
+    A batch of volumes ``(B, C, D, H, W)`` (a 3D model's) is also flipped along depth, turned
+    in-plane and varied in intensity (scale, offset, gamma, noise); the affine, elastic, blur
+    and illumination steps are made for planes and are left out for volumes so far."""
     import torch
     import torch.nn.functional as F
 
@@ -57,9 +61,14 @@ def augment(
             x, y, m = x.flip(-1), y.flip(-1), m.flip(-1)
         if rand(1).item() < 0.5:
             x, y, m = x.flip(-2), y.flip(-2), m.flip(-2)
+        if x.ndim == 5 and rand(1).item() < 0.5:  # a volume: along depth too
+            x, y, m = x.flip(-3), y.flip(-3), m.flip(-3)
         k = int(rand(1).item() * 4)
         if k and x.shape[-1] == x.shape[-2]:
             x, y, m = (t.rot90(k, (-2, -1)) for t in (x, y, m))
+    if x.ndim == 5:
+        x = _intensity(x, rand, gen, iscale, ioffset, igamma, noise, blur=0.0)
+        return x.contiguous(), y.contiguous(), m.contiguous()
     # affine (rotation, zoom, shear) plus a smooth elastic field
     angle = (rand(b) - 0.5) * (math.pi * rot / 90)
     zoom = torch.exp((rand(b) - 0.5) * zoom_range)
@@ -81,9 +90,21 @@ def augment(
     if illumination:  # a smooth field over the tile, up to about +-illumination/2 in log
         field = (rand(b, 1, 4, 4) - 0.5) * illumination
         x = x * torch.exp(F.interpolate(field, size=(h, w), mode="bicubic", align_corners=False))
-    # intensity: scale/offset, gamma, blur, noise
-    x = x * (1 - iscale / 2 + iscale * rand(b, 1, 1, 1)) + (rand(b, 1, 1, 1) - 0.5) * ioffset
-    gamma = torch.exp((rand(b, 1, 1, 1) - 0.5) * igamma)
+    x = _intensity(x, rand, gen, iscale, ioffset, igamma, noise, blur=blur)
+    return x.contiguous(), y.contiguous(), m.contiguous()
+
+
+def _intensity(
+    x: torch.Tensor, rand: Any, gen: Any, iscale: float, ioffset: float, igamma: float, noise: float, *, blur: float
+) -> torch.Tensor:
+    """Intensity scale and offset, gamma, a blur (planes only) and noise, per item."""
+    import torch
+    import torch.nn.functional as F
+
+    b, dev = x.shape[0], x.device
+    per_item = (b,) + (1,) * (x.ndim - 1)
+    x = x * (1 - iscale / 2 + iscale * rand(*per_item)) + (rand(*per_item) - 0.5) * ioffset
+    gamma = torch.exp((rand(*per_item) - 0.5) * igamma)
     x = torch.where(x > 0, x.clamp_min(1e-6) ** gamma, x)
     sigma = float(rand(1).item() * blur)
     if sigma > 0.3:
@@ -93,8 +114,7 @@ def augment(
         c = x.shape[1]
         x = F.conv2d(F.pad(x, (3, 3, 0, 0), mode="reflect"), kern.view(1, 1, 1, 7).repeat(c, 1, 1, 1), groups=c)
         x = F.conv2d(F.pad(x, (0, 0, 3, 3), mode="reflect"), kern.view(1, 1, 7, 1).repeat(c, 1, 1, 1), groups=c)
-    x = x + torch.randn(x.shape, generator=gen).to(dev) * (noise * rand(b, 1, 1, 1))
-    return x.contiguous(), y.contiguous(), m.contiguous()
+    return x + torch.randn(x.shape, generator=gen).to(dev) * (noise * rand(*per_item))
 
 
 def _cytoplasm(foreground: torch.Tensor, rand: Any, strength: float) -> torch.Tensor:

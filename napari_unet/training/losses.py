@@ -24,7 +24,8 @@ def masked_loss(
 ) -> torch.Tensor:
     """A segmentation loss computed only where ``mask`` is 1; zero weight elsewhere.
 
-    ``logits`` and ``target`` are ``(B, K, H, W)``; ``mask`` is ``(B, 1, H, W)``. A target
+    ``logits`` and ``target`` are ``(B, K, *spatial)`` (planes ``H, W`` or volumes
+    ``D, H, W``: the card's spatial dimensions); ``mask`` is ``(B, 1, *spatial)``. A target
     of NaN means "not known" (an output the item has no annotation for, e.g. micronuclei):
     that output is left alone at those pixels.
     ``loss`` names the terms: ``dice``, ``ce`` (cross-entropy), ``focal`` (cross-entropy
@@ -38,6 +39,7 @@ def masked_loss(
 
     logits = logits.float()
     m = mask.float()
+    over = (0, *range(2, logits.ndim))  # the batch and every spatial axis: one Dice per class
     unknown = torch.isnan(target)
     if bool(unknown.any()):  # a mask per output: (B, K, H, W)
         m = m * ~unknown
@@ -64,16 +66,16 @@ def masked_loss(
                 p_true = prob * target + (1 - prob) * (1 - target)
                 ce = ce * (1 - p_true) ** 2
             if weights is not None:
-                ce = ce * weights.view(1, -1, 1, 1)
+                ce = ce * weights.view(1, -1, *(1,) * (logits.ndim - 2))
             total = total + (ce * m).sum() / (n * ce.shape[1] if m.shape[1] == 1 else n)
     if "dice" in loss:
-        inter = (prob * target * m).sum((0, 2, 3))
-        denom = ((prob + target) * m).sum((0, 2, 3))
+        inter = (prob * target * m).sum(over)
+        denom = ((prob + target) * m).sum(over)
         dice = (2 * inter + 1.0) / (denom + 1.0)
         if activation == "softmax" and dice.shape[0] > 1:
             dice = dice[1:]
         elif m.shape[1] > 1:  # outputs not known anywhere in the batch have no Dice to learn from
-            dice = dice[m.sum((0, 2, 3)) > 0]
+            dice = dice[m.sum(over) > 0]
         if dice.numel():
             total = total + 1 - dice.mean()
     return total

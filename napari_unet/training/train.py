@@ -184,10 +184,11 @@ class Trainer:
         cfg = self.config
         net = self.net.to(self.device)
         if self.device.type == "cpu":
+            from napari_unet.engine.layout import channels_last
             from napari_unet.engine.process import tune_cpu_allocator
 
             tune_cpu_allocator()
-            net = net.to(memory_format=torch.channels_last)
+            net = channels_last(net)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         total_steps = cfg.epochs * cfg.steps_per_epoch
 
@@ -219,7 +220,7 @@ class Trainer:
                 x, y, m = (torch.from_numpy(a).to(self.device) for a in sampler.batch(cfg.batch_size))
                 x, y, m = augment(x, y, m, gen, level=cfg.augmentation, flips=self.card.flips)
                 if self.device.type == "cpu":
-                    x = x.contiguous(memory_format=torch.channels_last)
+                    x = channels_last(x)
                 with torch.autocast(self.device.type, dtype=amp, enabled=amp is not None):
                     logits = net(x)
                 loss = masked_loss(logits, y, m, self.card.activation, loss=cfg.loss, class_weights=cfg.class_weights)
