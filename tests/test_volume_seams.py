@@ -15,7 +15,7 @@ from napari_unet.training.losses import masked_loss
 
 
 def volume_card(**fields):
-    return ModelCard("v", arch_args={"features": [4, 8]}, spatial_dims=3, tile=[16, 32, 32], **fields)
+    return ModelCard("v", arch_args={"features": [4, 8]}, spatial_dims=3, **{"tile": [16, 32, 32], **fields})
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
@@ -89,3 +89,24 @@ def test_a_plane_batch_is_augmented_the_same_for_the_same_seed():
     for s, t in zip(a, b):
         assert torch.equal(s, t)
     assert not np.array_equal(a[0].numpy(), x.numpy())
+
+
+@pytest.mark.parametrize(("shape", "tile"), [((2, 12, 40, 36), 16), ((1, 6, 20, 24), 32)])
+def test_the_device_engine_tiles_volumes_as_the_host_engine_does(shape, tile):
+    """Each volume kept on the device (here the CPU, where CI runs) and cut into 3D tiles gives
+    the host engine's result: one tiling with the device as an option, in 2D and 3D."""
+    from napari_unet.engine.device import device_tiled_iter
+    from napari_unet.engine.inference import prepare_model, torch_predictor
+    from napari_unet.engine.tiling import tiled_predict_iter
+    from napari_unet.jobs import run_to_end
+
+    torch.manual_seed(0)
+    net = build_model(volume_card(tile=[8, 16, 16]))
+    image = (np.random.default_rng(1).random(shape) * 4000).astype(np.uint16)
+    dev = torch.device("cpu")
+    options = dict(out_channels=1, axes="TZYX", in_channels=1, tile=tile, overlap=0.25, batch_size=2, size_divisor=2,
+                   normalisation=net.card.normalisation, spatial_dims=3)  # fmt: skip
+    on_device = run_to_end(device_tiled_iter(image, prepare_model(net, dev, "fp32"), dev, "fp32", "sigmoid", **options))
+    on_host = run_to_end(tiled_predict_iter(image, torch_predictor(net, dev, "fp32", "sigmoid"), **options))
+    assert on_device.shape == (1, *shape)
+    np.testing.assert_allclose(on_device, on_host, atol=2e-5)

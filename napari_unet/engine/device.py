@@ -1,5 +1,5 @@
-"""The tile engine with each plane kept on the accelerator (a GPU): one upload, tiles cut,
-predicted and blended there, one download. On a GPU the host-side tiling and per-batch
+"""The tile engine with each plane (or volume) kept on the accelerator (a GPU): one upload,
+tiles cut, predicted and blended there, one download. On a GPU the host-side tiling and per-batch
 copies of :mod:`napari_unet.engine.tiling` cost more than the network; on the CPU that engine
 is the one used. Same grid, weights and blending order, so the two agree to rounding.
 """
@@ -35,20 +35,22 @@ def device_tiled_iter(
     size_divisor: int,
     normalisation: dict | None,
     out: Any = None,
+    spatial_dims: int = 2,
 ) -> Generator[Progress, None, Any]:
     """The tile engine with each plane kept on ``device`` (a GPU): the plane is copied there
     once, scaled, padded, cut into tiles, predicted and blended there, and its result copied
     back once. Same :class:`~napari_unet.engine.tiling.Grid`, weights and blending order as
     :func:`~napari_unet.engine.tiling.tiled_predict_iter`, so the two agree to float rounding;
-    on a GPU the host-side tiling and per-batch copies cost more than the network."""
+    on a GPU the host-side tiling and per-batch copies cost more than the network.
+    ``spatial_dims`` 3: volumes ``ZYX`` are the unit (a 3D network's), as for the host engine."""
     import torch
 
     from napari_unet.engine.layout import channels_last
     from napari_unet.engine.planes import clips, plane_layout, plane_limits, read_plane
     from napari_unet.engine.tiling import Grid
 
-    layout = plane_layout(tuple(image.shape), axes, in_channels)
-    shape = layout.spatial_shape[-2:]
+    layout = plane_layout(tuple(image.shape), axes, in_channels, spatial_dims=spatial_dims)
+    shape = layout.spatial_shape[-spatial_dims:]
     grid = Grid.for_shape(shape, tile=tile, overlap=overlap, divisor=size_divisor)
     starts = grid.tiles()
     total = len(starts) * layout.n_planes
@@ -57,13 +59,18 @@ def device_tiled_iter(
         out = np.empty(expected, np.float32)
     elif tuple(out.shape) != expected:
         raise ValueError(f"out has shape {tuple(out.shape)}, expected {expected}")
-    stack_shape = layout.spatial_shape[:-2]
+    stack_shape = layout.spatial_shape[:-spatial_dims]
     scale = normalisation is not None and normalisation.get("kind", "percentile") != "none"
     clip = scale and clips(normalisation)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     weight = torch.from_numpy(grid.weight).to(device)
-    wsum = torch.from_numpy(np.ascontiguousarray(grid.weight_sum[: shape[0], : shape[1]])).to(device)
-    (th, tw), done = grid.tile, 0
+    crop = tuple(slice(0, n) for n in shape)
+    wsum = torch.from_numpy(np.ascontiguousarray(grid.weight_sum[crop])).to(device)
+    done, per_axis = 0, (1,) * spatial_dims
+
+    def window(start: tuple[int, ...]) -> tuple[slice, ...]:
+        return (slice(None), *(slice(s, s + k) for s, k in zip(start, grid.tile)))
+
     for p in range(layout.n_planes):
         plane = read_plane(image, layout, p, in_channels, raw=True)
         limits = plane_limits(plane, normalisation) if scale else None
@@ -73,29 +80,29 @@ def device_tiled_iter(
             plane = grid.pad(plane)
         x = _to_device_float(plane, device)
         if limits is not None:
-            lo = torch.tensor([v[0] for v in limits], dtype=torch.float32, device=device).view(-1, 1, 1)
-            span = torch.tensor([v[1] - v[0] for v in limits], dtype=torch.float32, device=device).view(-1, 1, 1)
+            lo = torch.tensor([v[0] for v in limits], dtype=torch.float32, device=device).view(-1, *per_axis)
+            span = torch.tensor([v[1] - v[0] for v in limits], dtype=torch.float32, device=device).view(-1, *per_axis)
             x = (x - lo) / span
             if clip:
                 x = x.clamp_(0.0, 1.0)
-        if tuple(x.shape[-2:]) != grid.padded:
-            pad = (0, grid.padded[1] - x.shape[-1], 0, grid.padded[0] - x.shape[-2])
+        if tuple(x.shape[1:]) != grid.padded:  # (pad takes the last axis first)
+            pad = tuple(v for q, n in zip(grid.padded[::-1], x.shape[1:][::-1]) for v in (0, q - n))
             x = torch.nn.functional.pad(x[None], pad, mode="reflect" if min(shape) > 1 else "replicate")[0]
         acc = torch.zeros((out_channels, *grid.padded), dtype=torch.float32, device=device)
         with torch.inference_mode():
             for first in range(0, len(starts), batch_size):
                 chunk = starts[first : first + batch_size]
-                xb = torch.stack([x[:, y0 : y0 + th, x0 : x0 + tw] for y0, x0 in chunk])
+                xb = torch.stack([x[window(start)] for start in chunk])
                 xb = channels_last(xb)
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     y = net(xb)
                 y = y.float()
                 y = torch.softmax(y, dim=1) if activation == "softmax" else torch.sigmoid(y)
-                for (y0, x0), r in zip(chunk, y):
-                    acc[:, y0 : y0 + th, x0 : x0 + tw] += r * weight
+                for start, r in zip(chunk, y):
+                    acc[window(start)] += r * weight
                 done += len(chunk)
                 yield Progress(done, total, {"planes_done": p, "planes": layout.n_planes})
-            result = acc[:, : shape[0], : shape[1]] / wsum
+            result = acc[(slice(None), *crop)] / wsum
             index = np.unravel_index(p, stack_shape) if stack_shape else ()
             target = out[(slice(None), *index)] if isinstance(out, np.ndarray) else None
             if target is not None and target.flags.writeable:

@@ -237,7 +237,8 @@ def tiles_iter(
         _check_not_constant(run.image)
     options = {"out_channels": card.out_channels, "axes": run.axes, "in_channels": card.in_channels,
                "overlap": float(s.overlap), "size_divisor": getattr(model, "size_divisor", 16),
-               "normalisation": card.normalisation if normalise else None, "out": out}  # fmt: skip
+               "normalisation": card.normalisation if normalise else None, "out": out,
+               "spatial_dims": card.spatial_dims}  # fmt: skip
     while True:
         try:
             if run.engine == "device":

@@ -6,7 +6,7 @@ overlap, plane layout and engine are decided: :func:`napari_unet.segment`,
 and hand the :class:`Run` to :func:`napari_unet.engine.predict.engine_iter`, which keeps no
 defaults of its own. The engine is an option of the run, chosen here, not by the callers; the
 three that tile share one grid (:class:`~napari_unet.engine.tiling.Grid`), its weights and
-blending order (the host tiling is N-D; the device and blocks loops are 2D so far):
+blending order (the host tiling and the device loop are N-D; the blocks loop is 2D so far):
 
 ``tiles``
     Tiles cut on the host, batched through the network (:mod:`napari_unet.engine.tiling`).
