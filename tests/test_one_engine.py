@@ -81,7 +81,7 @@ def test_the_run_is_resolved_once_and_the_engine_keeps_no_defaults(nuclei_model,
 
 
 def test_one_cli_count_resolves_the_device_and_precision_once(tmp_path, monkeypatch, rpe1):
-    """The count command used to pick the device three times and the precision twice per file."""
+    """The count command picked the device twice (three times with --device) and the precision twice."""
     from napari_unet.cli import main
     from napari_unet.engine import inference
 
@@ -97,4 +97,8 @@ def test_one_cli_count_resolves_the_device_and_precision_once(tmp_path, monkeypa
     tifffile.imwrite(tmp_path / "cells.tif", rpe1)
     assert main(["count", str(tmp_path / "cells.tif"), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "cells_objects.csv").exists()
+    assert calls == {"pick_device": 1, "resolve_precision": 1}
+    # a device named on the command line is checked before any file is read, and resolved once
+    calls.update(pick_device=0, resolve_precision=0)
+    assert main(["count", str(tmp_path / "cells.tif"), "--out", str(tmp_path / "cpu"), "--device", "cpu"]) == 0
     assert calls == {"pick_device": 1, "resolve_precision": 1}

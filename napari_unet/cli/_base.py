@@ -232,9 +232,9 @@ def settings_from_args(options: dict, card: Any) -> Any:
     from napari_unet.objects.pipeline import Settings
 
     if options.get("device") not in (None, "auto"):
-        from napari_unet.engine.inference import pick_device
+        from napari_unet.engine.inference import check_device
 
-        pick_device(options["device"])  # an absent device is named before any file is read
+        check_device(options["device"])  # an absent device is named before any file is read
     names = ("threshold", "min_area", "max_area", "min_relative_area", "seed_threshold", "boundary_threshold", "tile",
              "overlap", "batch", "precision", "device", "compile", "tta")  # fmt: skip
     given = {k: options.get(k) for k in names if options.get(k) is not None}

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "available_devices",
+    "check_device",
     "dihedral_mean",
     "pick_device",
     "prepare_model",
@@ -37,24 +38,35 @@ __all__ = [
 # --------------------------------------------------------------------------- torch side
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA, then Apple MPS, then CPU. An explicit device that is absent is an error."""
+def check_device(device: str) -> None:
+    """Refuse, in one sentence, a device that is unknown or absent here (``auto`` always
+    passes): a command checks its ``--device`` with this before any file is read."""
     import torch
 
     name = str(device).lower()
-    cuda, mps = (
-        torch.cuda.is_available(),
-        bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
-    )
     if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if name.startswith("cuda") and not cuda:
+        return
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was requested but no CUDA GPU is available here; use --device auto or cpu")
-    if name == "mps" and not mps:
+    if name == "mps" and not bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' was requested but Apple's MPS is not available here; use --device auto or cpu")
     if not (name == "cpu" or name.startswith("cuda") or name == "mps"):
         raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
-    return torch.device(name)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA, then Apple MPS, then CPU. An explicit device that is absent is an error
+    (:func:`check_device`). A run resolves its device once, here (:func:`napari_unet.engine.run.resolve_run`)."""
+    import torch
+
+    check_device(device)
+    if str(device).lower() != "auto":
+        return torch.device(str(device).lower())
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 def available_devices() -> list[str]:
