@@ -19,6 +19,7 @@ from napari_unet.cli import (  # noqa: F401
     evaluate_cmd,
     exchange_cmd,
     info_cmd,
+    interpolate_cmd,
     predict_cmd,
     train_cmd,
     view_cmd,

@@ -4,6 +4,7 @@
 :mod:`.settings`; :mod:`.instances` parts touching objects; :mod:`.label_cleanup` fills
 and filters labels; :mod:`.count` measures and counts (:mod:`.geometry` the outlines,
 :mod:`.micronuclei` the small ones); :mod:`.metrics` compares with the truth;
-:mod:`.continuation` follows drawn regions across slices; :mod:`.fit` warns of images
+:mod:`.continuation` follows drawn regions across slices; :mod:`.interpolate` fills between
+drawn slices; :mod:`.fit` warns of images
 unlike the training ones; :mod:`.report` draws overlays.
 """
