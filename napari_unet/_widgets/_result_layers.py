@@ -16,6 +16,17 @@ import numpy as np
 from napari_unet._widgets._common import defer_tool_overlays, restore_tool_overlay
 
 
+def shown_probability(role: str, prob: np.ndarray, card: Any) -> np.ndarray | None:
+    """What a probability layer in ``role`` shows of one plane's output ``(K, Y, X)``:
+    ``probability`` the foreground (a region model's: any class but background),
+    ``probability:<class>`` that class; None for a class this model does not have (a layer
+    another model made)."""
+    if role == "probability":
+        return 1.0 - prob[0] if getattr(card, "activation", None) == "softmax" else prob[0]
+    name = role.split(":", 1)[1]
+    return prob[list(card.classes).index(name)] if name in card.classes else None
+
+
 class ResultLayers:
     """The probability and Labels layers of one image's prediction, in a viewer.
 
@@ -41,12 +52,11 @@ class ResultLayers:
     def prob(self) -> Any:
         return self._layer("probability")
 
-    def class_layers(self) -> list[tuple[int, Any]]:
-        """``(class id, layer)`` of a semantic model's per-class probability layers still open."""
-        if not self.semantic:
-            return []
-        found = [(c, self._layer(f"probability:{name}")) for c, name in enumerate(self.card.classes) if c > 0]
-        return [(c, layer) for c, layer in found if layer is not None]
+    def probability_layers(self) -> list[tuple[str, Any]]:
+        """``(role, layer)`` of the probability layers still open (a semantic model's per-class
+        ones too), in the roles :func:`shown_probability` knows."""
+        return [(role, layer) for role, layer in self.work.handles.items()
+                if role.split(":")[0] == "probability" and layer in self._viewer.layers]  # fmt: skip
 
     @property
     def labels(self) -> Any:
@@ -111,28 +121,28 @@ class ResultLayers:
                 return True
         return False
 
-    def write(self, run: Any, budget: float) -> tuple[list[int], list[int]]:
+    def write(self, run: Any, budget: float) -> None:
         """Move the finished planes of ``run`` (a :class:`~napari_unet.work.workflow.PredictionRun`)
         into the layers, lowest first, for at most ``budget`` seconds, each through the run's
-        rules (:meth:`PredictionRun.take`); returns ``(planes written, checked planes kept)``."""
+        rules (:meth:`PredictionRun.take`), which records what was written and kept."""
         prob_layer, labels_layer, spatial, work = self.prob, self.labels, self.spatial, self.work
         if prob_layer is None or labels_layer is None:
             raise KeyError("a result layer was closed")
         full = work.probabilities
         work.labels = labels_layer.data  # (the user may have given the layer new data)
         partial = run.partial
-        start, written, kept = time.perf_counter(), [], []
+        start, written = time.perf_counter(), []
         while partial and time.perf_counter() - start < budget:
             p = min(partial)
             prob, labels = partial.pop(p)
             index = tuple(np.unravel_index(p, spatial[:-2])) if len(spatial) > 2 else ()
             merged = run.take(p, labels)
             if merged is None:  # checked (perhaps while the job ran): neither labels nor probabilities change
-                kept.append(p)
                 continue
-            prob_layer.data[index] = 1.0 - prob[0] if self.semantic else prob[0]  # (any class but background)
-            for c, layer in self.class_layers():
-                layer.data[index] = prob[c]
+            for role, layer in self.probability_layers():
+                shown = shown_probability(role, prob, self.card)
+                if shown is not None:
+                    layer.data[index] = shown
             if full is not None:
                 full[(slice(None), *index)] = prob
             labels_layer.data[index] = merged
@@ -140,11 +150,9 @@ class ResultLayers:
         if written:
             if getattr(labels_layer.data, "attrs", None) is not None:  # our zarr store: remember the ids used
                 labels_layer.data.attrs["napari_unet_max_label"] = run.next_id - 1
-            prob_layer.refresh()
-            labels_layer.refresh()
-            for _, layer in self.class_layers():
+            for _, layer in self.probability_layers():
                 layer.refresh()
-        return written, kept
+            labels_layer.refresh()
 
     def _array(self, what: str, dtype: Any) -> Any:
         """Storage for a result layer: in memory, or for a lazily opened image an OME-Zarr

@@ -365,6 +365,8 @@ class TrainWidget(Step):
     def repredict(self, *_: Any) -> Any:
         """Predict the unchecked slices again with the new model; checked slices are kept.
         A workflow call: it needs no other step open."""
+        from napari_unet._widgets._result_layers import shown_probability
+
         labels = self.labels_layer.value
         if self.result is None or labels is None or self.busy():
             return None
@@ -380,11 +382,12 @@ class TrainWidget(Step):
             written = run.write_all()  # here, on the thread that owns the labels layer
             run.finish()
             for role, layer in work.handles.items():  # the layers that show this work
-                if role == "probability" or role.startswith("probability:"):
-                    c = run.card.classes.index(role.split(":", 1)[1]) if ":" in role else 0
-                    for index, prob in written.items():  # (a region model's shows any class but background)
-                        layer.data[index] = 1.0 - prob[0] if run.semantic and c == 0 else prob[c]
-                if role == "labels" or role.startswith("probability"):
+                if role.split(":")[0] == "probability" and layer in self._viewer.layers:
+                    for index, prob in written.items():
+                        shown = shown_probability(role, prob, run.card)
+                        if shown is not None:
+                            layer.data[index] = shown
+                if role.split(":")[0] in ("labels", "probability") and layer in self._viewer.layers:
                     layer.refresh()
             self.status.value = "re-predicted: " + run.outcome(self.failed)
             for warning in sorted(run.warnings):

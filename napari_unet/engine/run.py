@@ -45,6 +45,12 @@ ENGINES = ("tiles", "device", "whole", "blocks")
 DEFAULT_BLOCK = 2048
 
 
+def tiling_engine(device: torch.device, compile: bool) -> str:
+    """``device`` (each plane kept on the GPU) on CUDA, where host-side tiling costs more than
+    the network, unless the network is compiled; ``tiles`` (host tiling) elsewhere."""
+    return "device" if device.type == "cuda" and not compile else "tiles"
+
+
 def default_batch(device: torch.device) -> int:
     """Tiles per batch when none is asked for: 8 on CUDA, 4 elsewhere."""
     return 8 if device.type == "cuda" else 4
@@ -173,8 +179,6 @@ def resolve_run(
         engine = "whole"
     elif out_of_core:
         engine = "blocks"
-    elif dev.type == "cuda" and not resolved.compile:  # the whole plane on the GPU: no host-side tiling
-        engine = "device"
     else:
-        engine = "tiles"
+        engine = tiling_engine(dev, resolved.compile)
     return Run(resolved, dev, image, axes, layout, engine, int(block))

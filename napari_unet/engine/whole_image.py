@@ -34,10 +34,10 @@ def resized_predict_iter(
     probabilities resized back to the plane's size."""
     from napari_unet.engine.inference import tiles_iter
     from napari_unet.engine.planes import normalise_plane, plane_layout, read_plane
-    from napari_unet.engine.run import Run
+    from napari_unet.engine.run import Run, tiling_engine
 
     card, layout, tile = model.card, run.layout, int(run.settings.tile)
-    inner = "device" if run.device.type == "cuda" and not run.settings.compile else "tiles"
+    inner = tiling_engine(run.device, run.settings.compile)  # the resized plane is tiled as any plane is
     h, w = layout.spatial_shape[-2:]
     probs = np.zeros((card.out_channels, *layout.spatial_shape), np.float32) if out is None else out
     flat = probs.reshape(card.out_channels, layout.n_planes, h, w) if isinstance(probs, np.ndarray) else None

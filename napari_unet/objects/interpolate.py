@@ -78,22 +78,19 @@ def fill_between(labels: np.ndarray, annotated: Sequence[int], *, align: bool = 
             shift = np.zeros(2)
             if a.any() and b.any():
                 da, db = _signed_distance(a), _signed_distance(b)
-            if a.any() and b.any() and align:
-                # a shape that moves between the slices is followed: both distance maps are
-                # moved to where its centre is on the slice between, then blended
-                shift = np.array(ndi.center_of_mass(b)) - np.array(ndi.center_of_mass(a))
-            elif not (a.any() and b.any()):  # drawn on one side only: it ends halfway to the slice checked without it
+                if align:  # a shape that moves is followed: both maps go to where its centre is between
+                    shift = np.array(ndi.center_of_mass(b)) - np.array(ndi.center_of_mass(a))
+            else:  # drawn on one side only: it ends halfway to the slice checked without it
                 present = _signed_distance(a if a.any() else b)
                 gone = np.full_like(present, -2.0 * float(present.max()) - 1.0)
                 da, db = (present, gone) if a.any() else (gone, present)
             for k, z in enumerate(range(za + 1, zb)):
                 t = (z - za) / (zb - za)
                 if shift.any():
-                    moved_a = ndi.shift(da, t * shift, order=1, mode="nearest")
-                    moved_b = ndi.shift(db, -(1 - t) * shift, order=1, mode="nearest")
-                    depth_in = (1 - t) * moved_a + t * moved_b
+                    at_a, at_b = (ndi.shift(d, s * shift, order=1, mode="nearest") for d, s in ((da, t), (db, t - 1)))
                 else:
-                    depth_in = (1 - t) * da + t * db
+                    at_a, at_b = da, db
+                depth_in = (1 - t) * at_a + t * at_b
                 take = depth_in > best[k]
                 best[k][take] = depth_in[take]
                 claim[k][take] = v

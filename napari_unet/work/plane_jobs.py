@@ -23,18 +23,12 @@ def engine_job(model: Any, data: Any, axes: str, settings: Any, planes: list[int
     Stops between planes.
     """
     from napari_unet.jobs import Progress
-    from napari_unet.objects.pipeline import segment_iter
+    from napari_unet.objects.pipeline import segment
 
     plane_axes = axes.replace("T", "").replace("Z", "")
     for k, p in enumerate(planes):
         yield Progress(k, len(planes), {"plane": p, "engine": "blocks"})
-        gen = segment_iter(model, data[p], axes=plane_axes, settings=settings, out_of_core=True)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
+        result = segment(model, data[p], axes=plane_axes, settings=settings, out_of_core=True)
         partial[p] = (result.probabilities, result.labels)
         yield Progress(k + 1, len(planes), {"plane": p, "planes_done": k + 1, "engine": "blocks"})
     return len(planes)
