@@ -101,3 +101,27 @@ def test_the_command_fills_a_file_and_keeps_its_pixel_size(tmp_path, capsys):
     assert main(["interpolate", str(tmp_path / "rgb.tif"), "--annotated", "0,1", "--out", str(tmp_path / "d.tif")]) == 1
     assert "not labels" in capsys.readouterr().err
     assert not (tmp_path / "a.tif").exists() and not (tmp_path / "d.tif").exists()
+
+
+def test_a_models_probabilities_move_the_filled_edge_toward_the_true_shape():
+    """Image-aware refinement: where the true shape between two drawn slices is not the blend
+    of them (a bulge), a model that sees it pulls the filled edge toward it; where the model is
+    unsure (0.5) nothing moves, and it never adds a shape where none was drawn."""
+    truth = np.zeros((5, 64, 64), np.int32)
+    yy, xx = np.indices((64, 64))
+    for z, r in enumerate((10, 16, 20, 16, 10)):  # a bulge: the middle slices are wider than a blend
+        truth[z][(yy - 32) ** 2 + (xx - 32) ** 2 < r * r] = 1
+    truth[2, 2:8, 2:8] = 1  # something the model would see that nobody drew on a checked slice
+    drawn = np.zeros_like(truth)
+    drawn[[0, 4]] = truth[[0, 4]]
+    plain, _ = fill_between(drawn, [0, 4])
+    sure = np.where(truth > 0, 0.95, 0.05).astype(np.float32)
+    refined, _ = fill_between(drawn, [0, 4], probability=sure)
+    unsure, _ = fill_between(drawn, [0, 4], probability=np.full(truth.shape, 0.5, np.float32))
+    between = [1, 2, 3]
+    assert dice(refined[between] > 0, truth[between] > 0) > dice(plain[between] > 0, truth[between] > 0) + 0.05
+    np.testing.assert_array_equal(unsure, plain)
+    assert not refined[2, 2:8, 2:8].any()  # no shape nobody drew
+    np.testing.assert_array_equal(refined[[0, 4]], drawn[[0, 4]])
+    with pytest.raises(ValueError, match=r"probabilities have shape \(5, 32, 32\) but the labels \(5, 64, 64\)"):
+        fill_between(drawn, [0, 4], probability=np.zeros((5, 32, 32), np.float32))

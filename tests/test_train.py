@@ -406,3 +406,44 @@ def test_early_stopping_waits_until_the_model_has_found_something(data, monkeypa
 
     assert run_with([0.0013, 0.0, 0.0, 0.0, 0.0, 0.0]) == [0, 1, 2, 3, 4, 5]
     assert run_with([0.5, 0.4, 0.4, 0.4, 0.4, 0.4]) == [0, 1, 2]
+
+
+def test_filled_slices_are_learnt_with_their_own_weight_and_never_validated_on(data):
+    """Slices filled by interpolation that nobody checked: in training with the weight the
+    person chose (the loss mask carries it), out of validation, out of training at weight 0."""
+    stack = np.stack([d[0] for d in data] * 2)
+    labels = np.stack([d[1] for d in data] * 2)
+    item = TrainingItem(stack, labels, [0, 2, 4], "stack", weights={1: 0.25, 3: 0.0, 4: 0.5})
+    trainer = Trainer([item], card=TINY, config=FAST)
+    train_names = {p.source: p.weight for p in trainer.train_planes}
+    val_names = [p.source for p in trainer.val_planes]
+    assert train_names["stack[1]"] == 0.25  # filled, weighted
+    assert "stack[3]" not in train_names and "stack[3]" not in val_names  # weight 0: left out
+    assert "stack[1]" not in val_names  # never validated on
+    weights = {p.source: p.weight for p in [*trainer.train_planes, *trainer.val_planes]}
+    assert weights.get("stack[4]", 1.0) == 1.0  # a checked slice keeps weight 1
+    filled = next(p for p in trainer.train_planes if p.source == "stack[1]")
+    _, _, masks = _Sampler([filled], 32, 0.5, np.random.default_rng(0)).batch(8)
+    assert set(np.unique(masks).tolist()) == {0.0, 0.25}  # the loss mask is the weight (0 past the slice's edge)
+    with pytest.raises(ValueError, match="weight of slice 1 must be from 0 to 1"):
+        Trainer([TrainingItem(stack, labels, [0, 2], "stack", weights={1: 2.0})], card=TINY, config=FAST)
+    with pytest.raises(ValueError, match="slice 9 given a weight is outside the stack"):
+        Trainer([TrainingItem(stack, labels, [0, 2], "stack", weights={9: 0.5})], card=TINY, config=FAST)
+
+
+def test_one_slice_with_objects_and_one_without_are_both_learnt_from(data):
+    """A first model from one drawn lesion slice and one slice checked free of it: holding the
+    lesion slice out whole for validation would leave nothing to learn the lesion from, so
+    tiles of it are held out instead, never the one tile that holds every object."""
+    img, lab = data[0]
+    one = np.zeros_like(lab)
+    one[lab == lab.max()] = 1  # a single object, in one tile
+    stack = np.stack([img, data[1][0]])
+    labels = np.stack([one, np.zeros_like(lab)])
+    trainer = Trainer([TrainingItem(stack, labels, [0, 1], "two")], card=TINY, config=FAST)
+    train = {p.source: p for p in trainer.train_planes}
+    assert set(train) == {"two[0]", "two[1]"}
+    lesion = train["two[0]"]
+    assert (lesion.labels[lesion.region] > 0).sum() == (one > 0).sum()  # the whole object is learnt from
+    (val,) = trainer.val_planes
+    assert val.source == "two[0]" and val.region.any() and not (val.region & lesion.region).any()

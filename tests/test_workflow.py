@@ -145,3 +145,34 @@ def test_sessions_of_two_images_are_kept_apart(flow, tmp_path):
     a = flow.work_for("a", name="a", shape=(8, 8), root=tmp_path)
     b = flow.work_for("b", name="b", shape=(8, 8), root=tmp_path)
     assert a.session.folder != b.session.folder
+
+
+def test_filled_slices_are_marked_until_checked_and_unmarked_when_taken_back(tmp_path):
+    from napari_unet.work.workflow import Workflow
+
+    flow = Workflow(model_name="nuclei")
+    work = flow.work_for("layer", name="ct", shape=(7, 32, 32), root=tmp_path, session=True)
+    labels = np.zeros((7, 32, 32), np.int32)
+    labels[0, 8:24, 8:24] = 1
+    labels[6, 10:20, 10:20] = 1
+    work.labels = labels
+    for z in (0, 6):
+        work.mark_checked(z)
+    filled, changed = work.fill_between()
+    assert changed == [1, 2, 3, 4, 5] and not labels[1:6].any()  # nothing written until the caller does
+    new = filled != labels
+    labels[new] = filled[new]
+    work.mark_interpolated(changed, new)
+    work.mark_checked(3)
+    assert work.interpolated_slices() == [1, 2, 4, 5]
+    assert work.training_weights(0.5) == {1: 0.5, 2: 0.5, 4: 0.5, 5: 0.5} and work.training_weights(0) == {}
+    labels[5][new[5]] = 0  # the filling of slice 5 taken back (an undo)
+    assert work.interpolated_slices() == [1, 2, 4]
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        work.training_weights(1.5)
+    work.session.save(labels, checked=work.checked_slices(), extra={"interpolated": work.interpolated_slices()})
+    assert work.session.state()["interpolated"] == [1, 2, 4]  # the autosave keeps the difference
+    flat = flow.work_for("flat", name="one", shape=(32, 32), session=False)
+    flat.labels = np.zeros((32, 32), np.int32)
+    with pytest.raises(ValueError, match="one 2D image; filling between slices needs a Z stack"):
+        flat.fill_between()

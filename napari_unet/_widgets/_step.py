@@ -91,6 +91,16 @@ def paired_work(flow: Workflow, image: Any, labels: Any) -> Work:
     return work
 
 
+def choose_predicted(viewer: Any, work: Work, choosers: dict[str, Any]) -> None:
+    """After a prediction, point each chooser (``{role: layer chooser}``) at the work's layer
+    in that role, the image and the labels a person corrects and learns from next."""
+    for role, chooser in choosers.items():
+        layer = work.handles.get(role)
+        if layer is not None and layer in viewer.layers and chooser.value is not layer:
+            chooser.reset_choices()
+            chooser.value = layer
+
+
 class Step(Container):
     """A dock step: a form, a Run and a Cancel button, a status line and one job at a time.
 

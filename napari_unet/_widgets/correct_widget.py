@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, PushButton, Select, SpinBox, create_widget
+from magicgui.widgets import CheckBox, ComboBox, Container, PushButton, Select, SpinBox, create_widget
 
 from napari_unet._widgets._common import (
     current_plane_index,
@@ -50,6 +50,13 @@ class CorrectWidget(Container):
         self.mark_button = PushButton(text=f"Mark slice checked ({MARK_KEY})")
         self.unmark_button = PushButton(text="Unmark slice")
         self.checked = Select(label="checked slices", choices=[], value=[])
+        self.fill_button = PushButton(text="Fill between checked slices")
+        self.fill_button.tooltip = (
+            "Draw an object on two checked slices; the slices between get its shape, interpolated (one undo). "
+            "They stay unchecked, marked 'filled', until you check them."
+        )
+        self.refine = CheckBox(label="follow the model's probabilities", value=True, visible=False)
+        self.filled = wrapping_label()
         self.region_button = PushButton(text="Paint checked region (single image)")
         self.delete_button = PushButton(text="Delete selected object")
         self.merge_a = SpinBox(label="merge object", min=1, max=2**31 - 1, value=1)
@@ -58,19 +65,23 @@ class CorrectWidget(Container):
         self.restore_button = PushButton(text="Restore saved corrections", enabled=False)
         self.status = wrapping_label()
         self.checked.native.setMaximumHeight(96)  # a few rows, scrolling: not half of the tab
-        super().__init__(widgets=[self.labels_layer, self.paint_class, self.mark_button, self.unmark_button, self.checked, self.region_button,
+        super().__init__(widgets=[self.labels_layer, self.paint_class, self.mark_button, self.unmark_button, self.checked,
+                                  self.fill_button, self.refine, self.filled, self.region_button,
                                   self.delete_button, self.merge_a, self.merge_b, self.merge_button, self.restore_button, self.status])  # fmt: skip
         self.native.layout().addStretch(1)
         listen(self.workflow, "predicted", self._predicted)
         self.mark_button.changed.connect(self.mark_checked)
         self.unmark_button.changed.connect(self.unmark)
         self.region_button.changed.connect(self.add_region_layer)
+        self.fill_button.changed.connect(self.fill_between)
         self.delete_button.changed.connect(self.delete_selected)
         self.merge_button.changed.connect(self.merge)
         self.restore_button.changed.connect(self.restore)
         self.labels_layer.changed.connect(self._attach)
         self.paint_class.changed.connect(self._paint_class_chosen)
         self._dirty: set[int] = set()
+        self._undone = self._painting = False
+        self._history: tuple[int, int] = (0, 0)
         self._attached: Any = None
         self.session: Any = None
         self.autosave_seconds = autosave_seconds
@@ -100,16 +111,19 @@ class CorrectWidget(Container):
         layer = self.labels_layer.value
         if self._attached is not None:
             self.autosave()
-            try:
-                self._attached.events.paint.disconnect(self._on_paint)
-            except (TypeError, ValueError, RuntimeError):
-                pass
+            for event, callback in (("paint", self._on_paint), ("set_data", self._on_set_data)):
+                try:
+                    getattr(self._attached.events, event).disconnect(callback)
+                except (TypeError, ValueError, RuntimeError):
+                    pass
         self._attached = layer
         self._dirty = set()
         if layer is None:
             self.work = self.session = None
             return
         layer.events.paint.connect(self._on_paint)
+        layer.events.set_data.connect(self._on_set_data)
+        self._history = _history_lengths(layer)
         self.work = labels_work(self.workflow, layer)
         self._show_classes(layer)
         self.session = self.work.session
@@ -141,6 +155,7 @@ class CorrectWidget(Container):
         layer = self._attached
         if layer is None:
             return
+        self._painting = True  # (the set_data napari sends next is this paint's)
         if layer.ndim == 2:
             self._dirty.add(0)
             return
@@ -152,6 +167,18 @@ class CorrectWidget(Container):
                 flat = np.ravel_multi_index(tuple(stack), stack_shape)
                 self._dirty.update(int(z) for z in np.unique(flat))
 
+    def _on_set_data(self, event: Any) -> None:
+        """An undo or redo changes the labels without a paint event: napari says only that the
+        layer's data was set (as it does for a change of slice too), so the lengths of its
+        undo and redo histories tell which it was. The next autosave then writes every slice."""
+        layer = self._attached
+        if layer is None:
+            return
+        lengths = _history_lengths(layer)
+        if lengths != self._history and not self._painting:
+            self._undone = True
+        self._history, self._painting = lengths, False
+
     def checked_slices(self) -> list[int]:
         return self.work.checked_slices() if self.work is not None else []
 
@@ -159,6 +186,9 @@ class CorrectWidget(Container):
         values = self.checked_slices()
         self.checked.choices = [str(z) for z in values]
         self.checked.value = []
+        filled = self.work.interpolated_slices() if self.work is not None else []
+        self.filled.value = f"filled, not checked yet: {_ranges(filled)}" if filled else ""
+        self.refine.visible = self._probabilities() is not None
 
     def _region(self) -> np.ndarray | None:
         region = self.work.region if self.work is not None else None
@@ -167,15 +197,23 @@ class CorrectWidget(Container):
     def autosave(self, *, force: bool = False) -> bool:
         """Save the slices changed since the last save (all of them with ``force``)."""
         layer = self.labels_layer.value
-        if layer is None or self.session is None or (not self._dirty and not force):
+        if self.work is not None and self.work.interpolated:
+            before = set(self.work.interpolated)
+            self.work.interpolated_slices()  # a filling taken back (undo) is unmarked, and saved so
+            if before != self.work.interpolated:
+                self._dirty.update(before - self.work.interpolated)
+                self._sync_checked()
+        if layer is None or self.session is None or (not self._dirty and not force and not self._undone):
             return False
-        dirty = None if force or not self.session.exists() else set(self._dirty)
+        dirty = None if force or self._undone or not self.session.exists() else set(self._dirty)
         try:
-            self.session.save(layer.data, checked=self.checked_slices(), region=self._region(), dirty=dirty)
+            self.session.save(layer.data, checked=self.checked_slices(), region=self._region(), dirty=dirty,
+                              extra={"interpolated": self.work.interpolated_slices()})  # fmt: skip
         except (OSError, ValueError) as exc:
             notify_error(f"Autosave failed: {exc}. Your corrections are still in the window; save the labels by hand.")
             return False
         self._dirty.clear()
+        self._undone = False
         self.status.value = f"saved {time.strftime('%H:%M:%S')}"
         return True
 
@@ -201,6 +239,7 @@ class CorrectWidget(Container):
             layer.data = labels
         self.work.labels = layer.data
         self.work.checked = {int(z) for z in checked}
+        self.work.interpolated = {int(z) for z in self.session.state().get("interpolated", [])} - self.work.checked
         if region is not None:
             region_layer = self.add_region_layer()
             region_layer.data = region.astype(np.uint8)
@@ -241,6 +280,46 @@ class CorrectWidget(Container):
         self._sync_checked()
         self.workflow.emit("checked", self.work)
         self.autosave()
+
+    def _probabilities(self) -> np.ndarray | None:
+        """The model's foreground probability on every slice, when this work has one for all of them."""
+        work = self.work
+        if work is None or work.probabilities is None or len(work.shape) != 3:
+            return None
+        prob = work.probabilities
+        if tuple(prob.shape[1:]) != tuple(work.shape) or len(work.predicted) < work.n_slices - len(work.checked):
+            return None  # not every slice was predicted: the model has no say on the others
+        card = work.card
+        if card is not None and card.activation == "softmax":  # a class id's own probability
+            return {k: np.asarray(prob[k]) for k in range(1, prob.shape[0])}
+        return np.asarray(prob[0])
+
+    def fill_between(self, *_: Any) -> list[int]:
+        """Fill the slices between checked slices (one napari undo); they are marked filled."""
+        layer = self.labels_layer.value
+        if layer is None:
+            notify_error("Fill between: choose the labels layer you drew on first.")
+            return []
+        try:
+            probability = self._probabilities() if self.refine.value else None
+            filled, changed = self.work.fill_between(probability)
+        except ValueError as exc:
+            notify_error(f"Fill between: {exc}")
+            self.status.value = str(exc)
+            return []
+        if not changed:
+            self.status.value = "nothing to fill: every slice between checked ones is labelled already"
+            return []
+        current = np.asarray(layer.data)
+        new = filled != current
+        layer.data_setitem(np.nonzero(new), filled[new].astype(current.dtype))  # one step of napari's undo history
+        self.work.mark_interpolated(changed, new)
+        self._dirty.update(changed)
+        self._sync_checked()
+        self.status.value = f"filled {len(changed)} slice(s): {_ranges(changed)}; check them to learn from them fully"
+        self.workflow.emit("checked", self.work)
+        self.autosave()
+        return changed
 
     def add_region_layer(self, *_: Any) -> Any:
         layer = self.labels_layer.value
@@ -287,7 +366,7 @@ class CorrectWidget(Container):
     # ------------------------------------------------------------------ closing
 
     def has_unsaved_changes(self) -> bool:
-        return bool(self._dirty)
+        return bool(self._dirty) or self._undone
 
     def _install_close_guard(self) -> None:
         from qtpy.QtCore import QEvent, QObject
@@ -320,3 +399,21 @@ class CorrectWidget(Container):
         if answer == QMessageBox.StandardButton.Save:
             return self.autosave(force=True)
         return answer == QMessageBox.StandardButton.Discard
+
+
+def _history_lengths(layer: Any) -> tuple[int, int]:
+    """How many steps napari can undo and redo on ``layer`` ((0, 0) where it does not say)."""
+    return len(getattr(layer, "_undo_history", ()) or ()), len(getattr(layer, "_redo_history", ()) or ())
+
+
+def _ranges(slices: list[int]) -> str:
+    """``[3, 4, 5, 9]`` -> ``"3-5, 9"``."""
+    out, run = [], []
+    for z in sorted(slices):
+        if run and z != run[-1] + 1:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+            run = []
+        run.append(z)
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)

@@ -27,6 +27,7 @@ class StepEntry:
 STEPS: list[StepEntry] = [
     StepEntry("Predict", "napari_unet._widgets.predict_widget:PredictWidget", "predict_step"),
     StepEntry("Correct", "napari_unet._widgets.correct_widget:CorrectWidget", "correct_step"),
+    StepEntry("Suggest", "napari_unet._widgets.suggest_widget:SuggestWidget", "suggest_step"),
     StepEntry("Fine-tune", "napari_unet._widgets.train_widget:TrainWidget", "train_step"),
     StepEntry("Count", "napari_unet._widgets.count_widget:CountWidget", "count_step"),
 ]

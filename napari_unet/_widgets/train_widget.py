@@ -24,7 +24,7 @@ from napari_unet._widgets._common import (
     wrapping_label,
 )
 from napari_unet._widgets._curve import CurveWidget
-from napari_unet._widgets._step import Step, listen, paired_work
+from napari_unet._widgets._step import Step, choose_predicted, listen, paired_work
 from napari_unet._widgets._warmup import preload_core, preload_training
 from napari_unet._widgets.predict_widget import model_choices
 
@@ -72,6 +72,11 @@ class TrainWidget(Step):
         self._new_model_widgets = [self.task, self.class_names, self.image_kind, self.lateral, self.advanced]
         self._advanced_widgets = [self.architecture, self.loss, self.lr, self.input_size]
         self.seconds = SpinBox(label="time budget (s)", value=60, min=5, max=24 * 3600, step=15)
+        self.filled_weight = FloatSpinBox(label="weight of filled slices", value=0.5, min=0.0, max=1.0, step=0.1)
+        self.filled_weight.tooltip = (
+            "Slices filled between checked ones (Correct) that nobody checked: how much training learns from them "
+            "(1: as much as a checked slice, 0: not at all). A slice you check counts fully."
+        )
         self.model_name = LineEdit(label="new model name", value="")
         self.verdict = wrapping_label()  # a long verdict wraps instead of widening the dock for good
         self.use_button = PushButton(text="Use new model", enabled=False)
@@ -91,7 +96,7 @@ class TrainWidget(Step):
         )
         self.import_button = PushButton(text="Import bioimage.io package")
         form = [self.image, self.labels_layer, self.start_from, self.base, *self._new_model_widgets,
-                *self._advanced_widgets, self.seconds, self.model_name, train_button]  # fmt: skip
+                *self._advanced_widgets, self.seconds, self.filled_weight, self.model_name, train_button]  # fmt: skip
         super().__init__(viewer, [*form, cancel_button, self.verdict, self.use_anyway, self.use_button,
                                   self.repredict_button, self.export_path, self.export_button,
                                   self.import_path, self.trust, self.import_button],
@@ -230,11 +235,7 @@ class TrainWidget(Step):
 
     def _predicted(self, work: Any) -> None:
         """A prediction was made: its image and labels are what will be corrected and learnt."""
-        image, labels = work.handles.get("image"), work.handles.get("labels")
-        for chooser, layer in ((self.image, image), (self.labels_layer, labels)):
-            if layer is not None and layer in self._viewer.layers and chooser.value is not layer:
-                chooser.reset_choices()
-                chooser.value = layer
+        choose_predicted(self._viewer, work, {"image": self.image, "labels": self.labels_layer})
 
     def _items(self) -> list[Any]:
         from napari_unet.training.train import TrainingItem
@@ -244,8 +245,9 @@ class TrainWidget(Step):
             raise ValueError("choose the image and its corrected labels layer first")
         work = paired_work(self.workflow, image, labels)
         region = work.training_region()
+        weights = work.training_weights(float(self.filled_weight.value))
         data = np.asarray(labels.data).astype(np.int32, copy=False)
-        return [TrainingItem(image.data, data, region, image.name, image_axes(image))]
+        return [TrainingItem(image.data, data, region, image.name, image_axes(image), weights=weights or None)]
 
     def run(self, *_: Any, config: Any = None) -> Any:
         from napari_unet.networks.model import ModelLoadError, load_model

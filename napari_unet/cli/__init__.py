@@ -21,6 +21,7 @@ from napari_unet.cli import (  # noqa: F401
     info_cmd,
     interpolate_cmd,
     predict_cmd,
+    suggest_cmd,
     train_cmd,
     view_cmd,
 )

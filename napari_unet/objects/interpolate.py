@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,12 +30,29 @@ def _signed_distance(mask: np.ndarray) -> np.ndarray:
     return np.where(mask, inside - 0.5, 0.5 - outside).astype(np.float32)
 
 
-def fill_between(labels: np.ndarray, annotated: Sequence[int], *, align: bool = True) -> tuple[np.ndarray, list[int]]:
+#: how far (a share of the filled shape's depth, its largest distance to its own edge) a
+#: model's probabilities may move an interpolated edge: all the way where it is sure
+REFINE_REACH = 0.5
+
+
+def fill_between(
+    labels: np.ndarray,
+    annotated: Sequence[int],
+    *,
+    align: bool = True,
+    probability: Any = None,
+) -> tuple[np.ndarray, list[int]]:
     """Labels ``(Z, Y, X)`` with the slices between consecutive ``annotated`` slices filled.
 
     Returns the new labels (a copy) and the slices that received pixels. Slices before the
     first and after the last annotated one are left as they are. ``align=False`` blends the
     distance maps where they are (plain shape-based interpolation, for comparison).
+
+    ``probability``: a model's probability of each label value on the stack, ``(Z, Y, X)``
+    for every value or ``{value: (Z, Y, X)}``. The interpolated edge then moves toward where
+    the model puts it, by up to :data:`REFINE_REACH` of the shape's depth where the model is
+    sure and not at all where it is unsure (0.5); the interpolation still decides whether a
+    shape is on a slice at all, so the model cannot add a shape nobody drew.
 
     >>> stack = np.zeros((5, 9, 9), np.int32)
     >>> stack[0, 2:7, 2:7] = 1; stack[4, 3:6, 3:6] = 1
@@ -51,6 +69,13 @@ def fill_between(labels: np.ndarray, annotated: Sequence[int], *, align: bool = 
         )
     if labels.dtype.kind not in "biu":
         raise ValueError(f"labels must be whole numbers (0 = background), got pixel type {labels.dtype}")
+    maps = probability.values() if isinstance(probability, dict) else [] if probability is None else [probability]
+    for source in maps:
+        if tuple(np.shape(source)) != labels.shape:
+            raise ValueError(
+                f"the model's probabilities have shape {tuple(np.shape(source))} but the labels {labels.shape}; "
+                "predict this image with the model first"
+            )
     depth = labels.shape[0]
     slices = sorted({int(z) for z in annotated})
     outside = [z for z in slices if not 0 <= z < depth]
@@ -91,6 +116,10 @@ def fill_between(labels: np.ndarray, annotated: Sequence[int], *, align: bool = 
                 else:
                     at_a, at_b = da, db
                 depth_in = (1 - t) * at_a + t * at_b
+                p = _probability_of(probability, v, z)
+                if p is not None and depth_in.max() > 0:
+                    reach = max(1.0, REFINE_REACH * float(depth_in.max()))
+                    depth_in = depth_in + reach * (2.0 * p - 1.0) * (depth_in > -reach)
                 take = depth_in > best[k]
                 best[k][take] = depth_in[take]
                 claim[k][take] = v
@@ -100,3 +129,10 @@ def fill_between(labels: np.ndarray, annotated: Sequence[int], *, align: bool = 
                 out[z][free] = claim[k][free]
                 changed.add(z)
     return out, sorted(changed)
+
+
+def _probability_of(probability: Any, value: int, z: int) -> np.ndarray | None:
+    if probability is None:
+        return None
+    source = probability.get(value) if isinstance(probability, dict) else probability
+    return None if source is None else np.asarray(source[z], np.float32)

@@ -55,6 +55,11 @@ class TrainingItem:
     micronuclei, same shape as ``labels``, for a model with a ``micronuclei`` output; where
     they are not given, that output is not trained on this item (it is neither taught
     micronuclei nor taught that there are none).
+
+    ``weights``: slices of a stack learnt with a weight of their own, ``{slice: weight}``,
+    for labels a person has not checked (slices filled by interpolation between checked
+    ones): each is learnt whole, its loss weighted by ``weight`` (0: not learnt), and never
+    used for validation. A checked slice keeps weight 1.
     """
 
     image: Any
@@ -63,6 +68,7 @@ class TrainingItem:
     name: str = "image"
     axes: str | None = None
     micronuclei: Any = None
+    weights: dict[int, float] | None = None
 
 
 def make_targets(labels: np.ndarray, card: ModelCard, micronuclei: np.ndarray | None = None) -> np.ndarray:
@@ -140,6 +146,7 @@ class _Plane:
     labels: np.ndarray  # (H, W) instance/class ids, for validation
     source: str
     semantic: bool = False
+    weight: float = 1.0  # below 1: labels nobody checked (an interpolated slice); never validated on
 
 
 def _item_planes(item: TrainingItem, card: ModelCard) -> list[_Plane]:
@@ -181,8 +188,18 @@ def _item_planes(item: TrainingItem, card: ModelCard) -> list[_Plane]:
         if region.shape != labels.shape:
             raise ValueError(f"{item.name}: the annotated region has shape {region.shape}, the labels {labels.shape}")
         region_planes = region.reshape(-1, h, w)
+    weights = {}
+    for z, weight in (item.weights or {}).items():
+        if not 0 <= int(z) < layout.n_planes:
+            raise ValueError(f"{item.name}: slice {z} given a weight is outside the stack (0..{layout.n_planes - 1})")
+        if not 0 <= float(weight) <= 1:
+            raise ValueError(f"{item.name}: the weight of slice {z} must be from 0 to 1, got {weight}")
+        if float(weight) > 0 and not region_planes[int(z)].all():  # a checked slice keeps weight 1
+            weights[int(z)] = float(weight)
     planes = []
     for p in range(layout.n_planes):
+        if p in weights:
+            region_planes[p] = True
         if not region_planes[p].any():
             continue
         img = normalise_plane(read_plane(image, layout, p, card.in_channels), card.normalisation)
@@ -195,7 +212,9 @@ def _item_planes(item: TrainingItem, card: ModelCard) -> list[_Plane]:
             img, lab, region = resize_planes(img, size), _resize_nearest(lab, size), _resize_nearest(region, size)
             mn = None if mn is None else _resize_nearest(mn, size)
         target = make_targets(lab, card, mn)
-        planes.append(_Plane(img, target, region, lab, f"{item.name}[{p}]", card.activation == "softmax"))
+        planes.append(
+            _Plane(img, target, region, lab, f"{item.name}[{p}]", card.activation == "softmax", weights.get(p, 1.0))
+        )
     return planes
 
 
@@ -239,8 +258,16 @@ def _split_validation(
 
     Planes with objects and empty planes are held out separately, each in proportion
     (at least one of a kind that has two or more), so that with 3 lesion slices and 3
-    lesion-free ones both kinds are validated and both are trained on.
+    lesion-free ones both kinds are validated and both are trained on. Planes of a weight
+    below 1 (labels nobody checked) are trained on and never validated on.
     """
+    unchecked = [p for p in planes if p.weight < 1]
+    planes = [p for p in planes if p.weight >= 1]
+    if unchecked:
+        if not planes:
+            raise ValueError("nothing is checked: interpolated slices alone cannot be validated on; check a slice")
+        train, val = _split_validation(planes, fraction, rng, crop)
+        return train + unchecked, val
     if len(planes) >= 2:
         groups = [[i for i, p in enumerate(planes) if _has_foreground(p)]]
         groups.append([i for i in range(len(planes)) if i not in groups[0]])
@@ -249,8 +276,11 @@ def _split_validation(
             if len(group) >= 2:
                 order = rng.permutation(group)
                 held += [int(i) for i in order[: max(1, round(fraction * len(group)))]]
-        if not held:  # one plane with objects and one without: validate on the one with objects
-            held = groups[0][:1] or [0]
+        if not held:  # one plane with objects and one without: both are learnt from, and tiles of
+            # the one with objects are held out (holding it out whole left nothing to learn objects from)
+            with_objects = groups[0][0] if groups[0] else 0
+            train, val = _split_validation([planes[with_objects]], fraction, rng, crop)
+            return [p for i, p in enumerate(planes) if i != with_objects] + train, val
         return [p for i, p in enumerate(planes) if i not in held], [planes[i] for i in sorted(held)]
     (plane,) = planes
     h, w = plane.region.shape
@@ -264,7 +294,14 @@ def _split_validation(
     ]
     if len(cells) < 2:
         raise ValueError("the annotated region is too small to hold some of it out for validation; annotate more")
-    chosen = rng.permutation(len(cells))[: max(1, round(fraction * len(cells)))]
+    order = [int(k) for k in rng.permutation(len(cells))]
+    with_objects = [
+        k for k, (i, j) in enumerate(cells)
+        if (plane.labels[i * cell : (i + 1) * cell, j * cell : (j + 1) * cell] > 0).any()
+    ]  # fmt: skip
+    if len(with_objects) == 1:  # every object in one cell (a first lesion): it is learnt from, not held out
+        order.remove(with_objects[0])
+    chosen = order[: max(1, round(fraction * len(cells)))]
     val_mask = np.zeros_like(plane.region)
     for k in chosen:
         i, j = cells[k]
@@ -281,7 +318,7 @@ class _Sampler:
 
     def __init__(self, planes: list[_Plane], crop: int, bias: float, rng: np.random.Generator) -> None:
         self.planes, self.crop, self.bias, self.rng = planes, crop, bias, rng
-        area = np.array([p.region.sum() for p in planes], float)
+        area = np.array([p.region.sum() * p.weight for p in planes], float)
         self.p = area / area.sum()
         self.where = [np.flatnonzero(p.region) for p in planes]
         self.semantic = bool(planes) and planes[0].semantic
@@ -324,7 +361,7 @@ class _Sampler:
             cy, cx = np.unravel_index(pool[self.rng.integers(len(pool))], plane.region.shape)
             xs.append(_crop(plane.image, cy, cx, c))
             ys.append(_crop(plane.target, cy, cx, c))
-            ms.append(_crop(plane.region[None].astype(np.float32), cy, cx, c))
+            ms.append(_crop(plane.region[None].astype(np.float32) * np.float32(plane.weight), cy, cx, c))
         return np.stack(xs), np.stack(ys), np.stack(ms)
 
 

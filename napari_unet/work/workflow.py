@@ -60,6 +60,9 @@ class Work:
         The card of the model that made them.
     checked : set of int
         Flat slice numbers a person checked.
+    interpolated : set of int
+        Slices filled between checked ones (:meth:`fill_between`) that nobody has checked
+        yet; checking one makes it checked. Training learns them with a weight of their own.
     session : napari_unet.work.session.Session or None
         Where the corrections autosave.
     """
@@ -75,9 +78,11 @@ class Work:
     settings: Any = None
     card: Any = None
     checked: set[int] = field(default_factory=set)
+    interpolated: set[int] = field(default_factory=set)
     predicted: set[int] = field(default_factory=set)
     session: Any = None
     handles: dict[str, Any] = field(default_factory=dict)  # role -> the caller's handle (a layer)
+    _filled: dict[int, np.ndarray] = field(default_factory=dict, repr=False)  # slice -> where a filling wrote
 
     def role_of(self, key: Any) -> str | None:
         """``image``, ``labels``, ``probability``, ``region``... or None: what ``key`` is here."""
@@ -99,13 +104,64 @@ class Work:
     # ----------------------------------------------------------------- checked data
 
     def mark_checked(self, z: int) -> None:
-        self.checked.add(self._check_slice(z))
+        z = self._check_slice(z)
+        self.checked.add(z)
+        self.interpolated.discard(z)
 
     def unmark(self, z: int) -> None:
         self.checked.discard(self._check_slice(z))
 
     def checked_slices(self) -> list[int]:
         return sorted(self.checked)
+
+    def interpolated_slices(self) -> list[int]:
+        """Slices filled between checked ones and not checked since; a slice whose filled
+        pixels were all taken away again (an undo, an eraser) is no longer one."""
+        for z in sorted(self.interpolated):
+            mask = self._filled.get(z)
+            if mask is not None and self.labels is not None and not np.asarray(self._plane(self.labels, z))[mask].any():
+                self.interpolated.discard(z)
+                self._filled.pop(z, None)
+        return sorted(self.interpolated - self.checked)
+
+    def _plane(self, data: Any, z: int) -> Any:
+        return data[tuple(np.unravel_index(z, self.shape[:-2]))] if len(self.shape) > 2 else data
+
+    def fill_between(self, probabilities: Any = None) -> tuple[np.ndarray, list[int]]:
+        """The labels with the slices between checked slices filled by shape-based
+        interpolation (:func:`napari_unet.objects.interpolate.fill_between`), and the slices
+        that received pixels; with ``probabilities`` (``(Y, X)`` maps of the stack's slices,
+        the model's foreground), the filled shapes follow the image where the model is sure.
+        Nothing is written: the caller puts the new pixels into the labels (one undo step
+        in the dock), then calls :meth:`mark_interpolated`."""
+        from napari_unet.objects.interpolate import fill_between
+
+        if self.labels is None:
+            raise ValueError(f"{self.name}: there are no labels to fill; predict or draw some first")
+        if len(self.shape) != 3:
+            raise ValueError(
+                f"{self.name} is {'one 2D image' if len(self.shape) == 2 else 'a ' + str(len(self.shape)) + 'D stack'}; "
+                "filling between slices needs a Z stack (Z, Y, X)"
+            )
+        labels = np.asarray(self.labels)
+        return fill_between(labels, self.checked_slices(), probability=probabilities)
+
+    def mark_interpolated(self, slices: Iterable[int], filled: np.ndarray | None = None) -> None:
+        """Mark ``slices`` as filled, not checked; ``filled``: where the filling wrote (the
+        stack's shape), so that a filling taken back unmarks its slices."""
+        for z in slices:
+            z = self._check_slice(z)
+            if z in self.checked:
+                continue
+            self.interpolated.add(z)
+            if filled is not None:
+                self._filled[z] = np.asarray(self._plane(filled, z), bool)
+
+    def training_weights(self, weight: float) -> dict[int, float]:
+        """``{slice: weight}`` for the interpolated slices nobody checked (0: not learnt)."""
+        if not 0 <= weight <= 1:
+            raise ValueError(f"the weight of interpolated slices must be from 0 to 1, got {weight}")
+        return {z: float(weight) for z in self.interpolated_slices()} if weight > 0 else {}
 
     def has_region(self) -> bool:
         return self.region is not None and bool(np.asarray(self.region).any())

@@ -22,7 +22,7 @@ def test_the_dock_holds_the_registered_steps_in_order(make_napari_viewer, regist
     from napari_unet._widgets.dock import UNetDock
 
     dock = UNetDock(make_napari_viewer())
-    assert [dock.tabText(i) for i in range(dock.count())] == ["Predict", "Correct", "Fine-tune", "Count"]
+    assert [dock.tabText(i) for i in range(dock.count())] == ["Predict", "Correct", "Suggest", "Fine-tune", "Count"]
     assert dock.predict_step.title == "Predict" and dock.count_step.title == "Count"
 
 
@@ -34,7 +34,7 @@ def test_a_step_registered_with_one_entry_is_a_tab_that_runs(make_napari_viewer,
     labels.data[2:6, 3:8] = 1
     dock = UNetDock(viewer)
     titles = [dock.tabText(i) for i in range(dock.count())]
-    assert titles == ["Predict", "Correct", "Measure", "Fine-tune", "Count"]
+    assert titles == ["Predict", "Correct", "Measure", "Suggest", "Fine-tune", "Count"]
     step = dock.measure_step
     assert dock.widget(2) is step.native and step.workflow is dock.predict_step.workflow  # one workflow per viewer
     dock.reset_choices()  # reaches the new step too
@@ -47,5 +47,5 @@ def test_a_step_registered_with_one_entry_is_a_tab_that_runs(make_napari_viewer,
 def test_a_step_that_would_shadow_another_is_refused():
     with pytest.raises(ValueError, match="already in the dock"):
         steps.add_step(steps.StepEntry("Predict", "x:Y", "other"))
-    with pytest.raises(ValueError, match="no step titled 'Nope'; the steps are Predict, Correct, Fine-tune, Count"):
+    with pytest.raises(ValueError, match="no step titled 'Nope'; the steps are Predict, Correct, Suggest, Fine-tune, Count"):
         steps.add_step(steps.StepEntry("New", "x:Y", "new_step"), after="Nope")

@@ -454,11 +454,11 @@ def test_count_empty_mask_and_bad_areas(make_napari_viewer, registry, errors, qt
     assert len(widget.result[1]) == 0 and widget.summary.value == "0 objects"
 
 
-def test_the_dock_holds_the_four_steps(make_napari_viewer, registry):
+def test_the_dock_holds_the_five_steps(make_napari_viewer, registry):
     viewer = make_napari_viewer()
     dock = UNetDock(viewer)
     viewer.window.add_dock_widget(dock, name="U-Net")
-    assert [dock.tabText(i) for i in range(dock.count())] == ["Predict", "Correct", "Fine-tune", "Count"]
+    assert [dock.tabText(i) for i in range(dock.count())] == ["Predict", "Correct", "Suggest", "Fine-tune", "Count"]
 
 
 @pytest.mark.parametrize("job", ["predict", "train", "count"])
