@@ -61,6 +61,11 @@ def test_scores_count_only_the_checked_region(model):
 def test_a_class_marked_nowhere_and_drawn_nowhere_scores_1_not_nan(model):
     scores = heldout.heldout_scores(model, [_plane(bright_cols=0, drawn_cols=0)], _settings(model))
     assert scores["classes"]["1"] == {"name": "lesion", "dice": 1.0, "iou": 1.0, "precision": 1.0, "recall": 1.0}
+    # ... but held-out data with no lesion cannot choose a checkpoint: a model that finds nothing
+    # would look perfect, so the overall Dice is not a number and training keeps its latest weights
+    assert np.isnan(scores["dice"])
+    marked = heldout.heldout_scores(model, [_plane(bright_cols=8, drawn_cols=0)], _settings(model))
+    assert np.isnan(marked["dice"]) and marked["classes"]["1"]["dice"] == 0.0
 
 
 def test_false_positives_are_the_checked_background_the_model_marks(model):

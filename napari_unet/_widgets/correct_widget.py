@@ -55,7 +55,7 @@ class CorrectWidget(Container):
             "Draw an object on two checked slices; the slices between get its shape, interpolated (one undo). "
             "They stay unchecked, marked 'filled', until you check them."
         )
-        self.refine = CheckBox(label="follow the model's probabilities", value=True, visible=False)
+        self.refine = CheckBox(label="follow the model's probabilities", value=False, visible=False)
         self.filled = wrapping_label()
         self.region_button = PushButton(text="Paint checked region (single image)")
         self.delete_button = PushButton(text="Delete selected object")

@@ -268,7 +268,10 @@ class Trainer:
             score = scores["dice"] if math.isnan(scores["f1"]) else 0.5 * (scores["dice"] + scores["f1"])
             # while nothing is found yet (a new model's first epochs score 0) the latest, most
             # trained weights are kept: the first epoch's are no better, only less trained
-            if score > self._best_score or score == self._best_score <= 0:
+            if math.isnan(score):  # the held-out data holds nothing to score: the latest weights are kept
+                self._best_epoch, bad_epochs = epoch, 0
+                self._best_state = self._snapshot()
+            elif score > self._best_score or score == self._best_score <= 0:
                 self._best_score, self._best_epoch, bad_epochs = score, epoch, 0
                 self._best_state = self._snapshot()
                 if self.on_best is not None:

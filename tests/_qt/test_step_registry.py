@@ -47,5 +47,7 @@ def test_a_step_registered_with_one_entry_is_a_tab_that_runs(make_napari_viewer,
 def test_a_step_that_would_shadow_another_is_refused():
     with pytest.raises(ValueError, match="already in the dock"):
         steps.add_step(steps.StepEntry("Predict", "x:Y", "other"))
-    with pytest.raises(ValueError, match="no step titled 'Nope'; the steps are Predict, Correct, Suggest, Fine-tune, Count"):
+    with pytest.raises(
+        ValueError, match="no step titled 'Nope'; the steps are Predict, Correct, Suggest, Fine-tune, Count"
+    ):
         steps.add_step(steps.StepEntry("New", "x:Y", "new_step"), after="Nope")
