@@ -185,6 +185,7 @@ def run_order(name: str, volume: dict, order: str, args: argparse.Namespace) -> 
         if r < args.rounds:
             checked = sorted({*checked, *next_slices(order, checked, depth, args.k, ranking, rng)})
     reach = next((n for n, d in curve if d >= 0.8), None)
+    print(f"{name}, {order}: " + ", ".join(f"{n} -> {d:.3f}" for n, d in curve) + f" ({seconds:.0f} s)", flush=True)
     return {"volume": name, "order": order, "curve": curve, "reach": reach, "ranks": ranks, "seconds": seconds}
 
 

@@ -7,7 +7,8 @@ paints a correction and marks the slice checked, fine-tunes for a few seconds, c
 Writes docs/images/{sample,predict,correct,finetune,count}.png. Then the first model on
 a CT stack: opens the CT sample, draws the lesion on its 3 slices (copied from the sample's
 mask, as a careful hand would), marks 3 lesion-free slices checked too, trains a new model
-for ``--ct-seconds`` and predicts the other slices: docs/images/ct_{open,drawn,train,predict}.png.
+for ``--ct-seconds``, asks it which slice to check next and predicts the other slices:
+docs/images/ct_{open,drawn,train,suggest,predict}.png.
 ``--only dicom`` opens the CT sample written as a DICOM series: docs/images/dicom_open.png.
 
     xvfb-run -a python scripts/screenshots.py [--only ct|dicom] [--ct-seconds 180] [--dicom-masks DIR]
@@ -62,7 +63,7 @@ def ct_walkthrough(viewer, app, dock, seconds: float) -> None:
     for z in lesion_slices:  # what a careful hand paints on the slices with the lesion
         drawn.data[z] = truth.data[z]
     drawn.refresh()
-    dock.setCurrentIndex(1)
+    dock.setCurrentWidget(dock.correct_step.native)
     dock.correct_step.labels_layer.value = drawn
     labels_work(workflow_for(viewer), drawn).checked.update(lesion_slices + free_slices)
     dock.correct_step._sync_checked()
@@ -71,7 +72,7 @@ def ct_walkthrough(viewer, app, dock, seconds: float) -> None:
     camera.zoom, camera.center = 4.0, (float(lesion[0]), float(lesion[1]))
     shot(viewer, "ct_drawn")
 
-    dock.setCurrentIndex(2)
+    dock.setCurrentWidget(dock.train_step.native)
     train = dock.train_step
     train.image.value, train.labels_layer.value = image, drawn
     train.start_from.value = "a new model for these images"
@@ -86,6 +87,16 @@ def ct_walkthrough(viewer, app, dock, seconds: float) -> None:
     shot(viewer, "ct_train")
 
     train.use_model()
+    suggest = dock.suggest_step  # which slice to check next, by the new model's doubt
+    dock.setCurrentWidget(suggest.native)
+    suggest.image.value, suggest.labels_layer.value = image, drawn
+    suggest.run()
+    wait(app, suggest, 600)
+    suggest.go_next()
+    viewer.reset_view()
+    shot(viewer, "ct_suggest")
+    viewer.layers.remove(viewer.layers[f"{image.name} doubt"])
+
     dock.predict_step.follow_drawn.value = True  # the regions that continue the drawn lesion, as the README says
     train.repredict()
     wait(app, dock.predict_step, 600)
@@ -93,7 +104,7 @@ def ct_walkthrough(viewer, app, dock, seconds: float) -> None:
     predicted.opacity = 0.7
     if predicted is not drawn:
         drawn.visible = False
-    dock.setCurrentIndex(0)
+    dock.setCurrentWidget(dock.predict_step.native)
     viewer.dims.set_current_step(0, 4)  # a slice the model was not shown
     viewer.reset_view()
     shot(viewer, "ct_predict")
@@ -170,10 +181,10 @@ def main() -> None:
     labels = viewer.layers[f"{image.name} labels"]
     labels.contour = 0
     labels.opacity = 0.5
-    dock.setCurrentIndex(0)
+    dock.setCurrentWidget(dock.predict_step.native)
     shot(viewer, "predict")
 
-    dock.setCurrentIndex(1)
+    dock.setCurrentWidget(dock.correct_step.native)
     dock.correct_step.labels_layer.value = labels
     camera = getattr(viewer, "scene", viewer).camera  # viewer.scene from napari 0.9 on
     camera.zoom = 2.5
@@ -190,7 +201,7 @@ def main() -> None:
     dock.correct_step.autosave(force=True)
     shot(viewer, "correct")
 
-    dock.setCurrentIndex(2)
+    dock.setCurrentWidget(dock.train_step.native)
     labels.data[: 768 // 2, : 869 // 2] = truth.data[: 768 // 2, : 869 // 2]
     dock.train_step.image.value, dock.train_step.labels_layer.value = image, labels
     dock.train_step.model_name.value = "rpe1-corrected"
@@ -199,7 +210,7 @@ def main() -> None:
     viewer.reset_view()
     shot(viewer, "finetune")
 
-    dock.setCurrentIndex(3)
+    dock.setCurrentWidget(dock.count_step.native)
     region.visible = False
     dock.count_step.labels_layer.value = labels
     dock.count_step.image.value = image

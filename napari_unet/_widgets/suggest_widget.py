@@ -169,6 +169,6 @@ class SuggestWidget(Step):
             self.status.value = f"slice {target.z}: about {target.score:.0f} pixel(s) likely to change"
         else:
             scale = image.scale[-2:]
-            self._viewer.camera.center = ((target.y + target.height / 2) * scale[0],
-                                          (target.x + target.width / 2) * scale[1])  # fmt: skip
+            camera = getattr(self._viewer, "scene", self._viewer).camera  # viewer.scene from napari 0.9 on
+            camera.center = ((target.y + target.height / 2) * scale[0], (target.x + target.width / 2) * scale[1])
             self.status.value = f"region y {target.y}, x {target.x}: about {target.score:.0f} pixel(s) likely to change"

@@ -116,3 +116,20 @@ def test_suggest_refuses_labels_of_another_image_in_one_sentence(make_napari_vie
     assert widget.run() is None
     assert "have shape (4, 50, 50) but the image has (4, 96, 96)" in errors[-1]
     assert widget.go_next() is None  # nothing ranked yet: said, not failed
+
+
+def test_one_large_image_gets_its_regions_ranked_and_a_click_centres_on_one(make_napari_viewer, registry, qtbot):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(1)
+    image = viewer.add_image(rng.normal(100, 10, (300, 520)).astype(np.float32), name="slide")
+    workflow_for(viewer).switch_model("tiny")
+    widget = SuggestWidget(viewer)
+    widget.image.value = image
+    widget.method.value = "margin"
+    assert widget.run() is not None
+    wait_for(qtbot, widget)
+    assert viewer.layers["slide doubt"].data.shape == (300, 520)
+    assert len(widget.ranked.choices) == 6  # 2 x 3 regions of 256 px (the last ones cut by the edge)
+    target = widget.go_next()
+    camera = getattr(viewer, "scene", viewer).camera
+    assert tuple(np.round(camera.center[-2:])) == (target.y + target.height / 2, target.x + target.width / 2)
