@@ -27,6 +27,13 @@ def layer_overlays(layer: Any) -> Any:
     return getattr(layer, "_overlays", None)
 
 
+def history_lengths(layer: Any) -> tuple[int, int] | None:
+    """How many steps napari can undo and redo on a Labels layer, or None. An undo changes the
+    labels without a paint event; these lengths are how the Correct step tells that one happened."""
+    undo, redo = getattr(layer, "_undo_history", None), getattr(layer, "_redo_history", None)
+    return None if undo is None or redo is None else (len(undo), len(redo))
+
+
 def notification_toasts() -> list | None:
     """The toasts napari shows now, oldest first (``NapariQtNotification._instances``), or None."""
     try:
@@ -47,4 +54,6 @@ def missing_private_api(viewer: Any, labels_layer: Any) -> list[str]:
         missing.append("Layer._overlays")
     else:
         missing += [f"Labels._overlays[{name!r}]" for name in TOOL_OVERLAYS if name not in overlays]
+    if history_lengths(labels_layer) is None:
+        missing.append("Labels._undo_history/_redo_history")
     return missing

@@ -16,7 +16,7 @@ from napari_unet._widgets._common import (
     notify_info,
     wrapping_label,
 )
-from napari_unet._widgets._napari_compat import qt_window
+from napari_unet._widgets._napari_compat import history_lengths, qt_window
 from napari_unet._widgets._step import labels_work, listen, workflow_for
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class CorrectWidget(Container):
         self.paint_class.changed.connect(self._paint_class_chosen)
         self._dirty: set[int] = set()
         self._undone = self._painting = False
-        self._history: tuple[int, int] = (0, 0)
+        self._history: tuple[int, int] | None = None
         self._attached: Any = None
         self.session: Any = None
         self.autosave_seconds = autosave_seconds
@@ -123,7 +123,7 @@ class CorrectWidget(Container):
             return
         layer.events.paint.connect(self._on_paint)
         layer.events.set_data.connect(self._on_set_data)
-        self._history = _history_lengths(layer)
+        self._history = history_lengths(layer)
         self.work = labels_work(self.workflow, layer)
         self._show_classes(layer)
         self.session = self.work.session
@@ -174,7 +174,7 @@ class CorrectWidget(Container):
         layer = self._attached
         if layer is None:
             return
-        lengths = _history_lengths(layer)
+        lengths = history_lengths(layer)
         if lengths != self._history and not self._painting:
             self._undone = True
         self._history, self._painting = lengths, False
@@ -399,11 +399,6 @@ class CorrectWidget(Container):
         if answer == QMessageBox.StandardButton.Save:
             return self.autosave(force=True)
         return answer == QMessageBox.StandardButton.Discard
-
-
-def _history_lengths(layer: Any) -> tuple[int, int]:
-    """How many steps napari can undo and redo on ``layer`` ((0, 0) where it does not say)."""
-    return len(getattr(layer, "_undo_history", ()) or ()), len(getattr(layer, "_redo_history", ()) or ())
 
 
 def _ranges(slices: list[int]) -> str:
